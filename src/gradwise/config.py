@@ -1,0 +1,438 @@
+"""Typed config: YAML in, every default written out, helpful errors for typos and wrong types."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gradwise.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- data
+
+
+class SplitConfig(_Strict):
+    val: float = Field(0.15, ge=0, lt=1, description="fraction held out for validation")
+    test: float = Field(0.2, ge=0, lt=1, description="fraction held out for the final test")
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> SplitConfig:
+        if self.val + self.test >= 0.95:
+            raise ValueError(
+                f"split.val + split.test = {self.val + self.test:.2f} leaves almost nothing to "
+                "train on; keep the sum below 0.95"
+            )
+        return self
+
+
+class ShiftAugment(_Strict):
+    name: Literal["shift"]
+    pixels: int = Field(1, ge=1, description="largest translation, in pixels")
+
+
+class CropAugment(_Strict):
+    name: Literal["crop"]
+    padding: int = Field(2, ge=1, description="zero padding before the random crop, in pixels")
+
+
+class RotateAugment(_Strict):
+    name: Literal["rotate"]
+    degrees: float = Field(10.0, gt=0, le=180)
+
+
+class FlipAugment(_Strict):
+    name: Literal["flip"]
+    horizontal: bool = True
+    vertical: bool = False
+
+
+class NoiseAugment(_Strict):
+    name: Literal["noise"]
+    std: float = Field(0.05, gt=0, description="gaussian noise std, in standardised units")
+
+
+Augment = Annotated[
+    ShiftAugment | CropAugment | RotateAugment | FlipAugment | NoiseAugment,
+    Field(discriminator="name"),
+]
+
+
+class DataConfig(_Strict):
+    source: str = Field(
+        "builtin:digits",
+        description="builtin:NAME | csv:PATH | parquet:PATH | npz:PATH | images:DIR | "
+        "idx:PREFIX | text:PATH | timeseries:PATH",
+    )
+    target: str | None = Field(None, description="target column (csv, parquet, timeseries)")
+    task: Literal["auto", "classification", "regression"] = "auto"
+    split: SplitConfig = SplitConfig()
+    augment: list[Augment] = Field(default_factory=list)
+    # tabular
+    columns: list[str] | None = Field(None, description="column names for a CSV without header")
+    drop: list[str] = Field(default_factory=list, description="columns to ignore (ids, leaks)")
+    categorical: Literal["onehot", "embed"] = "onehot"
+    na_values: list[str] = Field(default_factory=list, description="extra strings read as missing")
+    # images
+    image_size: int | None = Field(None, ge=4, description="resize images to this square size")
+    color: Literal["auto", "gray", "rgb"] = "auto"
+    # text
+    tokenizer: Literal["char", "byte"] = "char"
+    block_size: int = Field(64, ge=2, description="tokens per training window")
+    # timeseries
+    features: list[str] | None = Field(None, description="input columns (default: the target only)")
+    window: int = Field(24, ge=1, description="past steps the model sees")
+    horizon: int = Field(1, ge=1, description="future steps it predicts")
+    limit: int | None = Field(None, ge=1, description="use only the first N rows/samples")
+
+
+# ---------------------------------------------------------------- models
+
+Activation = Literal["relu", "gelu", "tanh", "silu", "leaky_relu"]
+Init = Literal["he", "xavier", "default"]
+
+
+class MLPConfig(_Strict):
+    arch: Literal["mlp"] = "mlp"
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [256, 256])
+    activation: Activation = "relu"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    norm: Literal["none", "batch", "layer"] = "none"
+    init: Init = "he"
+    embed_dim: int | None = Field(
+        None, ge=1, description="width of categorical embeddings (default: min(16, (n+1)//2))"
+    )
+
+
+class CNNConfig(_Strict):
+    arch: Literal["cnn"]
+    channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [32, 64])
+    convs_per_block: int = Field(2, ge=1)
+    kernel: int = Field(3, ge=1)
+    pool: Literal["max", "avg", "none"] = "max"
+    batch_norm: bool = True
+    activation: Activation = "relu"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    head: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+    init: Init = "he"
+
+
+class RNNConfig(_Strict):
+    arch: Literal["rnn", "lstm", "gru"]
+    hidden: int = Field(128, ge=1)
+    layers: int = Field(1, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    bidirectional: bool = False
+    embed_dim: int = Field(64, ge=1, description="token embedding width (text)")
+    pool: Literal["last", "mean"] = "last"
+    init: Init = "xavier"
+
+
+ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig, Field(discriminator="arch")]
+
+
+# ---------------------------------------------------------------- training
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float | None = Field(
+        None, ge=0, lt=1, description="sgd and rmsprop; null: 0.9 for sgd, 0 for rmsprop"
+    )
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    alpha: float = Field(0.99, gt=0, lt=1, description="rmsprop smoothing")
+
+    @model_validator(mode="after")
+    def _nesterov_needs_sgd_momentum(self) -> OptimizerConfig:
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0.0):
+            raise ValueError("optimizer.nesterov needs name: sgd and a momentum above 0")
+        return self
+
+
+class ScheduleConfig(_Strict):
+    name: Literal["constant", "step", "exponential", "cosine", "plateau", "onecycle"] = "cosine"
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up, in optimizer steps")
+    step_size: int = Field(10, ge=1, description="step: epochs between decays")
+    gamma: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="decay factor; null: 0.1 per step_size (step), 0.95 per epoch (exponential)",
+    )
+    min_lr: float = Field(0.0, ge=0, description="cosine: floor as a fraction of the peak")
+    factor: float = Field(0.5, gt=0, lt=1, description="plateau: decay factor")
+    patience: int = Field(2, ge=0, description="plateau: epochs without improvement")
+    pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: fraction spent rising")
+
+
+class LossConfig(_Strict):
+    name: Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber"] = "auto"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] | list[float] = "none"
+    huber_delta: float = Field(1.0, gt=0)
+
+
+class EarlyStoppingConfig(_Strict):
+    metric: str = Field("val.loss", description="any logged metric, e.g. val.accuracy")
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: int | None = Field(10, ge=1, description="epochs without improvement; null: off")
+    min_delta: float = Field(0.0, ge=0)
+    restore_best: bool = True
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    loss: LossConfig = LossConfig()
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on weights, added to the loss")
+    grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null: off")
+    accumulate: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+    channels_last: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    explode_threshold: float = Field(
+        1e4, gt=0, description="a gradient norm above this stops the run as exploded"
+    )
+    diagnostics: bool = Field(True, description="log per-layer gradient norms and dead ReLUs")
+    checkpoint: bool = Field(True, description="save a resumable checkpoint every epoch")
+    eval_batch_size: int = Field(1024, ge=1)
+
+
+class Config(_Strict):
+    name: str = Field("run", min_length=1)
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = MLPConfig()
+    train: TrainConfig = TrainConfig()
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | Config,
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> Config:
+    """Read a config from YAML (or a dict), apply `key=value` overrides, validate once.
+
+    Args:
+        source: path to a YAML file, a plain dict, or an existing Config.
+        overrides: `{"train.epochs": 5}` or `["train.epochs=5"]` as given to `--set`.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, a key is unknown, or a value is invalid.
+    """
+    origin = "config"
+    if isinstance(source, Config):
+        raw: dict[str, Any] = source.model_dump(mode="json")
+    elif isinstance(source, dict):
+        raw = _deep_copy(source)
+    else:
+        path = Path(source)
+        origin = str(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file {path} not found; check the path.")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of keys (name:, data:, model:, ...).")
+        raw = loaded
+    for key, value in parse_overrides(overrides).items():
+        _set_dotted(raw, key, value)
+    return _validate(raw, origin)
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML, every default written out."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} must look like key=value, e.g. train.epochs=5.")
+        parsed[key.strip()] = _parse_value(text)
+    return parsed
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads 3e-4 as a string
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            raise ConfigError(f"--set {key}: {prefix} is a value, not a section.")
+        node = child
+    node[parts[-1]] = value
+
+
+def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
+
+
+def _validate(raw: dict[str, Any], origin: str) -> Config:
+    model = raw.get("model")
+    if isinstance(model, dict) and "arch" not in model:
+        raw = {**raw, "model": {"arch": "mlp", **model}}
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, raw, origin)) from None
+
+
+_TAGGED = {"model": "arch", "augment": "name"}
+
+
+def _explain(exc: ValidationError, raw: dict[str, Any], origin: str) -> str:
+    """Turn pydantic's errors into sentences a person can act on."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key, model_cls = _user_path(loc, raw)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"unknown key {key} in {origin}; {_suggest(key, model_cls)}")
+        elif kind == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            lines.append(
+                f"{key}.{ctx.get('discriminator', '').strip(chr(39))}: {ctx.get('tag')!r} is not "
+                f"one of {ctx.get('expected_tags')}"
+            )
+        else:
+            got = err.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{key}: {err['msg'].rstrip('.')}{shown}")
+    return "\n".join(f"error: {line}" if i else line for i, line in enumerate(lines))
+
+
+def _suggest(key: str, model_cls: type[BaseModel] | None) -> str:
+    """'did you mean ...?' from the keys valid where the typo sits, nested ones included."""
+    parent, _, name = key.rpartition(".")
+    valid = _dotted_keys(model_cls) if model_cls else []
+    top = [k for k in valid if "." not in k]
+    match = _closest(name, {k: k for k in top})
+    if match is None:
+        match = _closest(name, {k.rsplit(".", 1)[-1]: k for k in reversed(valid) if "." in k})
+    if match is None:
+        return f"valid keys here: {', '.join(top)}."
+    return f"did you mean {parent + '.' if parent else ''}{match}?"
+
+
+def _closest(name: str, candidates: dict[str, str]) -> str | None:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    if close:
+        return candidates[close[0]]
+    stems = [c for c in candidates if name.startswith(c) or c.startswith(name)]
+    return candidates[max(stems, key=len)] if stems else None
+
+
+def _dotted_keys(cls: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in cls.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_dotted_keys(ann, f"{prefix}{name}."))
+    return keys
+
+
+def _user_path(loc: list[str], raw: dict[str, Any]) -> tuple[str, type[BaseModel] | None]:
+    """Drop pydantic's union tags from a location and find the model class that owns it."""
+    parts: list[str] = []
+    cls: type[BaseModel] | None = Config
+    node: Any = raw
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        parts.append(part)
+        owner_field = parts[-1]
+        next_node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            next_node = node[int(part)]
+        node = next_node
+        tag_field = _TAGGED.get(owner_field) if owner_field in _TAGGED else None
+        if owner_field.isdigit() and len(parts) >= 2 and parts[-2] in _TAGGED:
+            tag_field = _TAGGED[parts[-2]]
+        if (
+            tag_field
+            and i + 1 < len(loc)
+            and isinstance(node, dict)
+            and loc[i + 1] == str(node.get(tag_field))
+        ):
+            i += 1  # skip the discriminator value pydantic inserts
+        cls = _field_model(cls, part, node, tag_field)
+        i += 1
+    return ".".join(parts), cls
+
+
+def _field_model(
+    cls: type[BaseModel] | None, part: str, node: Any, tag_field: str | None
+) -> type[BaseModel] | None:
+    if cls is None:
+        return None
+    if part.isdigit():
+        return cls
+    field = cls.model_fields.get(part)
+    if field is None:
+        return cls
+    return _model_in(field.annotation, node, tag_field)
+
+
+def _model_in(annotation: Any, node: Any, tag_field: str | None) -> type[BaseModel] | None:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    candidates = []
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg, node, tag_field)
+        if found is not None:
+            candidates.append(found)
+    if tag_field and isinstance(node, dict):
+        for cand in candidates:
+            tag = cand.model_fields.get(tag_field)
+            if tag is not None and node.get(tag_field) in typing.get_args(tag.annotation):
+                return cand
+    return candidates[0] if candidates else None

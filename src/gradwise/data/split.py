@@ -1,0 +1,61 @@
+"""Seeded train/val/test splits: stratified for classification, chronological for series."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from gradwise.config import SplitConfig
+
+log = logging.getLogger("gradwise")
+
+
+def split_indices(
+    n: int,
+    cfg: SplitConfig,
+    seed: int,
+    stratify: np.ndarray | None = None,
+    ordered: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the train, val and test rows.
+
+    Args:
+        n: number of samples.
+        cfg: fractions held out for validation and test.
+        seed: the run's seed; the same seed always gives the same split.
+        stratify: (n,) class labels to keep class proportions in every split.
+        ordered: keep time order (train first, then val, then test); no shuffling.
+    """
+    n_test = int(round(n * cfg.test))
+    n_val = int(round(n * cfg.val))
+    if ordered:
+        idx = np.arange(n)
+        n_train = n - n_val - n_test
+        return idx[:n_train], idx[n_train : n_train + n_val], idx[n_train + n_val :]
+    idx = np.arange(n)
+    strat = stratify if stratify is not None and _can_stratify(stratify, n_val, n_test) else None
+    if stratify is not None and strat is None:
+        log.warning(
+            "some class has fewer than 2 samples per split; splitting without stratification"
+        )
+    rest, test = _take(idx, n_test, strat, seed)
+    strat_rest = strat[rest] if strat is not None else None
+    train, val = _take(rest, n_val, strat_rest, seed + 1)
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _take(
+    idx: np.ndarray, n_out: int, strat: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if n_out == 0:
+        return idx, idx[:0]
+    keep, out = train_test_split(idx, test_size=n_out, random_state=seed, stratify=strat)
+    return keep, out
+
+
+def _can_stratify(labels: np.ndarray, n_val: int, n_test: int) -> bool:
+    _, counts = np.unique(labels, return_counts=True)
+    n_classes = len(counts)
+    return counts.min() >= 3 and min(n_val or n_classes, n_test or n_classes) >= n_classes

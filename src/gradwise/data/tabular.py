@@ -1,0 +1,158 @@
+"""Tables (csv, parquet, built-in): impute, standardise, one-hot or embed; stats from train only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from gradwise.config import DataConfig
+from gradwise.errors import DataError
+
+OTHER = "<other>"
+MISSING = "<missing>"
+
+
+def read_table(path: Path, kind: Literal["csv", "parquet"], cfg: DataConfig) -> pd.DataFrame:
+    """Read a CSV or parquet file into a DataFrame; a DataError names what went wrong."""
+    if not path.is_file():
+        raise DataError(f"Data file {path} not found; check data.source.")
+    try:
+        if kind == "parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(
+                path,
+                header=None if cfg.columns else "infer",
+                names=cfg.columns,
+                skipinitialspace=True,
+                na_values=cfg.na_values or None,
+                encoding="utf-8-sig",
+                nrows=cfg.limit,
+            )
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"Cannot read {path} as {kind}: {exc}") from None
+    if cfg.limit is not None:
+        df = df.iloc[: cfg.limit]
+    if df.empty:
+        raise DataError(f"{path} holds no rows.")
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def pick_target(df: pd.DataFrame, target: str | None, origin: str) -> str:
+    if target is None:
+        raise DataError(
+            f"{origin}: set data.target to the column to predict. Columns: {', '.join(df.columns)}."
+        )
+    if target not in df.columns:
+        raise DataError(
+            f"Target column {target!r} not found in {origin}. Columns: {', '.join(df.columns)}."
+        )
+    return target
+
+
+@dataclass(frozen=True)
+class TabularPreprocessor:
+    """Fitted column transforms; `transform` turns raw rows into the model's float matrix.
+
+    Numeric columns: missing values take the train median, then (x - mean) / std.
+    Categorical columns: a vocabulary from train (plus <other> for unseen values), then
+    either one-hot columns or, with `encoding='embed'`, one integer code per column that
+    the model embeds.
+    """
+
+    numeric: list[str]
+    medians: list[float]
+    means: list[float]
+    stds: list[float]
+    categorical: list[str] = field(default_factory=list)
+    vocab: list[list[str]] = field(default_factory=list)
+    encoding: Literal["onehot", "embed"] = "onehot"
+
+    @staticmethod
+    def fit(df: pd.DataFrame, encoding: Literal["onehot", "embed"]) -> TabularPreprocessor:
+        numeric, categorical = _column_kinds(df)
+        if not numeric and not categorical:
+            raise DataError("No input columns are left after removing the target and data.drop.")
+        num = df[numeric].astype(np.float64)
+        medians = num.median().fillna(0.0)
+        filled = num.fillna(medians)
+        stds = filled.std(ddof=0).replace(0.0, 1.0).fillna(1.0)
+        vocab = [[OTHER, *sorted(_as_text(df[c]).unique().tolist())] for c in categorical]
+        return TabularPreprocessor(
+            numeric=numeric,
+            medians=medians.tolist(),
+            means=filled.mean().tolist(),
+            stds=stds.tolist(),
+            categorical=categorical,
+            vocab=vocab,
+            encoding=encoding,
+        )
+
+    @property
+    def columns(self) -> list[str]:
+        return self.numeric + self.categorical
+
+    @property
+    def n_features(self) -> int:
+        if self.encoding == "embed":
+            return len(self.numeric) + len(self.categorical)
+        return len(self.numeric) + sum(len(v) for v in self.vocab)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Vocabulary size of each embedded column (empty for one-hot)."""
+        return [len(v) for v in self.vocab] if self.encoding == "embed" else []
+
+    @property
+    def feature_names(self) -> list[str]:
+        if self.encoding == "embed":
+            return self.columns
+        return self.numeric + [
+            f"{c}={v}" for c, vs in zip(self.categorical, self.vocab) for v in vs
+        ]
+
+    def count_missing(self, df: pd.DataFrame) -> dict[str, int]:
+        counts = df[self.columns].isna().sum()
+        return {c: int(n) for c, n in counts.items() if n}
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """Raw rows (any extra columns are ignored) to an (N, n_features) float32 matrix."""
+        missing = [c for c in self.columns if c not in df.columns]
+        if missing:
+            raise DataError(
+                f"Input lacks the column(s) {', '.join(missing)} the model was trained on; "
+                f"expected columns: {', '.join(self.columns)}."
+            )
+        num = df[self.numeric].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+        num = num.fillna(pd.Series(self.medians, index=self.numeric))
+        parts = [((num.to_numpy() - np.array(self.means)) / np.array(self.stds))]
+        for col, vocab in zip(self.categorical, self.vocab):
+            index = {v: i for i, v in enumerate(vocab)}
+            codes = _as_text(df[col]).map(lambda v, index=index: index.get(v, 0)).to_numpy()
+            if self.encoding == "embed":
+                parts.append(codes[:, None].astype(np.float64))
+            else:
+                parts.append(np.eye(len(vocab))[codes])
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _column_kinds(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    numeric, categorical = [], []
+    for col in df.columns:
+        kind = df[col].dtype.kind
+        if kind in "iufb":
+            numeric.append(col)
+        elif kind == "M" or kind == "m":
+            continue  # dates are not features by themselves
+        else:
+            categorical.append(col)
+    return numeric, categorical
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    return col.astype(object).where(col.notna(), MISSING).astype(str).str.strip()

@@ -1,0 +1,27 @@
+"""What a model is built for: the input it receives and the outputs it must give."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Shapes a model is built for, taken from the data schema.
+
+    Attributes:
+        kind: tabular (B, F) | image (B, C, H, W) | sequence (B, T, F) | tokens (B, T).
+        shape: one sample's shape, without the batch dimension.
+        n_outputs: logits per sample (classes, regression outputs) or per token (vocabulary).
+        vocab_size: token vocabulary (tokens only).
+        categorical: vocabulary sizes of embedded categorical columns, the last columns of x.
+        per_token: one output per time step (language models) instead of one per sample.
+    """
+
+    kind: Literal["tabular", "image", "sequence", "tokens"]
+    shape: tuple[int, ...]
+    n_outputs: int
+    vocab_size: int = 0
+    categorical: tuple[int, ...] = ()
+    per_token: bool = False

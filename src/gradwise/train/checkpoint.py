@@ -1,0 +1,100 @@
+"""Checkpoints and weights in safetensors + JSON, written atomically (temp file, then rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import Tensor, nn
+
+from gradwise.errors import DataError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_tensors(
+    path: Path, tensors: dict[str, Tensor], meta: dict[str, Any] | None = None
+) -> None:
+    """Save tensors (and JSON metadata) to one safetensors file, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        plain = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        save_file(plain, tmp, metadata={"gradwise": json.dumps(meta or {})})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Tensors and metadata from a safetensors file; never unpickles anything."""
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {}).get("gradwise", "{}"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable safetensors file: {exc}") from None
+    return tensors, meta
+
+
+def save_weights(path: Path, model: nn.Module) -> None:
+    save_tensors(path, model.state_dict())
+
+
+def load_weights(path: Path, model: nn.Module) -> None:
+    tensors, _ = load_tensors(path)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise DataError(
+            f"{path} does not match the model in model.json (missing: {', '.join(missing[:5])}; "
+            f"unexpected: {', '.join(unexpected[:5])}); the run directory is inconsistent."
+        )
+
+
+def pack_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Optimizer state as flat tensors plus JSON-able groups and scalars."""
+    state = opt.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"groups": state["param_groups"], "scalars": scalars}
+
+
+def unpack_optimizer(
+    opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for idx, entries in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(entries)
+    opt.load_state_dict({"state": state, "param_groups": meta["groups"]})

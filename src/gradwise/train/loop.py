@@ -1,0 +1,459 @@
+"""The training loop: every choice from the config, diagnostics, resumable checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gradwise.config import Config, TrainConfig
+from gradwise.data.augment import make_augment
+from gradwise.data.batcher import Batcher
+from gradwise.data.dataset import Dataset
+from gradwise.errors import ConfigError, TrainingDiverged
+from gradwise.evaluate.evaluator import evaluate_split
+from gradwise.train.checkpoint import (
+    load_tensors,
+    pack_optimizer,
+    save_tensors,
+    save_weights,
+    unpack_optimizer,
+)
+from gradwise.train.diagnostics import dead_relu_fraction, layer_grad_norms
+from gradwise.train.early_stopping import EarlyStopping
+from gradwise.train.losses import LossFn
+from gradwise.train.optim import Schedule, decay_groups, make_optimizer
+
+log = logging.getLogger("gradwise")
+
+ProgressFn = Callable[[int, int, int], None]  # (epoch, batches done, batches in epoch)
+CHECKPOINT = Path("checkpoints") / "last.safetensors"
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """This process's place in a data-parallel job (rank 0 of 1 when alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    epochs: int
+    stopped_early: bool
+    wall_s: float
+    restored_best: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is cuda but no GPU is visible; use auto or cpu.")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
+    """A context-manager factory: bf16 autocast when asked, else a no-op."""
+    if cfg.precision == "bf16":
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    cfg: Config,
+    loss_fn: LossFn,
+    out: Path | None = None,
+    resume: bool = False,
+    parallel: Parallel = Parallel(),
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train `model` on `data.train`, validating on `data.val` after every epoch.
+
+    Args:
+        model: built for the data's schema; trained in place and left holding the best (or
+            last) weights.
+        out: run directory for metrics.jsonl, model.safetensors and checkpoints (rank 0
+            writes); None keeps everything in memory.
+        resume: continue from `out/checkpoints/last.safetensors`.
+        parallel: rank and world size under DDP.
+
+    Raises:
+        TrainingDiverged: the loss became NaN/inf or the gradient norm exploded.
+    """
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    memory_format = _memory_format(model, data, tc)
+    model.to(device)
+    if memory_format is not None:
+        model.to(memory_format=memory_format)
+    forward: nn.Module = model
+    ddp = None
+    if parallel.world_size > 1:
+        ddp = nn.parallel.DistributedDataParallel(model)
+        forward = ddp
+    if tc.compile:
+        forward = torch.compile(forward)  # type: ignore[assignment]
+    amp = autocast_for(tc, device)
+
+    order = torch.Generator().manual_seed(cfg.seed)
+    noise = torch.Generator().manual_seed(cfg.seed + 1 + parallel.rank)
+    train_split = data.train
+    if device.type != "cpu":
+        train_split = type(train_split)(train_split.x.to(device), train_split.y.to(device))
+    batches = Batcher(
+        train_split,
+        tc.batch_size,
+        shuffle=True,
+        order=order,
+        augment=make_augment(cfg.data.augment, data.schema.kind),
+        noise=noise,
+        rank=parallel.rank,
+        world_size=parallel.world_size,
+    )
+    opt = make_optimizer(model, tc.optimizer)
+    steps_per_epoch = math.ceil(len(batches) / tc.accumulate)
+    sched = Schedule(tc.schedule, tc.optimizer.lr, steps_per_epoch, steps_per_epoch * tc.epochs)
+    early = EarlyStopping.from_config(tc.early_stopping)
+    writes = out is not None and parallel.is_main
+    history: list[dict[str, float]] = []
+    best_state = _copy_state(model)
+    start_epoch, wall_before = 1, 0.0
+
+    if resume:
+        assert out is not None
+        start_epoch, wall_before, history, best_state = _restore(
+            out, model, opt, sched, early, order, noise
+        )
+        log.info("resumed from epoch %d of %d", start_epoch - 1, tc.epochs)
+    elif writes:
+        assert out is not None
+        (out / "metrics.jsonl").write_text("")
+
+    penalty = _penalty(model, tc)
+    started = time.perf_counter()
+    stopped_early = early.should_stop
+    last_epoch = start_epoch - 1
+    for epoch in range(start_epoch, tc.epochs + 1) if not stopped_early else ():
+        t0 = time.perf_counter()
+        train_loss, max_norm, grad_norms = _train_epoch(
+            forward,
+            model,
+            batches,
+            opt,
+            sched,
+            loss_fn,
+            tc,
+            amp,
+            penalty,
+            ddp,
+            _bind(progress, epoch),
+        )
+        _check_divergence(train_loss, max_norm, epoch, sched, tc)
+        val = evaluate_split(
+            model, data.val, data.schema, loss_fn, tc.eval_batch_size, device, amp, memory_format
+        )
+        record: dict[str, float] = {
+            "epoch": epoch,
+            "lr": sched.lr(max(sched.step - 1, 0)),
+            "train.loss": train_loss,
+            **{f"val.{k}": v for k, v in val.items()},
+        }
+        if tc.diagnostics:
+            record.update(grad_norms)
+            probe = data.val.x[:256].to(device)
+            if memory_format is not None:
+                probe = probe.contiguous(memory_format=memory_format)
+            with amp():
+                record.update(dead_relu_fraction(model, probe))
+        record["epoch_s"] = time.perf_counter() - t0
+        history.append(record)
+        improved = early.update(record, epoch)
+        if improved:
+            best_state = _copy_state(model)
+        sched.epoch_end(record.get(early.metric), early.minimize)
+        last_epoch = epoch
+        if writes:
+            assert out is not None
+            if improved:
+                save_weights(out / "model.safetensors", model)
+            with (out / "metrics.jsonl").open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            if tc.checkpoint:
+                _save_checkpoint(
+                    out,
+                    model,
+                    opt,
+                    sched,
+                    early,
+                    order,
+                    noise,
+                    history,
+                    wall_before + time.perf_counter() - started,
+                )
+        log.info(_epoch_line(record, tc.epochs, early.metric))
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+        if early.should_stop:
+            stopped_early = True
+            log.info(
+                "early stopping after epoch %d: %s has not improved for %d epochs "
+                "(best %.4g at epoch %d)",
+                epoch,
+                early.metric,
+                early.bad_epochs,
+                early.best_value,
+                early.best_epoch,
+            )
+            break
+
+    restored = False
+    if tc.early_stopping.restore_best and early.best_epoch and early.best_epoch != last_epoch:
+        model.load_state_dict(best_state)
+        restored = True
+        log.info(
+            "restored the weights of epoch %d, the best by %s (%.4g); set "
+            "train.early_stopping.restore_best: false to keep the last epoch's",
+            early.best_epoch,
+            early.metric,
+            early.best_value,
+        )
+    if writes and not tc.early_stopping.restore_best:
+        assert out is not None
+        save_weights(out / "model.safetensors", model)
+    return TrainResult(
+        history=history,
+        best_epoch=early.best_epoch if tc.early_stopping.restore_best else last_epoch,
+        epochs=last_epoch,
+        stopped_early=stopped_early,
+        wall_s=wall_before + time.perf_counter() - started,
+        restored_best=restored,
+    )
+
+
+def _train_epoch(
+    forward: nn.Module,
+    model: nn.Module,
+    batches: Batcher,
+    opt: torch.optim.Optimizer,
+    sched: Schedule,
+    loss_fn: LossFn,
+    tc: TrainConfig,
+    amp: Callable[[], Any],
+    penalty: Callable[[], Tensor] | None,
+    ddp: nn.parallel.DistributedDataParallel | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[float, float | None, dict[str, float]]:
+    """One pass over the training batches; returns mean loss, max gradient norm, layer norms."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_batches = len(batches)
+    k = tc.accumulate
+    total = torch.zeros((), dtype=torch.float64)
+    n_seen = 0
+    max_norm: Tensor | None = None
+    grad_norms: dict[str, float] = {}
+    report_every = max(1, n_batches // 50)
+    for i, (xb, yb) in enumerate(batches):
+        group_start = (i // k) * k
+        group_size = min(k, n_batches - group_start)
+        boundary = i - group_start + 1 == group_size
+        with _no_sync(ddp, boundary):
+            with amp():
+                loss = loss_fn(forward(xb), yb)
+                if penalty is not None:
+                    loss = loss + penalty()
+            (loss / group_size).backward()
+        total += loss.detach().double() * len(xb)
+        n_seen += len(xb)
+        if boundary:
+            if tc.diagnostics and i + 1 == n_batches:
+                grad_norms = layer_grad_norms(model)
+            if tc.grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+                max_norm = norm if max_norm is None else torch.maximum(max_norm, norm)
+            sched.apply(opt)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step += 1
+        if progress is not None and (i % report_every == 0 or i + 1 == n_batches):
+            progress(i + 1, n_batches)
+    mean_loss = (total / max(n_seen, 1)).item()
+    return mean_loss, None if max_norm is None else float(max_norm), grad_norms
+
+
+def _no_sync(ddp: nn.parallel.DistributedDataParallel | None, boundary: bool) -> Any:
+    # Accumulating micro-batches need no all-reduce until the step that uses them.
+    return ddp.no_sync() if ddp is not None and not boundary else contextlib.nullcontext()
+
+
+def _penalty(model: nn.Module, tc: TrainConfig) -> Callable[[], Tensor] | None:
+    """L1/L2 penalties on the weights (not biases or norm scales), added to the loss."""
+    if tc.l1 == 0 and tc.l2 == 0:
+        return None
+    weights, _ = decay_groups(model)
+
+    def penalty() -> Tensor:
+        total = torch.zeros((), device=weights[0].device)
+        if tc.l1:
+            total = total + tc.l1 * sum(w.abs().sum() for w in weights)
+        if tc.l2:
+            total = total + tc.l2 * sum(w.pow(2).sum() for w in weights)
+        return total
+
+    return penalty
+
+
+def _check_divergence(
+    loss: float, max_norm: float | None, epoch: int, sched: Schedule, tc: TrainConfig
+) -> None:
+    lr = sched.lr(max(sched.step - 1, 0))
+    fixes = (
+        f"try a lower learning rate (--set train.optimizer.lr={lr / 10:.1e}), gradient clipping "
+        "(train.grad_clip: 1.0), or an init that suits the activation (model.init: he for ReLU, "
+        "xavier for tanh). The last good checkpoint is kept."
+    )
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"The training loss became {loss} in epoch {epoch} (learning rate {lr:.2e}): the "
+            f"weights diverged. Likely cause: a learning rate too high for this model; {fixes}"
+        )
+    if max_norm is not None and (not math.isfinite(max_norm) or max_norm > tc.explode_threshold):
+        raise TrainingDiverged(
+            f"The gradient norm reached {max_norm:.3g} in epoch {epoch}, above "
+            f"train.explode_threshold={tc.explode_threshold:g}: the gradients exploded. "
+            f"Likely causes: a learning rate too high or a poor initialisation; {fixes}"
+        )
+
+
+def _memory_format(model: nn.Module, data: Dataset, tc: TrainConfig) -> torch.memory_format | None:
+    is_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if tc.channels_last and is_conv and data.schema.kind == "image":
+        return torch.channels_last
+    return None
+
+
+def _copy_state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _bind(progress: ProgressFn | None, epoch: int) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(epoch, done, total)
+
+
+def _epoch_line(record: dict[str, float], epochs: int, metric: str) -> str:
+    keys = ["train.loss", "val.loss", "val.accuracy", "val.rmse", "val.perplexity", metric]
+    shown = dict.fromkeys(k for k in keys if k in record)
+    parts = [f"{k} {record[k]:.4g}" for k in shown]
+    return (
+        f"epoch {int(record['epoch'])}/{epochs}  "
+        + "  ".join(parts)
+        + f"  lr {record['lr']:.2e}  ({record['epoch_s']:.2f} s)"
+    )
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def _rng_tensors(order: torch.Generator, noise: torch.Generator) -> dict[str, Tensor]:
+    tensors = {
+        "rng.torch": torch.get_rng_state(),
+        "rng.order": order.get_state(),
+        "rng.noise": noise.get_state(),
+    }
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    return tensors
+
+
+def _save_checkpoint(
+    out: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Schedule,
+    early: EarlyStopping,
+    order: torch.Generator,
+    noise: torch.Generator,
+    history: list[dict[str, float]],
+    wall_s: float,
+) -> None:
+    """Everything needed to continue exactly where this epoch ended, in one atomic file."""
+    opt_tensors, opt_meta = pack_optimizer(opt)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(opt_tensors)
+    tensors.update(_rng_tensors(order, noise))
+    meta = {
+        "epoch": int(history[-1]["epoch"]),
+        "optimizer": opt_meta,
+        "schedule": sched.state_dict(),
+        "early_stopping": early.state_dict(),
+        "history": history,
+        "wall_s": wall_s,
+    }
+    save_tensors(out / CHECKPOINT, tensors, meta)
+
+
+def _restore(
+    out: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Schedule,
+    early: EarlyStopping,
+    order: torch.Generator,
+    noise: torch.Generator,
+) -> tuple[int, float, list[dict[str, float]], dict[str, Tensor]]:
+    path = out / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(
+            f"--resume: no checkpoint at {path}; the run never finished an epoch. "
+            "Start it again without --resume."
+        )
+    tensors, meta = load_tensors(path)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    unpack_optimizer(opt, tensors, meta["optimizer"])
+    sched.load_state_dict(meta["schedule"])
+    early.load_state_dict(meta["early_stopping"])
+    torch.set_rng_state(tensors["rng.torch"])
+    order.set_state(tensors["rng.order"])
+    noise.set_state(tensors["rng.noise"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    history = meta["history"]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    best_state = _copy_state(model)
+    best_path = out / "model.safetensors"
+    if best_path.is_file():
+        best, _ = load_tensors(best_path)
+        best_state = best
+    return int(meta["epoch"]) + 1, float(meta["wall_s"]), history, best_state
+
+
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The per-epoch records of a run's metrics.jsonl."""
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        if line.strip():
+            yield json.loads(line)
