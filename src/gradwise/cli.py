@@ -66,7 +66,6 @@ def console_logging(
     if quiet:
         yield None
         return
-    from rich.logging import RichHandler
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     show_bar = progress and err_console.is_terminal
@@ -82,14 +81,7 @@ def console_logging(
         if show_bar
         else None
     )
-    handler = RichHandler(
-        console=err_console,
-        show_time=False,
-        show_path=False,
-        show_level=False,
-        markup=False,
-        highlighter=None,
-    )
+    handler = _ConsoleHandler()
     handler.gradwise_console = True  # type: ignore[attr-defined]
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -112,6 +104,14 @@ def console_logging(
             yield None
     finally:
         log.removeHandler(handler)
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log lines through the rich console, so they print above a live progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        style = "yellow" if record.levelno >= logging.WARNING else None
+        err_console.print(record.getMessage(), markup=False, highlight=False, style=style)
 
 
 def metrics_table(metrics: dict[str, Any], title: str) -> Table:

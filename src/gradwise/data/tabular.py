@@ -49,8 +49,14 @@ def pick_target(df: pd.DataFrame, target: str | None, origin: str) -> str:
             f"{origin}: set data.target to the column to predict. Columns: {', '.join(df.columns)}."
         )
     if target not in df.columns:
+        hint = ""
+        if all(_is_number(c) for c in df.columns):
+            hint = (
+                " The first row looks like data, not a header: name the columns with data.columns."
+            )
         raise DataError(
             f"Target column {target!r} not found in {origin}. Columns: {', '.join(df.columns)}."
+            + hint
         )
     return target
 
@@ -156,3 +162,11 @@ def _column_kinds(df: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 def _as_text(col: pd.Series) -> pd.Series:
     return col.astype(object).where(col.notna(), MISSING).astype(str).str.strip()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.strip("'\""))
+    except ValueError:
+        return False
+    return True
