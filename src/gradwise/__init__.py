@@ -6,13 +6,12 @@ run = gradwise.load("runs/x")
 run.predict(X); run.predict_proba(X); run.metrics
 """
 
-from typing import TYPE_CHECKING, Any
+from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
+from gradwise.run import Run
 
-from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError
-
-if TYPE_CHECKING:
-    from gradwise.api import load, train
-    from gradwise.run import Run
+# `gradwise.train` is both a subpackage and the API function: importing the API (which loads
+# the subpackage) first and binding the function afterwards keeps the function.
+from gradwise.api import load, lr_find, train  # noqa: E402  isort: skip
 
 __all__ = [
     "ConfigError",
@@ -20,20 +19,9 @@ __all__ = [
     "GradwiseError",
     "NotTrainedError",
     "Run",
+    "TrainingDiverged",
     "load",
+    "lr_find",
     "train",
 ]
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str) -> Any:
-    # torch is imported on first use, so `gradwise --help` and `import gradwise` stay fast.
-    if name in ("train", "load"):
-        from gradwise import api
-
-        return getattr(api, name)
-    if name == "Run":
-        from gradwise.run import Run
-
-        return Run
-    raise AttributeError(f"module 'gradwise' has no attribute {name!r}")

@@ -142,7 +142,7 @@ def train(
     config: ConfigArg,
     set_: SetOpt = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="run directory [default: runs/NAME]")
+        Path | None, typer.Option("--out", help="run directory (default: runs/NAME)")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run")] = False,
     overwrite: Annotated[
@@ -234,7 +234,7 @@ def lr_find(
     config: ConfigArg,
     set_: SetOpt = None,
     out: Annotated[
-        Path | None, typer.Option(help="output folder [default: runs/NAME-lr-find]")
+        Path | None, typer.Option(help="output folder (default: runs/NAME-lr-find)")
     ] = None,
     steps: Annotated[int, typer.Option(min=10, help="sweep length in batches")] = 200,
 ) -> None:
@@ -273,7 +273,7 @@ def evaluate(
     run = gradwise.load(run_dir)
     if data is not None:
         metrics: dict[str, Any] = {
-            "test": run.evaluate(data=load_labelled(data, run.schema, run.config.data))
+            "test": run.evaluate(load_labelled(data, run.schema, run.config.data))
         }
         title = f"{run.path} on {data}"
     else:

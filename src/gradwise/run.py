@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from torch import Tensor, nn
 
 from gradwise.config import Config, ModelConfig, dump_config, load_config
-from gradwise.data.dataset import Dataset
+from gradwise.data.dataset import Dataset, Split
 from gradwise.data.schema import Schema
 from gradwise.data.sources import load_dataset
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError
@@ -170,18 +170,35 @@ class Run:
             return torch.cat([1 - p, p], dim=1).numpy()
         return logits.softmax(dim=1).numpy()
 
-    def evaluate(self, split: str = "test", data: Dataset | None = None) -> dict[str, float]:
-        """Metrics of the model on one split of its data (or of `data`, preprocessed alike)."""
+    def evaluate(
+        self, split: str | Split = "test", data: Dataset | None = None
+    ) -> dict[str, float]:
+        """Metrics on one split of the run's data, or on a Split of new labelled data.
+
+        New data (see `gradwise.data.sources.load_labelled`) is preprocessed as in training;
+        its loss is unweighted, since class weights belong to the training split.
+        """
+        if isinstance(split, Split):
+            loss_fn = make_loss(
+                self.config.train.loss.model_copy(update={"class_weights": "none"}),
+                self.loss,
+                split.y,
+                self._n_classes,
+            )
+            return split_metrics(self._logits(split.x), split.y, self.schema, loss_fn)
         data = data or self.dataset()
         part = {"train": data.train, "val": data.val, "test": data.test}.get(split)
         if part is None:
             raise ConfigError(f"split must be train, val or test, not {split!r}.")
         return split_metrics(self._logits(part.x), part.y, self.schema, self.loss_fn(data))
 
+    @property
+    def _n_classes(self) -> int:
+        return self.schema.n_outputs if self.schema.task == "classification" else 0
+
     def loss_fn(self, data: Dataset) -> LossFn:
         """The training loss (class weights from `data.train`), for validation and metrics."""
-        n_classes = self.schema.n_outputs if self.schema.task == "classification" else 0
-        return make_loss(self.config.train.loss, self.loss, data.train.y, n_classes)
+        return make_loss(self.config.train.loss, self.loss, data.train.y, self._n_classes)
 
     def generate(
         self,

@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny, seeded configs that train in a second or two on a CPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+def tiny_config(**sections: Any) -> dict[str, Any]:
+    """A digits MLP that trains in well under a second; sections override whole keys."""
+    cfg: dict[str, Any] = {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"source": "builtin:digits"},
+        "model": {"arch": "mlp", "hidden": [32], "dropout": 0.0},
+        "train": {"epochs": 2, "batch_size": 64, "diagnostics": True},
+    }
+    for key, value in sections.items():
+        switches_arch = key == "model" and value.get("arch", "mlp") != "mlp"
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and not switches_arch:
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+@pytest.fixture
+def tiny() -> dict[str, Any]:
+    return tiny_config()

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from gradwise.config import CNNConfig, Config, dump_config, load_config, parse_overrides
+from gradwise.errors import ConfigError
+
+
+def test_defaults_are_all_written_out():
+    text = dump_config(load_config({}))
+    for key in ("epochs:", "batch_size:", "warmup_steps:", "label_smoothing:", "restore_best:"):
+        assert key in text
+    assert load_config(dump_config_dict(text)) == load_config({})
+
+
+def dump_config_dict(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def test_unknown_key_suggests_the_closest_nested_key():
+    with pytest.raises(ConfigError, match=r"unknown key train.lr_rate .*did you mean train.optimizer.lr\?"):
+        load_config({"train": {"lr_rate": 0.1}})
+
+
+def test_unknown_key_in_the_chosen_architecture():
+    with pytest.raises(ConfigError, match=r"model.chanels.*did you mean model.channels\?"):
+        load_config({"model": {"arch": "cnn", "chanels": [8]}})
+
+
+def test_wrong_type_names_the_key_and_the_value():
+    with pytest.raises(ConfigError, match=r"train.epochs: .*integer.*'ten'"):
+        load_config({"train": {"epochs": "ten"}})
+
+
+def test_unknown_architecture_lists_the_choices():
+    with pytest.raises(ConfigError, match=r"model.arch: 'transformer' is not one of .*'mlp'"):
+        load_config({"model": {"arch": "transformer"}})
+
+
+def test_set_overrides_parse_yaml_values_and_scientific_floats():
+    cfg = load_config({}, ["train.optimizer.lr=3e-4", "model.hidden=[16, 8]", "train.compile=true"])
+    assert cfg.train.optimizer.lr == pytest.approx(3e-4)
+    assert cfg.model.hidden == [16, 8]
+    assert cfg.train.compile is True
+
+
+def test_set_override_without_equals_sign_is_an_error():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["train.epochs"])
+
+
+def test_model_without_arch_is_an_mlp_and_cnn_keeps_its_arch():
+    assert load_config({"model": {"hidden": [4]}}).model.arch == "mlp"
+    assert isinstance(load_config({"model": {"arch": "cnn"}}).model, CNNConfig)
+
+
+def test_missing_and_invalid_yaml_files(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_cross_field_rules():
+    with pytest.raises(ConfigError, match="nesterov"):
+        load_config({"train": {"optimizer": {"name": "adam", "nesterov": True}}})
+    with pytest.raises(ConfigError, match="leaves almost nothing"):
+        load_config({"data": {"split": {"val": 0.5, "test": 0.5}}})
+
+
+def test_config_is_frozen():
+    cfg = Config()
+    with pytest.raises(Exception):
+        cfg.seed = 3  # type: ignore[misc]
