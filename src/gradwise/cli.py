@@ -29,8 +29,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out_console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+def make_console(stderr: bool = False) -> Console:
+    """A rich console; when piped, wide enough that tables are not squeezed to 80 columns."""
+    console = Console(stderr=stderr, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 140
+    return console
+
+
+out_console = make_console()
+err_console = make_console(stderr=True)
 log = logging.getLogger("gradwise")
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -30,14 +30,14 @@ def make_augment(cfgs: Sequence[Augment], kind: str) -> AugmentFn | None:
     """
     if not cfgs:
         return None
+    if kind == "tokens":
+        raise ConfigError("data.augment does not apply to token sequences; remove it.")
     geometric = [c for c in cfgs if not isinstance(c, NoiseAugment)]
     if kind != "image" and geometric:
         raise ConfigError(
             f"data.augment {geometric[0].name!r} applies to images only; for {kind} data use "
             "[{name: noise, std: 0.05}]."
         )
-    if kind == "tokens":
-        raise ConfigError("data.augment does not apply to token sequences; remove it.")
     shift = max(
         [c.pixels for c in cfgs if isinstance(c, ShiftAugment)]
         + [c.padding for c in cfgs if isinstance(c, CropAugment)]
@@ -56,7 +56,9 @@ def make_augment(cfgs: Sequence[Augment], kind: str) -> AugmentFn | None:
             if flip.vertical:
                 x = _random_flip(x, -2, gen)
         for std in noise:
-            x = x + std * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+            # drawn where the generator lives (the CPU), so a GPU batch gets the same noise
+            z = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device)
+            x = x + std * z.to(x.device)
         return x
 
     return augment

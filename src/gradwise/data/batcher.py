@@ -45,7 +45,11 @@ class Batcher:
         self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
+        n_batches = -(-len(self.x) // self.batch_size)
+        last = len(self.x) - (n_batches - 1) * self.batch_size
+        if self.world_size > 1 and n_batches and last < self.world_size:
+            return n_batches - 1  # __iter__ skips a last batch too small to share
+        return n_batches
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         x, y = self.x, self.y
@@ -58,10 +62,17 @@ class Batcher:
             if self.world_size > 1:
                 if len(xb) < self.world_size:
                     break  # every rank needs a share, or DDP waits forever
-                share = -(-len(xb) // self.world_size)
-                xb = xb[self.rank * share : (self.rank + 1) * share]
-                yb = yb[self.rank * share : (self.rank + 1) * share]
+                # shares differ by at most one sample, so no rank is left empty
+                start_r, stop_r = _share(len(xb), self.rank, self.world_size)
+                xb, yb = xb[start_r:stop_r], yb[start_r:stop_r]
             if self.augment is not None:
                 assert self.noise is not None
                 xb = self.augment(xb, self.noise)
             yield xb, yb
+
+
+def _share(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Start and stop of `rank`'s slice of n samples; the first n % world_size get one more."""
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -27,7 +28,8 @@ def read_image_folder(
     """
     if not root.is_dir():
         raise DataError(f"Image folder {root} not found; check data.source (images:DIR).")
-    classes = sorted(p for p in root.iterdir() if p.is_dir())
+    # hidden folders (.ipynb_checkpoints, .git) are tool leftovers, not classes
+    classes = sorted(p for p in root.iterdir() if p.is_dir() )
     files = [(f, c.name) for c in classes for f in sorted(c.iterdir()) if _is_image(f)]
     if not files:
         raise DataError(
@@ -39,8 +41,7 @@ def read_image_folder(
     if color == "auto":
         color = "gray" if all(_is_gray(f) for f, _ in files[:200]) else "rgb"
     if size is None:
-        with Image.open(files[0][0]) as first:
-            size = max(first.size)
+        size = max(_image_size(files[0][0]))
         log.info("images resized to %dx%d (set data.image_size to change)", size, size)
     x = np.stack([load_image(f, size, color) for f, _ in files])
     y = np.array([name for _, name in files])
@@ -51,10 +52,10 @@ def load_image(path: Path, size: int, color: Literal["gray", "rgb"]) -> np.ndarr
     """One image as (C, size, size) uint8."""
     try:
         with Image.open(path) as img:
-            img = img.convert("L" if color == "gray" else "RGB")
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
+            pixels = img.convert("L" if color == "gray" else "RGB")
+            if pixels.size != (size, size):
+                pixels = pixels.resize((size, size), Image.Resampling.BILINEAR)
+            arr = np.asarray(pixels, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"Cannot read image {path}: {exc}. Remove or replace the file.") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
@@ -66,6 +67,14 @@ def load_image_paths(path: Path, size: int, color: Literal["gray", "rgb"]) -> np
     if not files:
         raise DataError(f"No images found at {path}.")
     return np.stack([load_image(f, size, color) for f in files])
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"Cannot read image {path}: {exc}. Remove or replace the file.") from None
 
 
 def _is_image(path: Path) -> bool:
@@ -82,7 +91,7 @@ def _is_gray(path: Path) -> bool:
 
 # ------------------------------------------------------------------ idx (MNIST)
 
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_TYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx_file(path: Path) -> np.ndarray:
@@ -91,16 +100,22 @@ def read_idx_file(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as fh:
             raw = fh.read()
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # a cut-off .gz ends in EOFError
         raise DataError(f"Cannot read idx file {path}: {exc}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DataError(f"{path} is not an idx file (bad magic number).")
-    ndim = raw[3]
+    ndim, dtype = raw[3], np.dtype(_IDX_TYPES[raw[2]])
+    offset = 4 + 4 * ndim
+    if len(raw) < offset:
+        raise DataError(f"{path} is truncated: the header of {ndim} dimensions is cut off.")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=_IDX_TYPES[raw[2]], offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated: header says {dims}, found {data.size} values.")
-    return data.reshape(dims)
+    n_bytes = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - offset != n_bytes:
+        raise DataError(
+            f"{path} is truncated or corrupt: header says shape {dims} ({n_bytes} bytes of "
+            f"data), the file holds {len(raw) - offset}."
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(dims)
 
 
 def read_idx(prefix: str) -> tuple[np.ndarray, np.ndarray]:

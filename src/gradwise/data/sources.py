@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -138,21 +139,46 @@ def build_tabular(
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays X (or x) and y from an .npz archive; object arrays are refused (no pickles)."""
     if not path.is_file():
         raise DataError(f"npz file {path} not found; check data.source.")
+    arrays = _load_numpy(path)
+    if not isinstance(arrays, dict) or "y" not in arrays or not {"X", "x"} & arrays.keys():
+        found = ", ".join(sorted(arrays)) if isinstance(arrays, dict) else "a single array"
+        raise DataError(
+            f"{path} must be an .npz archive holding arrays named X and y; found {found}. "
+            "Write it with np.savez(path, X=X, y=y)."
+        )
+    return arrays["X"] if "X" in arrays else arrays["x"], arrays["y"]
+
+
+def _load_numpy(path: Path) -> dict[str, np.ndarray] | np.ndarray:
+    """The array in an .npy file, or every array in an .npz archive by name.
+
+    Raises:
+        DataError: the file is missing, is not numpy data, or holds object arrays.
+    """
+    if not path.is_file():
+        raise DataError(f"numpy file {path} not found; check the path.")
+    with path.open("rb") as fh:
+        magic = fh.read(6)
+    if not magic.startswith((b"PK", b"\x93NUMPY")):  # zip archive (.npz) or .npy header
+        raise DataError(f"{path} is not numpy data; write it with np.savez(path, X=X, y=y).")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = set(npz.files)
-            xkey = "X" if "X" in keys else "x" if "x" in keys else None
-            if xkey is None or "y" not in keys:
-                raise DataError(
-                    f"{path} must hold arrays named X and y; found {', '.join(sorted(keys))}."
-                )
-            return np.asarray(npz[xkey]), np.asarray(npz["y"])
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:
+            return {k: np.asarray(loaded[k]) for k in loaded.files}
     except ValueError as exc:
-        raise DataError(f"Cannot read {path} as npz (object arrays are refused): {exc}") from None
-    except OSError as exc:
-        raise DataError(f"Cannot read {path} as npz: {exc}") from None
+        if "pickle" in str(exc) or "Object arrays" in str(exc):
+            raise DataError(
+                f"{path} holds object (pickled) arrays, which are refused because loading them "
+                "can run code; save plain numeric or string arrays."
+            ) from None
+        raise DataError(f"Cannot read {path} as numpy data: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"Cannot read {path} as numpy data: {exc}") from None
 
 
 def build_arrays(
@@ -223,7 +249,8 @@ def build_text(text: str, cfg: DataConfig, sha256: str | None = None) -> Dataset
         sha256=sha256,
         tokenizer=tok,
     )
-    return Dataset(*splits, schema=schema)
+    train, val, test = splits
+    return Dataset(train, val, test, schema=schema)
 
 
 # ------------------------------------------------------------------ time series
@@ -285,8 +312,10 @@ def _dataset(
     notes: tuple[str, ...] = (),
 ) -> Dataset:
     xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-    splits = [Split(xt[i].contiguous(), yt[i].contiguous()) for i in map(torch.from_numpy, idx)]
-    return Dataset(*splits, schema=schema, notes=notes)
+    train, val, test = (
+        Split(xt[i].contiguous(), yt[i].contiguous()) for i in map(torch.from_numpy, idx)
+    )
+    return Dataset(train, val, test, schema=schema, notes=notes)
 
 
 def _sha256(path: Path) -> str | None:
@@ -317,14 +346,15 @@ def read_inputs(location: str, schema: Schema) -> Any:
             return read_table(path, "csv", DataConfig())
         case ".parquet":
             return read_table(path, "parquet", DataConfig())
-        case ".npz":
-            with np.load(path, allow_pickle=False) as npz:
-                key = "X" if "X" in npz.files else "x" if "x" in npz.files else None
-                if key is None:
-                    raise DataError(f"{path} must hold an array named X.")
-                return np.asarray(npz[key])
-        case ".npy":
-            return np.load(path, allow_pickle=False)
+        case ".npz" | ".npy":
+            arrays = _load_numpy(path)
+            if isinstance(arrays, np.ndarray):
+                return arrays
+            if not {"X", "x"} & arrays.keys():
+                raise DataError(
+                    f"{path} must hold an array named X; found {', '.join(sorted(arrays))}."
+                )
+            return arrays["X"] if "X" in arrays else arrays["x"]
         case ".txt" if schema.kind == "tokens":
             return path.read_text(encoding="utf-8")
     raise DataError(
@@ -356,11 +386,17 @@ def load_labelled(source: str, schema: Schema, cfg: DataConfig) -> Split:
             if not isinstance(loaded, pd.DataFrame):
                 x, y = loaded
             else:
-                target = schema.target.name or "target"
-                pick_target(loaded, target, source)
+                target = pick_target(loaded, schema.target.name or "target", source)
                 x, y = loaded, loaded[target].to_numpy()
+                missing = pd.isna(loaded[target]).to_numpy()
+                if missing.any():
+                    raise DataError(
+                        f"Target column {target!r} of {source} has {int(missing.sum())} missing "
+                        "values; drop or fill those rows."
+                    )
         case "npz":
             x, y = read_npz(path)
+            check_arrays(x, y, source)
         case "idx":
             x, y = read_idx(location)
         case "images":
@@ -372,7 +408,8 @@ def load_labelled(source: str, schema: Schema, cfg: DataConfig) -> Split:
                 )
             df = read_table(path, "csv", cfg)
             s = schema.series
-            rows = pd.to_numeric(df[s.target], errors="coerce").to_numpy(dtype=np.float64)
+            series_frame(df, pick_target(df, s.target, source), s.features.columns)
+            rows = pd.to_numeric(df[s.target]).to_numpy(dtype=np.float64)
             xs, ys = supervised(s.matrix(df), rows, s.window, s.horizon)
             return Split(torch.from_numpy(xs), torch.from_numpy(schema.target.encode(ys)))
         case "text":
@@ -384,4 +421,7 @@ def load_labelled(source: str, schema: Schema, cfg: DataConfig) -> Split:
             return Split(w[:, :-1], w[:, 1:])
         case _:
             raise DataError(f"Cannot evaluate on {source}.")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:  # a column of labels, as build_arrays takes it
+        y = y.reshape(len(y))
     return Split(torch.from_numpy(schema.transform(x)), torch.from_numpy(schema.target.encode(y)))

@@ -51,7 +51,8 @@ def _take(
 ) -> tuple[np.ndarray, np.ndarray]:
     if n_out == 0:
         return idx, idx[:0]
-    keep, out = train_test_split(idx, test_size=n_out, random_state=seed, stratify=strat)
+    # scikit-learn takes seeds in [0, 2**32); the run's seed may be negative or larger
+    keep, out = train_test_split(idx, test_size=n_out, random_state=seed % 2**32, stratify=strat)
     return keep, out
 
 

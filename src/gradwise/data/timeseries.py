@@ -44,7 +44,11 @@ class SeriesPreprocessor:
 
 
 def series_frame(df: pd.DataFrame, target: str, features: list[str] | None) -> pd.DataFrame:
-    """The columns that feed the model, with the target last; checked for missing targets."""
+    """The columns that feed the model (data.features, default the target alone).
+
+    Raises:
+        DataError: a feature column is absent, or the target has missing or non-numeric values.
+    """
     cols = features if features is not None else [target]
     missing = [c for c in cols if c not in df.columns]
     if missing:
