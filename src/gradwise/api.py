@@ -18,7 +18,6 @@ from gradwise.config import Config, dump_config, load_config
 from gradwise.data.dataset import Dataset
 from gradwise.data.sources import load_dataset
 from gradwise.errors import ConfigError
-from gradwise.evaluate.evaluator import split_metrics
 from gradwise.models import build_model
 from gradwise.run import Run, input_spec, write_config
 from gradwise.train.checkpoint import atomic_write_text
@@ -87,7 +86,7 @@ def _train(
         torch.manual_seed(cfg.seed)
         data, loss_name, model = prepare(cfg)
         run = Run(run_dir, cfg, data.schema, model, loss_name)
-        loss_fn = run.loss_fn(data)
+        objective = run.objective(data.train.y)
         if parallel.is_main:
             write_config(run_dir, cfg)
             if not resume:
@@ -101,7 +100,7 @@ def _train(
             len(data.test),
             f"{sum(p.numel() for p in model.parameters()):,}",
         )
-        result = fit(model, data, cfg, loss_fn, run_dir, resume, parallel, on_epoch_end, progress)
+        result = fit(model, data, cfg, objective, run_dir, resume, parallel, on_epoch_end, progress)
         model.cpu()
         if parallel.is_main:
             run.save_model()
@@ -133,10 +132,9 @@ def summarise(run: Run, data: Dataset, result: TrainResult) -> dict[str, Any]:
         idx = torch.linspace(0, len(train_part) - 1, TRAIN_METRICS_CAP).long()
         train_part = type(train_part)(train_part.x[idx], train_part.y[idx])
     parts = {"train": train_part, "val": data.val, "test": data.test}
-    loss_fn = run.loss_fn(data)
+    objective = run.objective(data.train.y)
     summary: dict[str, Any] = {
-        name: split_metrics(run._logits(part.x), part.y, run.schema, loss_fn)
-        for name, part in parts.items()
+        name: objective.metrics(run.model, part, run._eval) for name, part in parts.items()
     }
     summary.update(
         task=run.schema.task,
@@ -282,8 +280,8 @@ def lr_find(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         data, loss_name, model = prepare(cfg)
-        loss_fn = Run(out_dir, cfg, data.schema, model, loss_name).loss_fn(data)
-        result = sweep(model, data, cfg, loss_fn, steps=steps)
+        objective = Run(out_dir, cfg, data.schema, model, loss_name).objective(data.train.y)
+        result = sweep(model, data, cfg, objective, steps=steps)
     plot_lr_find(result, str(out_dir / "lr_find.png"))
     atomic_write_text(
         out_dir / "lr_find.json",

@@ -18,10 +18,11 @@ from gradwise.data.dataset import Dataset, Split
 from gradwise.data.schema import Schema
 from gradwise.data.sources import load_dataset
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError
-from gradwise.evaluate.evaluator import predict_logits, split_metrics
+from gradwise.evaluate.evaluator import EvalSettings, predict_logits
 from gradwise.models import InputSpec, build_model
 from gradwise.train.checkpoint import atomic_write_text, load_weights, save_weights
-from gradwise.train.losses import LossFn, make_loss
+from gradwise.train.losses import make_loss
+from gradwise.train.objectives import Objective, make_objective
 
 log = logging.getLogger("gradwise")
 
@@ -144,7 +145,7 @@ class Run:
         return self._logits(torch.as_tensor(arr))
 
     def _logits(self, x: Tensor) -> Tensor:
-        return predict_logits(self.model, x, self.config.train.eval_batch_size)
+        return predict_logits(self.model, x, self._eval)
 
     def predict(self, x: Any) -> np.ndarray:
         """Labels (classification) or values in the target's units (regression): numpy out."""
@@ -179,26 +180,25 @@ class Run:
         its loss is unweighted, since class weights belong to the training split.
         """
         if isinstance(split, Split):
-            loss_fn = make_loss(
-                self.config.train.loss.model_copy(update={"class_weights": "none"}),
-                self.loss,
-                split.y,
-                self._n_classes,
-            )
-            return split_metrics(self._logits(split.x), split.y, self.schema, loss_fn)
+            return self.objective(split.y, unweighted=True).metrics(self.model, split, self._eval)
         data = data or self.dataset()
         part = {"train": data.train, "val": data.val, "test": data.test}.get(split)
         if part is None:
             raise ConfigError(f"split must be train, val or test, not {split!r}.")
-        return split_metrics(self._logits(part.x), part.y, self.schema, self.loss_fn(data))
+        return self.objective(data.train.y).metrics(self.model, part, self._eval)
+
+    def objective(self, y_train: Tensor, unweighted: bool = False) -> Objective:
+        """The training objective; class weights come from the training targets `y_train`."""
+        loss_cfg = self.config.train.loss
+        if unweighted:
+            loss_cfg = loss_cfg.model_copy(update={"class_weights": "none"})
+        n_classes = self.schema.n_outputs if self.schema.task == "classification" else 0
+        criterion = make_loss(loss_cfg, self.loss, y_train, n_classes)
+        return make_objective(self.config, self.schema, criterion)
 
     @property
-    def _n_classes(self) -> int:
-        return self.schema.n_outputs if self.schema.task == "classification" else 0
-
-    def loss_fn(self, data: Dataset) -> LossFn:
-        """The training loss (class weights from `data.train`), for validation and metrics."""
-        return make_loss(self.config.train.loss, self.loss, data.train.y, self._n_classes)
+    def _eval(self) -> EvalSettings:
+        return EvalSettings(self.config.train.eval_batch_size)
 
     def generate(
         self,

@@ -23,8 +23,8 @@ def _one_step_params(cfg_dict) -> list[torch.Tensor]:
     small = type(data)(
         type(data.train)(data.train.x[:32], data.train.y[:32]), data.val, data.test, data.schema
     )
-    loss_fn = Run(Path("."), cfg, data.schema, model, loss_name).loss_fn(small)
-    fit(model, small, cfg, loss_fn)
+    objective = Run(Path("."), cfg, data.schema, model, loss_name).objective(small.train.y)
+    fit(model, small, cfg, objective)
     return [p.detach().clone() for p in model.parameters()]
 
 

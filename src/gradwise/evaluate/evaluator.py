@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from gradwise.data.dataset import Split
 from gradwise.data.schema import Schema
 from gradwise.evaluate.metrics import (
     classification_metrics,
@@ -17,16 +17,21 @@ from gradwise.evaluate.metrics import (
 )
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """How to run a model over a split: batch size, device, autocast, memory format."""
+
+    batch_size: int = 1024
+    device: torch.device | None = None
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None
+    memory_format: torch.memory_format | None = None
+
+
 @torch.no_grad()
-def predict_logits(
-    model: nn.Module,
-    x: Tensor,
-    batch_size: int = 1024,
-    device: torch.device | None = None,
-    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
-    memory_format: torch.memory_format | None = None,
-) -> Tensor:
+def predict_logits(model: nn.Module, x: Tensor, settings: EvalSettings = EvalSettings()) -> Tensor:
     """Model outputs for all of x, in eval mode, batch by batch; returned on the CPU as float."""
+    batch_size, device = settings.batch_size, settings.device
+    autocast, memory_format = settings.autocast, settings.memory_format
     was_training = model.training
     model.eval()
     outs = []
@@ -59,17 +64,3 @@ def split_metrics(
         std = torch.tensor(spec.std, dtype=torch.float64)
         out.update(regression_metrics(logits.double() * std + mean, y.double() * std + mean))
     return out
-
-
-def evaluate_split(
-    model: nn.Module,
-    split: Split,
-    schema: Schema,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
-    batch_size: int = 1024,
-    device: torch.device | None = None,
-    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
-    memory_format: torch.memory_format | None = None,
-) -> dict[str, float]:
-    logits = predict_logits(model, split.x, batch_size, device, autocast, memory_format)
-    return split_metrics(logits, split.y, schema, loss_fn)

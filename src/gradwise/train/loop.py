@@ -20,7 +20,7 @@ from gradwise.data.augment import make_augment
 from gradwise.data.batcher import Batcher
 from gradwise.data.dataset import Dataset
 from gradwise.errors import ConfigError, TrainingDiverged
-from gradwise.evaluate.evaluator import evaluate_split
+from gradwise.evaluate.evaluator import EvalSettings
 from gradwise.train.checkpoint import (
     load_tensors,
     pack_optimizer,
@@ -30,7 +30,7 @@ from gradwise.train.checkpoint import (
 )
 from gradwise.train.diagnostics import dead_relu_fraction, layer_grad_norms
 from gradwise.train.early_stopping import EarlyStopping
-from gradwise.train.losses import LossFn
+from gradwise.train.objectives import Objective
 from gradwise.train.optim import Schedule, decay_groups, make_optimizer
 
 log = logging.getLogger("gradwise")
@@ -81,7 +81,7 @@ def fit(
     model: nn.Module,
     data: Dataset,
     cfg: Config,
-    loss_fn: LossFn,
+    objective: Objective,
     out: Path | None = None,
     resume: bool = False,
     parallel: Parallel = Parallel(),
@@ -115,6 +115,7 @@ def fit(
     if tc.compile:
         forward = torch.compile(forward)  # type: ignore[assignment]
     amp = autocast_for(tc, device)
+    settings = EvalSettings(tc.eval_batch_size, device, amp, memory_format)
 
     order = torch.Generator().manual_seed(cfg.seed)
     noise = torch.Generator().manual_seed(cfg.seed + 1 + parallel.rank)
@@ -162,7 +163,8 @@ def fit(
             batches,
             opt,
             sched,
-            loss_fn,
+            objective,
+            noise,
             tc,
             amp,
             penalty,
@@ -170,9 +172,7 @@ def fit(
             _bind(progress, epoch),
         )
         _check_divergence(train_loss, max_norm, epoch, sched, tc)
-        val = evaluate_split(
-            model, data.val, data.schema, loss_fn, tc.eval_batch_size, device, amp, memory_format
-        )
+        val = objective.metrics(model, data.val, settings)
         record: dict[str, float] = {
             "epoch": epoch,
             "lr": sched.lr(max(sched.step - 1, 0)),
@@ -257,7 +257,8 @@ def _train_epoch(
     batches: Batcher,
     opt: torch.optim.Optimizer,
     sched: Schedule,
-    loss_fn: LossFn,
+    objective: Objective,
+    gen: torch.Generator,
     tc: TrainConfig,
     amp: Callable[[], Any],
     penalty: Callable[[], Tensor] | None,
@@ -280,7 +281,7 @@ def _train_epoch(
         boundary = i - group_start + 1 == group_size
         with _no_sync(ddp, boundary):
             with amp():
-                loss = loss_fn(forward(xb), yb)
+                loss = objective.loss(forward, xb, yb, gen)
                 if penalty is not None:
                     loss = loss + penalty()
             (loss / group_size).backward()

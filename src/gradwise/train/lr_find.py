@@ -12,7 +12,7 @@ from torch import nn
 from gradwise.config import Config
 from gradwise.data.batcher import Batcher
 from gradwise.data.dataset import Dataset
-from gradwise.train.losses import LossFn
+from gradwise.train.objectives import Objective
 from gradwise.train.optim import make_optimizer
 
 
@@ -39,7 +39,7 @@ def lr_find(
     model: nn.Module,
     data: Dataset,
     cfg: Config,
-    loss_fn: LossFn,
+    objective: Objective,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
     steps: int = 200,
@@ -65,7 +65,7 @@ def lr_find(
             lr = start_lr * ratio**step
             for group in opt.param_groups:
                 group["lr"] = lr
-            loss = loss_fn(model(xb), yb)
+            loss = objective.loss(model, xb, yb, order)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.train.grad_clip is not None:

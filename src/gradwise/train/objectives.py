@@ -1,0 +1,50 @@
+"""What a model is trained to do: the loss of a batch and the metrics of a split.
+
+The loop never looks at the task: it asks the objective for a batch's loss and a split's
+metrics. Supervised learning (x -> y with a loss on the outputs) is one objective; others
+(masked-token prediction, denoising) bring their own inputs and targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from gradwise.config import Config
+from gradwise.data.dataset import Split
+from gradwise.data.schema import Schema
+from gradwise.evaluate.evaluator import EvalSettings, predict_logits, split_metrics
+from gradwise.train.losses import LossFn
+
+
+class Objective(Protocol):
+    def loss(self, forward: nn.Module, x: Tensor, y: Tensor, gen: torch.Generator) -> Tensor:
+        """The training loss of one batch; `forward` may be a DDP or compiled wrapper."""
+        ...
+
+    def metrics(self, model: nn.Module, split: Split, settings: EvalSettings) -> dict[str, float]:
+        """`loss` plus the task's metrics over a whole split, in eval mode."""
+        ...
+
+
+@dataclass(frozen=True)
+class Supervised:
+    """Predict y from x; the criterion scores the model's outputs."""
+
+    criterion: LossFn
+    schema: Schema
+
+    def loss(self, forward: nn.Module, x: Tensor, y: Tensor, gen: torch.Generator) -> Tensor:
+        return self.criterion(forward(x), y)
+
+    def metrics(self, model: nn.Module, split: Split, settings: EvalSettings) -> dict[str, float]:
+        logits = predict_logits(model, split.x, settings)
+        return split_metrics(logits, split.y, self.schema, self.criterion)
+
+
+def make_objective(cfg: Config, schema: Schema, criterion: LossFn) -> Objective:
+    """The objective for a config: supervised unless the architecture brings its own."""
+    return Supervised(criterion, schema)
