@@ -135,7 +135,55 @@ class RNNConfig(_Strict):
     init: Init = "xavier"
 
 
-ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig, Field(discriminator="arch")]
+class MoEConfig(_Strict):
+    experts: int = Field(8, ge=2, description="feed-forward experts per MoE layer")
+    top_k: int = Field(2, ge=1, description="experts each token is routed to")
+    hidden: int | None = Field(
+        None,
+        ge=1,
+        description="each expert's width; null: the dense width / top_k, so the "
+        "active parameters per token equal the dense model's",
+    )
+    aux_weight: float = Field(0.01, ge=0, description="weight of the load-balancing loss")
+    every: int = Field(1, ge=1, description="an MoE layer in every n-th block")
+
+    @model_validator(mode="after")
+    def _k_within_experts(self) -> MoEConfig:
+        if self.top_k > self.experts:
+            raise ValueError(f"moe.top_k ({self.top_k}) cannot exceed moe.experts ({self.experts})")
+        return self
+
+
+class GPTConfig(_Strict):
+    arch: Literal["gpt"]
+    n_layer: int = Field(4, ge=1)
+    n_head: int = Field(4, ge=1)
+    d_model: int = Field(128, ge=8)
+    ffn_mult: int = Field(4, ge=1, description="feed-forward width = ffn_mult * d_model")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    positions: Literal["learned", "rotary"] = "learned"
+    bias: bool = False
+    tie_weights: bool = Field(True, description="share the token embedding with the output")
+    moe: MoEConfig | None = None
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> GPTConfig:
+        _check_heads(self.d_model, self.n_head)
+        return self
+
+
+def _check_heads(d_model: int, n_head: int) -> None:
+    if d_model % n_head:
+        best = min(
+            (h for h in range(1, d_model + 1) if d_model % h == 0), key=lambda h: abs(h - n_head)
+        )
+        raise ValueError(
+            f"model.d_model ({d_model}) must be divisible by model.n_head ({n_head}); "
+            f"try n_head={best}"
+        )
+
+
+ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig | GPTConfig, Field(discriminator="arch")]
 
 
 # ---------------------------------------------------------------- training

@@ -194,7 +194,7 @@ class Run:
             loss_cfg = loss_cfg.model_copy(update={"class_weights": "none"})
         n_classes = self.schema.n_outputs if self.schema.task == "classification" else 0
         criterion = make_loss(loss_cfg, self.loss, y_train, n_classes)
-        return make_objective(self.config, self.schema, criterion)
+        return make_objective(self.config, self.schema, criterion, self.model)
 
     @property
     def _eval(self) -> EvalSettings:

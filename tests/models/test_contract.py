@@ -23,6 +23,11 @@ CASES = [
      InputSpec("sequence", (7, 3), 1)),
     ({"arch": "gru", "hidden": 16, "pool": "mean"}, InputSpec("image", (1, 8, 8), 10)),
     ({"arch": "lstm", "hidden": 16}, InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True)),
+    ({"arch": "gpt", "n_layer": 2, "n_head": 2, "d_model": 16},
+     InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True)),
+    ({"arch": "gpt", "n_layer": 2, "n_head": 2, "d_model": 16, "positions": "rotary",
+      "moe": {"experts": 4, "top_k": 2}},
+     InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True)),
 ]
 
 

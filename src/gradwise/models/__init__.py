@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from gradwise.config import CNNConfig, MLPConfig, ModelConfig, RNNConfig
+from gradwise.config import CNNConfig, GPTConfig, MLPConfig, ModelConfig, RNNConfig
 from gradwise.models.cnn import CNN
+from gradwise.models.gpt import GPT
 from gradwise.models.mlp import MLP
 from gradwise.models.rnn import RNN
 from gradwise.models.spec import InputSpec
@@ -26,4 +27,6 @@ def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
             return CNN(cfg, spec)
         case RNNConfig():
             return RNN(cfg, spec)
+        case GPTConfig():
+            return GPT(cfg, spec)
     raise AssertionError(f"unhandled model config {type(cfg).__name__}")

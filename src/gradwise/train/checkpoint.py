@@ -40,7 +40,7 @@ def save_tensors(
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
-        plain = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        plain = _unshared(tensors)
         save_file(plain, tmp, metadata={"gradwise": json.dumps(meta or {})})
         os.replace(tmp, path)
     except BaseException:
@@ -98,3 +98,16 @@ def unpack_optimizer(
     for idx, entries in meta["scalars"].items():
         state.setdefault(int(idx), {}).update(entries)
     opt.load_state_dict({"state": state, "param_groups": meta["groups"]})
+
+
+def _unshared(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """CPU, contiguous tensors; a tensor sharing memory with an earlier one (tied weights) is
+    copied, since safetensors stores each buffer once."""
+    seen: set[int] = set()
+    out = {}
+    for name, value in tensors.items():
+        t = value.detach().cpu().contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        out[name] = t.clone() if ptr in seen else t
+        seen.add(ptr)
+    return out

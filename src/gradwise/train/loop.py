@@ -21,6 +21,7 @@ from gradwise.data.batcher import Batcher
 from gradwise.data.dataset import Dataset
 from gradwise.errors import ConfigError, TrainingDiverged
 from gradwise.evaluate.evaluator import EvalSettings
+from gradwise.models.moe import expert_shares
 from gradwise.train.checkpoint import (
     load_tensors,
     pack_optimizer,
@@ -186,6 +187,7 @@ def fit(
                 probe = probe.contiguous(memory_format=memory_format)
             with amp():
                 record.update(dead_relu_fraction(model, probe))
+        record.update(expert_shares(model))
         record["epoch_s"] = time.perf_counter() - t0
         history.append(record)
         improved = early.update(record, epoch)

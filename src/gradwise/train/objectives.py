@@ -17,6 +17,7 @@ from gradwise.config import Config
 from gradwise.data.dataset import Split
 from gradwise.data.schema import Schema
 from gradwise.evaluate.evaluator import EvalSettings, predict_logits, split_metrics
+from gradwise.models.moe import MoEFeedForward, moe_layers
 from gradwise.train.losses import LossFn
 
 
@@ -36,15 +37,19 @@ class Supervised:
 
     criterion: LossFn
     schema: Schema
+    moe: tuple[MoEFeedForward, ...] = ()  # their load-balancing losses join the loss
 
     def loss(self, forward: nn.Module, x: Tensor, y: Tensor, gen: torch.Generator) -> Tensor:
-        return self.criterion(forward(x), y)
+        loss = self.criterion(forward(x), y)
+        for layer in self.moe:
+            loss = loss + layer.aux_loss
+        return loss
 
     def metrics(self, model: nn.Module, split: Split, settings: EvalSettings) -> dict[str, float]:
         logits = predict_logits(model, split.x, settings)
         return split_metrics(logits, split.y, self.schema, self.criterion)
 
 
-def make_objective(cfg: Config, schema: Schema, criterion: LossFn) -> Objective:
+def make_objective(cfg: Config, schema: Schema, criterion: LossFn, model: nn.Module) -> Objective:
     """The objective for a config: supervised unless the architecture brings its own."""
-    return Supervised(criterion, schema)
+    return Supervised(criterion, schema, tuple(moe_layers(model)))

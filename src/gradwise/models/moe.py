@@ -1,0 +1,81 @@
+"""Mixture of experts: a feed-forward layer with a top-k router and a load-balancing loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MoEFeedForward(nn.Module):
+    """`experts` feed-forward networks; each token goes to its `top_k` likeliest experts.
+
+    The router's softmax weights (renormalised over the chosen k) mix the experts' outputs.
+    The Switch-Transformer load-balancing loss, experts * sum_e(f_e * P_e) with f_e the
+    fraction of routed tokens and P_e the mean router probability of expert e, is kept in
+    `aux_loss` after each forward pass for the objective to add. `counts` tallies tokens per
+    expert during training, for the run's log.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        hidden: int,
+        experts: int,
+        top_k: int,
+        dropout: float,
+        aux_weight: float,
+    ) -> None:
+        super().__init__()
+        self.experts, self.top_k, self.aux_weight = experts, top_k, aux_weight
+        self.router = nn.Linear(d_model, experts, bias=False)
+        self.in_proj = nn.Parameter(torch.empty(experts, d_model, hidden))
+        self.out_proj = nn.Parameter(torch.empty(experts, hidden, d_model))
+        nn.init.normal_(self.in_proj, std=0.02)
+        nn.init.normal_(self.out_proj, std=0.02)
+        self.drop = nn.Dropout(dropout)
+        self.register_buffer("counts", torch.zeros(experts, dtype=torch.long), persistent=False)
+        self.aux_loss = torch.zeros(())
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        tokens = x.reshape(-1, shape[-1])  # (N, C)
+        probs = self.router(tokens).float().softmax(dim=-1)  # (N, E)
+        weight, chosen = probs.topk(self.top_k, dim=-1)  # (N, k)
+        weight = (weight / weight.sum(dim=-1, keepdim=True)).to(x.dtype)
+        out = torch.zeros_like(tokens)
+        for e in range(self.experts):
+            rows, slot = (chosen == e).nonzero(as_tuple=True)
+            if len(rows) == 0:
+                continue
+            h = F.gelu(tokens[rows] @ self.in_proj[e].to(x.dtype))  # (n_e, H)
+            y = h @ self.out_proj[e].to(x.dtype)  # (n_e, C)
+            out.index_add_(0, rows, y * weight[rows, slot, None])
+        routed = F.one_hot(chosen, self.experts).sum(dim=1).float()  # (N, E)
+        fraction = routed.mean(dim=0) / self.top_k
+        self.aux_loss = self.aux_weight * self.experts * (fraction * probs.mean(dim=0)).sum()
+        if self.training:
+            self.counts += routed.sum(dim=0).long().detach()
+        return self.drop(out).reshape(shape)
+
+
+def moe_layers(model: nn.Module) -> list[MoEFeedForward]:
+    return [m for m in model.modules() if isinstance(m, MoEFeedForward)]
+
+
+def expert_shares(model: nn.Module) -> dict[str, float]:
+    """Each expert's share of routed tokens since the last call (then the tallies reset)."""
+    out: dict[str, float] = {}
+    names = {id(m): n for n, m in model.named_modules()}
+    shares = []
+    for layer in moe_layers(model):
+        total = int(layer.counts.sum())
+        if total == 0:
+            continue
+        share = (layer.counts.float() / total).tolist()
+        shares += share
+        out.update({f"moe.{names[id(layer)]}.{e}": s for e, s in enumerate(share)})
+        layer.counts.zero_()
+    if shares:
+        out["moe.min_share"] = min(shares)
+    return out
