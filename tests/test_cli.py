@@ -42,13 +42,16 @@ def test_train_prints_test_metrics_and_the_run_directory(tmp_path: Path):
     assert f"run directory: {tmp_path / 'r'}" in out.output.replace("\n", "")
 
 
-@pytest.mark.parametrize(("cfg", "message"), [
-    ({"train": {"lr_rate": 1}}, "did you mean train.optimizer.lr?"),
-    ({"data": {"source": "csv:/no/such.csv", "target": "y"}}, "/no/such.csv not found"),
-    ({"data": {"source": "pickle:x"}}, "must be KIND:LOCATION"),
-    ({"data": {"source": "builtin:iris", "target": "species"}}, None),
-    ({"model": {"arch": "cnn"}, "data": {"source": "builtin:iris"}}, "needs images"),
-])
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"train": {"lr_rate": 1}}, "did you mean train.optimizer.lr?"),
+        ({"data": {"source": "csv:/no/such.csv", "target": "y"}}, "/no/such.csv not found"),
+        ({"data": {"source": "pickle:x"}}, "must be KIND:LOCATION"),
+        ({"data": {"source": "builtin:iris", "target": "species"}}, None),
+        ({"model": {"arch": "cnn"}, "data": {"source": "builtin:iris"}}, "needs images"),
+    ],
+)
 def test_bad_config_or_data_exits_2_with_one_message(tmp_path: Path, cfg, message):
     config = _write(tmp_path, {**tiny_config(), **cfg})
     result = runner.invoke(app, ["train", config, "--out", str(tmp_path / "r"), "-q"])
@@ -62,8 +65,9 @@ def test_bad_config_or_data_exits_2_with_one_message(tmp_path: Path, cfg, messag
 
 def test_nan_in_the_target_and_images_missing(tmp_path: Path):
     pd.DataFrame({"a": [1, 2, 3, 4], "y": [1.0, None, 0.0, 1.0]}).to_csv(tmp_path / "t.csv")
-    config = _write(tmp_path, tiny_config(data={"source": f"csv:{tmp_path / 't.csv'}",
-                                                "target": "y"}))
+    config = _write(
+        tmp_path, tiny_config(data={"source": f"csv:{tmp_path / 't.csv'}", "target": "y"})
+    )
     _bad(["train", config, "-q", "--out", str(tmp_path / "r")], "missing values")
     (tmp_path / "imgs" / "cat").mkdir(parents=True)
     config = _write(tmp_path, tiny_config(data={"source": f"images:{tmp_path / 'imgs'}"}))
@@ -82,8 +86,15 @@ def test_evaluate_predict_and_generate_refusal(tmp_path: Path):
     out = _ok(["evaluate", str(tmp_path / "r")])
     assert "f1_macro" in out.output
     np.savez(tmp_path / "new.npz", X=load_digits().images[:7])
-    _ok(["predict", str(tmp_path / "r"), str(tmp_path / "new.npz"), "--out",
-         str(tmp_path / "p.csv")])
+    _ok(
+        [
+            "predict",
+            str(tmp_path / "r"),
+            str(tmp_path / "new.npz"),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ]
+    )
     pred = pd.read_csv(tmp_path / "p.csv")
     assert len(pred) == 7
     assert list(pred.columns[:3]) == ["prediction", "p_0", "p_1"]
@@ -116,7 +127,8 @@ def test_datasets_lists_the_builtins():
         assert name in out.output
 
 
-@pytest.mark.parametrize("verb", ["train", "lr-find", "evaluate", "predict", "generate",
-                                  "datasets"])
+@pytest.mark.parametrize(
+    "verb", ["train", "lr-find", "evaluate", "predict", "generate", "datasets"]
+)
 def test_every_verb_has_help(verb):
     assert _ok([verb, "--help"]).output.strip().startswith("Usage: gradwise")

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from gradwise.config import CNNConfig, Config, dump_config, load_config, parse_overrides
 from gradwise.errors import ConfigError
@@ -20,7 +21,9 @@ def dump_config_dict(text: str) -> dict:
 
 
 def test_unknown_key_suggests_the_closest_nested_key():
-    with pytest.raises(ConfigError, match=r"unknown key train.lr_rate .*did you mean train.optimizer.lr\?"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key train.lr_rate .*did you mean train.optimizer.lr\?"
+    ):
         load_config({"train": {"lr_rate": 0.1}})
 
 
@@ -74,5 +77,5 @@ def test_cross_field_rules():
 
 def test_config_is_frozen():
     cfg = Config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.seed = 3  # type: ignore[misc]

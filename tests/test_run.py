@@ -17,8 +17,15 @@ from tests.conftest import tiny_config
 def test_run_directory_matches_the_design(tmp_path: Path):
     gradwise.train(tiny_config(), out=tmp_path / "r")
     names = {p.name for p in (tmp_path / "r").iterdir()}
-    assert {"config.yaml", "model.safetensors", "model.json", "checkpoints", "metrics.jsonl",
-            "metrics.json", "train.log"} <= names
+    assert {
+        "config.yaml",
+        "model.safetensors",
+        "model.json",
+        "checkpoints",
+        "metrics.jsonl",
+        "metrics.json",
+        "train.log",
+    } <= names
     summary = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert {"train", "val", "test", "best_epoch", "epochs", "wall_s"} <= summary.keys()
     assert 0 <= summary["test"]["accuracy"] <= 1
@@ -29,22 +36,24 @@ def test_run_directory_matches_the_design(tmp_path: Path):
 def test_loaded_run_predicts_exactly_as_the_trained_one(tmp_path: Path):
     run = gradwise.train(tiny_config(), out=tmp_path / "r", **{"train.epochs": 3})
     again = gradwise.load(tmp_path / "r")
-    images = load_digits().images[:50]           # raw pixels 0..16, as a user holds them
+    images = load_digits().images[:50]  # raw pixels 0..16, as a user holds them
     np.testing.assert_allclose(again.predict_proba(images), run.predict_proba(images), rtol=1e-6)
     assert again.predict(images).dtype.kind in "iu"
-    flat = load_digits().data[:50]                # (N, 64) works too
+    flat = load_digits().data[:50]  # (N, 64) works too
     np.testing.assert_array_equal(again.predict(flat), again.predict(images))
 
 
 def test_predict_matches_evaluation_on_raw_new_rows(tmp_path: Path):
-    cfg = tiny_config(data={"source": "builtin:iris"}, train={"epochs": 30, "optimizer": {"lr": 1e-2}})
+    cfg = tiny_config(
+        data={"source": "builtin:iris"}, train={"epochs": 30, "optimizer": {"lr": 1e-2}}
+    )
     run = gradwise.load(gradwise.train(cfg, out=tmp_path / "r").path)
     frame = load_iris(as_frame=True).frame.drop(columns="target")
     labels = np.asarray(load_iris().target_names)[load_iris().target]
     pred = run.predict(frame)
     assert set(pred) <= set(labels)
     assert (pred == labels).mean() > 0.85
-    proba = run.predict_proba(frame.to_numpy())   # plain arrays in training column order
+    proba = run.predict_proba(frame.to_numpy())  # plain arrays in training column order
     np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
     assert run.schema.classes == sorted(set(labels))
 
@@ -64,27 +73,38 @@ def test_csv_with_categories_end_to_end(tmp_path: Path):
     frame.loc[::17, "size"] = np.nan
     frame.to_csv(tmp_path / "t.csv", index=False)
     for encoding in ("onehot", "embed"):
-        cfg = tiny_config(data={"source": f"csv:{tmp_path / 't.csv'}", "target": "label",
-                                "drop": ["id"], "categorical": encoding},
-                          train={"epochs": 40, "optimizer": {"lr": 1e-2}})
+        cfg = tiny_config(
+            data={
+                "source": f"csv:{tmp_path / 't.csv'}",
+                "target": "label",
+                "drop": ["id"],
+                "categorical": encoding,
+            },
+            train={"epochs": 40, "optimizer": {"lr": 1e-2}},
+        )
         run = gradwise.train(cfg, out=tmp_path / encoding)
         assert run.metrics["test"]["accuracy"] > 0.8
         assert "imputed" in (tmp_path / encoding / "train.log").read_text()
         new = pd.DataFrame({"color": ["red", "purple"], "size": [1.0, None]})
-        assert list(gradwise.load(run.path).predict(new)) in (["no", "yes"], ["no", "no"],
-                                                              ["yes", "yes"], ["yes", "no"])
+        assert list(gradwise.load(run.path).predict(new)) in (
+            ["no", "yes"],
+            ["no", "no"],
+            ["yes", "yes"],
+            ["yes", "no"],
+        )
 
 
 def test_regression_predictions_are_in_target_units(tmp_path: Path):
-    cfg = tiny_config(data={"source": "builtin:diabetes"},
-                      train={"epochs": 30, "optimizer": {"lr": 1e-2}})
+    cfg = tiny_config(
+        data={"source": "builtin:diabetes"}, train={"epochs": 30, "optimizer": {"lr": 1e-2}}
+    )
     run = gradwise.train(cfg, out=tmp_path / "r")
     from sklearn.datasets import load_diabetes
 
     frame = load_diabetes(as_frame=True).frame
     pred = run.predict(frame.drop(columns="target"))
     assert pred.shape == (len(frame),)
-    assert 50 < pred.mean() < 250   # targets average ~152; standardised outputs would be ~0
+    assert 50 < pred.mean() < 250  # targets average ~152; standardised outputs would be ~0
     with pytest.raises(GradwiseError, match="needs a classifier"):
         run.predict_proba(frame)
 
@@ -121,11 +141,13 @@ def test_default_run_directory_never_reuses_a_name(tmp_path: Path, monkeypatch):
 def test_language_model_generates_from_a_prompt(tmp_path: Path):
     text = "the cat sat on the mat. " * 200
     (tmp_path / "c.txt").write_text(text)
-    cfg = tiny_config(data={"source": f"text:{tmp_path / 'c.txt'}", "block_size": 16},
-                      model={"arch": "gru", "hidden": 64, "embed_dim": 16},
-                      train={"epochs": 15, "optimizer": {"lr": 1e-2}, "batch_size": 32})
+    cfg = tiny_config(
+        data={"source": f"text:{tmp_path / 'c.txt'}", "block_size": 16},
+        model={"arch": "gru", "hidden": 64, "embed_dim": 16},
+        train={"epochs": 15, "optimizer": {"lr": 1e-2}, "batch_size": 32},
+    )
     run = gradwise.train(cfg, out=tmp_path / "lm")
-    assert run.metrics["test"]["perplexity"] < 3.0   # a uniform guess over 10 chars gives 10
+    assert run.metrics["test"]["perplexity"] < 3.0  # a uniform guess over 10 chars gives 10
     out = gradwise.load(run.path).generate("the cat ", 16, temperature=0)
     assert out.startswith("sat on the mat")
 
@@ -134,12 +156,18 @@ def test_forecasting_from_a_time_series_csv(tmp_path: Path):
     t = np.arange(600)
     frame = pd.DataFrame({"day": t, "load": 10 + 3 * np.sin(2 * np.pi * t / 24)})
     frame.to_csv(tmp_path / "s.csv", index=False)
-    cfg = tiny_config(data={"source": f"timeseries:{tmp_path / 's.csv'}", "target": "load",
-                            "window": 24, "horizon": 3},
-                      model={"arch": "lstm", "hidden": 32},
-                      train={"epochs": 30, "optimizer": {"lr": 1e-2}})
+    cfg = tiny_config(
+        data={
+            "source": f"timeseries:{tmp_path / 's.csv'}",
+            "target": "load",
+            "window": 24,
+            "horizon": 3,
+        },
+        model={"arch": "lstm", "hidden": 32},
+        train={"epochs": 30, "optimizer": {"lr": 1e-2}},
+    )
     run = gradwise.train(cfg, out=tmp_path / "ts")
-    assert run.metrics["test"]["rmse"] < 0.5   # the series swings by +-3
+    assert run.metrics["test"]["rmse"] < 0.5  # the series swings by +-3
     future = run.predict(frame.iloc[-24:])
     assert future.shape == (1, 3)
     expected = 10 + 3 * np.sin(2 * np.pi * np.arange(600, 603) / 24)

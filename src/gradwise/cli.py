@@ -29,6 +29,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
 def make_console(stderr: bool = False) -> Console:
     """A rich console; when piped, wide enough that tables are not squeezed to 80 columns."""
     console = Console(stderr=stderr, soft_wrap=True)

@@ -20,8 +20,8 @@ class _Strict(BaseModel):
 
 
 class SplitConfig(_Strict):
-    val: float = Field(0.15, ge=0, lt=1, description="fraction held out for validation")
-    test: float = Field(0.2, ge=0, lt=1, description="fraction held out for the final test")
+    val: float = Field(0.15, gt=0, lt=1, description="fraction held out for validation")
+    test: float = Field(0.2, gt=0, lt=1, description="fraction held out for the final test")
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> SplitConfig:
@@ -40,7 +40,9 @@ class ShiftAugment(_Strict):
 
 class CropAugment(_Strict):
     name: Literal["crop"]
-    padding: int = Field(2, ge=1, description="zero padding before the random crop, in pixels")
+    padding: int = Field(
+        2, ge=1, description="pad-and-crop: largest translation, in pixels; edges repeat the border"
+    )
 
 
 class RotateAugment(_Strict):
@@ -172,6 +174,23 @@ class GPTConfig(_Strict):
         return self
 
 
+class ViTConfig(_Strict):
+    arch: Literal["vit"]
+    patch_size: int = Field(2, ge=1, description="square patch side, in pixels")
+    n_layer: int = Field(4, ge=1)
+    n_head: int = Field(4, ge=1)
+    d_model: int = Field(64, ge=8)
+    ffn_mult: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    pool: Literal["cls", "mean"] = "cls"
+    moe: MoEConfig | None = None
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ViTConfig:
+        _check_heads(self.d_model, self.n_head)
+        return self
+
+
 def _check_heads(d_model: int, n_head: int) -> None:
     if d_model % n_head:
         best = min(
@@ -183,7 +202,9 @@ def _check_heads(d_model: int, n_head: int) -> None:
         )
 
 
-ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig | GPTConfig, Field(discriminator="arch")]
+ModelConfig = Annotated[
+    MLPConfig | CNNConfig | RNNConfig | GPTConfig | ViTConfig, Field(discriminator="arch")
+]
 
 
 # ---------------------------------------------------------------- training
@@ -264,7 +285,7 @@ class TrainConfig(_Strict):
 
 class Config(_Strict):
     name: str = Field("run", min_length=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     data: DataConfig = DataConfig()
     model: ModelConfig = MLPConfig()
     train: TrainConfig = TrainConfig()

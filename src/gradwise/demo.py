@@ -19,8 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     console = make_console()
     paths = [Path(p) for p in (argv if argv else DEFAULT_CONFIGS)]
     table = Table(title="test split (held out, never seen in training)", title_justify="left")
-    for col in ("model", "accuracy", "macro-F1", "log-loss", "params", "epochs", "seconds",
-                "run directory"):
+    for col in (
+        "model",
+        "accuracy",
+        "macro-F1",
+        "log-loss",
+        "params",
+        "epochs",
+        "seconds",
+        "run directory",
+    ):
         table.add_column(col, justify="left" if col in ("model", "run directory") else "right")
     for path in paths:
         cfg = load_config(path)
@@ -30,15 +38,24 @@ def main(argv: list[str] | None = None) -> int:
         run = gradwise.train(path, out=out, overwrite=True)
         m = run.metrics
         test = m["test"]
-        table.add_row(cfg.name, f"{test['accuracy']:.4f}", f"{test['f1_macro']:.4f}",
-                      f"{test['log_loss']:.4f}", f"{m['n_params']:,}",
-                      f"{m['epochs']} (best {m['best_epoch']})",
-                      f"{time.perf_counter() - started:.1f}", str(out))
+        table.add_row(
+            cfg.name,
+            f"{test['accuracy']:.4f}",
+            f"{test['f1_macro']:.4f}",
+            f"{test['log_loss']:.4f}",
+            f"{m['n_params']:,}",
+            f"{m['epochs']} (best {m['best_epoch']})",
+            f"{time.perf_counter() - started:.1f}",
+            str(out),
+        )
     console.print(table)
-    console.print("Each run directory holds config.yaml, model.safetensors, model.json, "
-                  "metrics.json(l), train.log and checkpoints/.")
-    console.print("Next: gradwise evaluate runs/digits-cnn   |   "
-                  "gradwise predict runs/digits-cnn INPUT.npz")
+    console.print(
+        "Each run directory holds config.yaml, model.safetensors, model.json, "
+        "metrics.json(l), train.log and checkpoints/."
+    )
+    console.print(
+        "Next: gradwise evaluate runs/digits-cnn   |   gradwise predict runs/digits-cnn INPUT.npz"
+    )
     return 0
 
 

@@ -22,7 +22,9 @@ def test_classification_metrics_match_scikit_learn(n_classes):
     pred = probs.argmax(1)
     assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
     assert ours["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
-    assert ours["log_loss"] == pytest.approx(skm.log_loss(y, probs, labels=range(n_classes)), rel=1e-4)
+    assert ours["log_loss"] == pytest.approx(
+        skm.log_loss(y, probs, labels=range(n_classes)), rel=1e-4
+    )
     if n_classes == 2:
         assert ours["roc_auc"] == pytest.approx(skm.roc_auc_score(y, probs[:, 1]))
     else:

@@ -17,17 +17,32 @@ CASES = [
     ({"arch": "mlp", "hidden": [16], "norm": "layer"}, InputSpec("image", (1, 8, 8), 10)),
     ({"arch": "mlp", "hidden": [16]}, InputSpec("tabular", (5,), 2, categorical=(4, 7))),
     ({"arch": "cnn", "channels": [8, 16]}, InputSpec("image", (1, 8, 8), 10)),
-    ({"arch": "cnn", "channels": [4], "pool": "avg", "head": [8]}, InputSpec("image", (3, 12, 12), 4)),
+    (
+        {"arch": "cnn", "channels": [4], "pool": "avg", "head": [8]},
+        InputSpec("image", (3, 12, 12), 4),
+    ),
     ({"arch": "rnn", "hidden": 16}, InputSpec("sequence", (7, 3), 2)),
-    ({"arch": "lstm", "hidden": 16, "layers": 2, "bidirectional": True},
-     InputSpec("sequence", (7, 3), 1)),
+    (
+        {"arch": "lstm", "hidden": 16, "layers": 2, "bidirectional": True},
+        InputSpec("sequence", (7, 3), 1),
+    ),
     ({"arch": "gru", "hidden": 16, "pool": "mean"}, InputSpec("image", (1, 8, 8), 10)),
     ({"arch": "lstm", "hidden": 16}, InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True)),
-    ({"arch": "gpt", "n_layer": 2, "n_head": 2, "d_model": 16},
-     InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True)),
-    ({"arch": "gpt", "n_layer": 2, "n_head": 2, "d_model": 16, "positions": "rotary",
-      "moe": {"experts": 4, "top_k": 2}},
-     InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True)),
+    (
+        {"arch": "gpt", "n_layer": 2, "n_head": 2, "d_model": 16},
+        InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True),
+    ),
+    (
+        {
+            "arch": "gpt",
+            "n_layer": 2,
+            "n_head": 2,
+            "d_model": 16,
+            "positions": "rotary",
+            "moe": {"experts": 4, "top_k": 2},
+        },
+        InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True),
+    ),
 ]
 
 
@@ -52,7 +67,9 @@ def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out.flatten(0, -2), y.flatten())
 
 
-@pytest.mark.parametrize(("raw", "spec"), CASES, ids=lambda c: str(c.get("arch", "")) if isinstance(c, dict) else c.kind)
+@pytest.mark.parametrize(
+    ("raw", "spec"), CASES, ids=lambda c: str(c.get("arch", "")) if isinstance(c, dict) else c.kind
+)
 def test_architecture_contract(raw, spec, tmp_path: Path):
     cfg = TypeAdapter(ModelConfig).validate_python(raw)
     torch.manual_seed(0)
@@ -91,11 +108,11 @@ def test_language_model_cannot_be_bidirectional():
         build_model(cfg, InputSpec("tokens", (8,), 5, vocab_size=5, per_token=True))
 
 
-@pytest.mark.parametrize(("scheme", "expected_std"), [("he", (2 / 200) ** 0.5),
-                                                      ("xavier", (2 / (200 + 300)) ** 0.5)])
+@pytest.mark.parametrize(
+    ("scheme", "expected_std"), [("he", (2 / 200) ** 0.5), ("xavier", (2 / (200 + 300)) ** 0.5)]
+)
 def test_initialisation_scales_weights_by_fan(scheme, expected_std):
-    cfg = TypeAdapter(ModelConfig).validate_python(
-        {"arch": "mlp", "hidden": [300], "init": scheme})
+    cfg = TypeAdapter(ModelConfig).validate_python({"arch": "mlp", "hidden": [300], "init": scheme})
     torch.manual_seed(0)
     model = build_model(cfg, InputSpec("tabular", (200,), 2))
     w = model.body[0].weight

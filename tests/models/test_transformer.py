@@ -36,8 +36,9 @@ def test_attention_matches_a_hand_written_softmax_attention(causal):
     pad = torch.tensor([[False] * 7, [False] * 5 + [True] * 2])
     torch.testing.assert_close(att(x), _manual_attention(att, x, causal), rtol=1e-4, atol=1e-5)
     if not causal:
-        torch.testing.assert_close(att(x, key_padding=pad), _manual_attention(att, x, False, pad),
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            att(x, key_padding=pad), _manual_attention(att, x, False, pad), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_cached_attention_equals_full_causal_attention():
@@ -64,8 +65,9 @@ def test_heads_must_divide_the_width_with_a_suggestion():
 
 
 def _gpt(**kw):
-    cfg = TypeAdapter(ModelConfig).validate_python({"arch": "gpt", "n_layer": 2, "n_head": 2,
-                                                    "d_model": 32, **kw})
+    cfg = TypeAdapter(ModelConfig).validate_python(
+        {"arch": "gpt", "n_layer": 2, "n_head": 2, "d_model": 32, **kw}
+    )
     torch.manual_seed(0)
     return build_model(cfg, InputSpec("tokens", (16,), 11, vocab_size=11, per_token=True)).eval()
 
@@ -126,18 +128,19 @@ def test_moe_with_one_expert_routed_equals_that_experts_mlp():
     x = torch.randn(5, 8)
     probs = moe.router(x).softmax(-1)
     chosen = probs.argmax(-1)
-    expected = torch.stack([F.gelu(x[i] @ moe.in_proj[e]) @ moe.out_proj[e]
-                            for i, e in enumerate(chosen.tolist())])
+    expected = torch.stack(
+        [F.gelu(x[i] @ moe.in_proj[e]) @ moe.out_proj[e] for i, e in enumerate(chosen.tolist())]
+    )
     torch.testing.assert_close(moe(x), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_moe_balancing_loss_is_minimal_for_a_uniform_router():
     moe = MoEFeedForward(8, 16, experts=4, top_k=2, dropout=0.0, aux_weight=1.0)
-    torch.nn.init.zeros_(moe.router.weight)           # uniform probabilities
+    torch.nn.init.zeros_(moe.router.weight)  # uniform probabilities
     moe(torch.randn(64, 8))
     assert moe.aux_loss.item() == pytest.approx(1.0, rel=1e-5)  # experts * sum(1/E * 1/E) * E
     with torch.no_grad():
-        moe.router.weight[0] = 10.0                   # every token prefers expert 0
+        moe.router.weight[0] = 10.0  # every token prefers expert 0
     moe(torch.ones(64, 8))
     assert moe.aux_loss.item() > 1.5
 

@@ -14,16 +14,29 @@ from tests.conftest import tiny_config
 
 def _train(config: Path, out: Path, *extra: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gradwise.cli", "train", str(config), "--out", str(out), "-q",
-         *extra],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "gradwise.cli",
+            "train",
+            str(config),
+            "--out",
+            str(out),
+            "-q",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_two_processes_match_one(tmp_path: Path):
-    cfg = tiny_config(model={"arch": "mlp", "hidden": [32], "dropout": 0.0},
-                      train={"epochs": 2, "grad_clip": None, "diagnostics": False})
+    cfg = tiny_config(
+        model={"arch": "mlp", "hidden": [32], "dropout": 0.0},
+        train={"epochs": 2, "grad_clip": None, "diagnostics": False},
+    )
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(cfg))
     _train(config, tmp_path / "one")

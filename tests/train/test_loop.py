@@ -29,21 +29,32 @@ def _one_step_params(cfg_dict) -> list[torch.Tensor]:
 
 
 def test_accumulated_micro_batches_equal_one_large_batch():
-    common = {"epochs": 1, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0},
-              "schedule": {"name": "constant"}, "grad_clip": None, "diagnostics": False}
+    common = {
+        "epochs": 1,
+        "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0},
+        "schedule": {"name": "constant"},
+        "grad_clip": None,
+        "diagnostics": False,
+    }
     big = _one_step_params(tiny_config(train={**common, "batch_size": 32, "accumulate": 1}))
     small = _one_step_params(tiny_config(train={**common, "batch_size": 8, "accumulate": 4}))
-    start = _one_step_params(tiny_config(train={**common, "batch_size": 32,
-                                                "optimizer": {"name": "sgd", "lr": 1e-12}}))
+    start = _one_step_params(
+        tiny_config(train={**common, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 1e-12}})
+    )
     assert any((a - s).abs().max() > 1e-3 for a, s in zip(big, start))  # a real update happened
     for a, b in zip(big, small):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path):
-    cfg = tiny_config(train={"epochs": 40, "optimizer": {"lr": 0.05},
-                             "schedule": {"name": "constant"},
-                             "early_stopping": {"metric": "val.loss", "patience": 2}})
+    cfg = tiny_config(
+        train={
+            "epochs": 40,
+            "optimizer": {"lr": 0.05},
+            "schedule": {"name": "constant"},
+            "early_stopping": {"metric": "val.loss", "patience": 2},
+        }
+    )
     run = gradwise.train(cfg, out=tmp_path / "r")
     history = run.history
     losses = [r["val.loss"] for r in history]
@@ -63,9 +74,14 @@ def test_early_stopping_on_a_maximised_metric(tmp_path: Path):
 
 
 def test_a_diverging_run_stops_with_a_message_naming_the_fix(tmp_path: Path):
-    cfg = tiny_config(train={"epochs": 3, "grad_clip": None,
-                             "optimizer": {"name": "sgd", "lr": 1.0e4, "momentum": 0.9},
-                             "schedule": {"name": "constant"}})
+    cfg = tiny_config(
+        train={
+            "epochs": 3,
+            "grad_clip": None,
+            "optimizer": {"name": "sgd", "lr": 1.0e4, "momentum": 0.9},
+            "schedule": {"name": "constant"},
+        }
+    )
     with pytest.raises(TrainingDiverged, match="lower learning rate"):
         gradwise.train(cfg, out=tmp_path / "r")
 
@@ -103,26 +119,33 @@ def test_dead_relu_fraction_sees_units_killed_by_a_negative_bias():
     net = torch.nn.Sequential(torch.nn.Linear(4, 10), torch.nn.ReLU(), torch.nn.Linear(10, 2))
     with torch.no_grad():
         net[0].weight.zero_()
-        net[0].bias[:]= torch.tensor([-1.0] * 3 + [1.0] * 7)
+        net[0].bias[:] = torch.tensor([-1.0] * 3 + [1.0] * 7)
     assert dead_relu_fraction(net, torch.randn(32, 4))["dead_relu"] == pytest.approx(0.3)
 
 
-@pytest.mark.parametrize("optimizer", [
-    {"name": "sgd", "lr": 0.05, "nesterov": True, "momentum": 0.9},
-    {"name": "adam", "lr": 3e-3},
-    {"name": "adamw", "lr": 3e-3},
-    {"name": "rmsprop", "lr": 1e-3},
-])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        {"name": "sgd", "lr": 0.05, "nesterov": True, "momentum": 0.9},
+        {"name": "adam", "lr": 3e-3},
+        {"name": "adamw", "lr": 3e-3},
+        {"name": "rmsprop", "lr": 1e-3},
+    ],
+)
 def test_every_optimizer_learns(optimizer, tmp_path: Path):
     run = gradwise.train(tiny_config(train={"epochs": 3, "optimizer": optimizer}), out=tmp_path)
     hist = run.history
-    assert hist[-1]["train.loss"] < 0.5 * hist[0]["train.loss"] or run.metrics["val"]["accuracy"] > 0.9
+    assert (
+        hist[-1]["train.loss"] < 0.5 * hist[0]["train.loss"] or run.metrics["val"]["accuracy"] > 0.9
+    )
 
 
 def test_regression_losses_and_metrics_in_target_units(tmp_path: Path):
     for loss in ("mse", "mae", "huber"):
-        cfg = tiny_config(data={"source": "builtin:diabetes"},
-                          train={"epochs": 40, "loss": {"name": loss}, "optimizer": {"lr": 1e-2}})
+        cfg = tiny_config(
+            data={"source": "builtin:diabetes"},
+            train={"epochs": 40, "loss": {"name": loss}, "optimizer": {"lr": 1e-2}},
+        )
         run = gradwise.train(cfg, out=tmp_path / loss)
         test = run.metrics["test"]
         assert {"rmse", "mae", "r2"} <= test.keys()
@@ -131,9 +154,14 @@ def test_regression_losses_and_metrics_in_target_units(tmp_path: Path):
 
 
 def test_bce_uses_one_logit_and_gives_two_column_probabilities(tmp_path: Path):
-    cfg = tiny_config(data={"source": "builtin:breast_cancer"},
-                      train={"epochs": 30, "optimizer": {"lr": 3e-3},
-                             "loss": {"name": "bce", "class_weights": "balanced"}})
+    cfg = tiny_config(
+        data={"source": "builtin:breast_cancer"},
+        train={
+            "epochs": 30,
+            "optimizer": {"lr": 3e-3},
+            "loss": {"name": "bce", "class_weights": "balanced"},
+        },
+    )
     run = gradwise.train(cfg, out=tmp_path / "r")
     assert run.model.head.out_features == 1
     from sklearn.datasets import load_breast_cancer

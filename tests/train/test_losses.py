@@ -26,7 +26,9 @@ def test_bce_positive_weight_is_the_class_ratio():
     y = torch.tensor([0, 0, 0, 1])
     logits = torch.tensor([[0.3], [-0.2], [1.0], [0.5]])
     fn = make_loss(LossConfig(class_weights="balanced"), "bce", y, 2)
-    expected = F.binary_cross_entropy_with_logits(logits[:, 0], y.float(), pos_weight=torch.tensor([3.0]))
+    expected = F.binary_cross_entropy_with_logits(
+        logits[:, 0], y.float(), pos_weight=torch.tensor([3.0])
+    )
     assert fn(logits, y).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -34,11 +36,14 @@ def test_language_model_loss_flattens_time():
     logits = torch.randn(2, 5, 7)
     y = torch.randint(0, 7, (2, 5))
     fn = make_loss(LossConfig(), "cross_entropy", y, 7)
-    assert fn(logits, y).item() == pytest.approx(F.cross_entropy(logits.reshape(10, 7), y.reshape(10)).item())
+    assert fn(logits, y).item() == pytest.approx(
+        F.cross_entropy(logits.reshape(10, 7), y.reshape(10)).item()
+    )
 
 
-@pytest.mark.parametrize(("name", "ref"), [("mse", F.mse_loss), ("mae", F.l1_loss),
-                                           ("huber", F.huber_loss)])
+@pytest.mark.parametrize(
+    ("name", "ref"), [("mse", F.mse_loss), ("mae", F.l1_loss), ("huber", F.huber_loss)]
+)
 def test_regression_losses(name, ref):
     pred, y = torch.randn(10, 2), torch.randn(10, 2)
     fn = make_loss(LossConfig(name=name), name, y, 0)

@@ -3,9 +3,8 @@ import math
 import pytest
 import torch
 
-from gradwise.config import ScheduleConfig
+from gradwise.config import OptimizerConfig, ScheduleConfig
 from gradwise.train.optim import Schedule, decay_groups, make_optimizer
-from gradwise.config import OptimizerConfig
 
 
 def _lrs(cfg: ScheduleConfig, steps_per_epoch=10, epochs=10) -> list[float]:
@@ -39,9 +38,15 @@ def test_one_cycle_rises_to_the_peak_then_falls_far_below():
 def test_one_cycle_matches_torch():
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=100, pct_start=0.3,
-                                              anneal_strategy="cos", cycle_momentum=False,
-                                              three_phase=False)
+    ref = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=1.0,
+        total_steps=100,
+        pct_start=0.3,
+        anneal_strategy="cos",
+        cycle_momentum=False,
+        three_phase=False,
+    )
     theirs = []
     for _ in range(100):
         theirs.append(opt.param_groups[0]["lr"])
@@ -77,4 +82,6 @@ def test_sgd_momentum_defaults_and_rmsprop_without_momentum():
     model = torch.nn.Linear(2, 2)
     assert make_optimizer(model, OptimizerConfig(name="sgd")).defaults["momentum"] == 0.9
     assert make_optimizer(model, OptimizerConfig(name="rmsprop")).defaults["momentum"] == 0.0
-    assert math.isclose(make_optimizer(model, OptimizerConfig(name="adam", lr=0.5)).defaults["lr"], 0.5)
+    assert math.isclose(
+        make_optimizer(model, OptimizerConfig(name="adam", lr=0.5)).defaults["lr"], 0.5
+    )

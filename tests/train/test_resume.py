@@ -15,7 +15,8 @@ KILLER = """
 import json, os, signal, sys
 import gradwise
 
-cfg, out, kill_epoch, kill_batch = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cfg, out = json.loads(sys.argv[1]), sys.argv[2]
+kill_epoch, kill_batch = int(sys.argv[3]), int(sys.argv[4])
 
 def progress(epoch, done, total):
     if epoch == kill_epoch and done >= kill_batch:
@@ -41,9 +42,18 @@ def test_resume_after_sigkill_gives_identical_metrics(seed, tmp_path: Path):
     kill_epoch, kill_batch = rng.randint(2, 5), rng.randint(1, 18)
     killed = tmp_path / "killed"
     proc = subprocess.run(
-        [sys.executable, "-c", KILLER, json.dumps(CONFIG), str(killed), str(kill_epoch),
-         str(kill_batch)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            KILLER,
+            json.dumps(CONFIG),
+            str(killed),
+            str(kill_epoch),
+            str(kill_batch),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == -9, proc.stderr
     assert not (killed / "metrics.json").exists()
@@ -87,5 +97,7 @@ def test_checkpoint_holds_no_pickle(tmp_path: Path):
     assert files == ["last.safetensors"]
     head = (tmp_path / "r" / "checkpoints" / "last.safetensors").read_bytes()[:8]
     header_len = int.from_bytes(head, "little")
-    header = json.loads((tmp_path / "r" / "checkpoints" / "last.safetensors").read_bytes()[8 : 8 + header_len])
+    header = json.loads(
+        (tmp_path / "r" / "checkpoints" / "last.safetensors").read_bytes()[8 : 8 + header_len]
+    )
     assert "rng.torch" in header and "optim.0.exp_avg" in header

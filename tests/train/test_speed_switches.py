@@ -7,10 +7,14 @@ import pytest
 import gradwise
 from tests.conftest import tiny_config
 
-MLP = tiny_config(model={"arch": "mlp", "hidden": [64], "dropout": 0.0},
-                  train={"epochs": 8, "optimizer": {"lr": 3e-3}})
-CNN = tiny_config(model={"arch": "cnn", "channels": [8, 16], "convs_per_block": 1},
-                  train={"epochs": 10, "optimizer": {"lr": 1e-2}})
+MLP = tiny_config(
+    model={"arch": "mlp", "hidden": [64], "dropout": 0.0},
+    train={"epochs": 8, "optimizer": {"lr": 3e-3}},
+)
+CNN = tiny_config(
+    model={"arch": "cnn", "channels": [8, 16], "convs_per_block": 1},
+    train={"epochs": 10, "optimizer": {"lr": 1e-2}},
+)
 
 
 def _accuracy(cfg, tmp_path: Path, name: str, **overrides) -> float:
@@ -32,8 +36,10 @@ def test_channels_last_cnn_matches_the_default_layout(tmp_path: Path):
 
 
 def test_torch_compile_matches_eager(tmp_path: Path):
-    cfg = tiny_config(model={"arch": "mlp", "hidden": [32], "dropout": 0.0},
-                      train={"epochs": 3, "optimizer": {"lr": 3e-3}, "diagnostics": False})
+    cfg = tiny_config(
+        model={"arch": "mlp", "hidden": [32], "dropout": 0.0},
+        train={"epochs": 3, "optimizer": {"lr": 3e-3}, "diagnostics": False},
+    )
     eager = _accuracy(cfg, tmp_path, "eager")
     compiled = _accuracy(cfg, tmp_path, "compiled", **{"train.compile": True})
     assert compiled == pytest.approx(eager, abs=0.03)

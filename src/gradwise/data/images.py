@@ -29,7 +29,7 @@ def read_image_folder(
     if not root.is_dir():
         raise DataError(f"Image folder {root} not found; check data.source (images:DIR).")
     # hidden folders (.ipynb_checkpoints, .git) are tool leftovers, not classes
-    classes = sorted(p for p in root.iterdir() if p.is_dir() )
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = [(f, c.name) for c in classes for f in sorted(c.iterdir()) if _is_image(f)]
     if not files:
         raise DataError(

@@ -160,25 +160,26 @@ def _load_numpy(path: Path) -> dict[str, np.ndarray] | np.ndarray:
     """
     if not path.is_file():
         raise DataError(f"numpy file {path} not found; check the path.")
+    # our own handle: np.load(path) leaves the file open when the archive is corrupt
     with path.open("rb") as fh:
-        magic = fh.read(6)
-    if not magic.startswith((b"PK", b"\x93NUMPY")):  # zip archive (.npz) or .npy header
-        raise DataError(f"{path} is not numpy data; write it with np.savez(path, X=X, y=y).")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            return loaded
-        with loaded:
-            return {k: np.asarray(loaded[k]) for k in loaded.files}
-    except ValueError as exc:
-        if "pickle" in str(exc) or "Object arrays" in str(exc):
-            raise DataError(
-                f"{path} holds object (pickled) arrays, which are refused because loading them "
-                "can run code; save plain numeric or string arrays."
-            ) from None
-        raise DataError(f"Cannot read {path} as numpy data: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"Cannot read {path} as numpy data: {exc}") from None
+        if not fh.read(6).startswith((b"PK", b"\x93NUMPY")):  # zip (.npz) or .npy header
+            raise DataError(f"{path} is not numpy data; write it with np.savez(path, X=X, y=y).")
+        fh.seek(0)
+        try:
+            loaded = np.load(fh, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return loaded
+            with loaded:
+                return {k: np.asarray(loaded[k]) for k in loaded.files}
+        except ValueError as exc:
+            if "pickle" in str(exc) or "Object arrays" in str(exc):
+                raise DataError(
+                    f"{path} holds object (pickled) arrays, which are refused because loading "
+                    "them can run code; save plain numeric or string arrays."
+                ) from None
+            raise DataError(f"Cannot read {path} as numpy data: {exc}") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"Cannot read {path} as numpy data: {exc}") from None
 
 
 def build_arrays(
@@ -195,6 +196,16 @@ def build_arrays(
     check_arrays(x, y, cfg.source)
     y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
     task = infer_task(y, cfg.task)
+    if task == "regression" and y.dtype.kind not in "iufb":
+        raise DataError(
+            f"{cfg.source}: the target y holds labels ({', '.join(map(str, np.unique(y)[:3]))}, "
+            "...), not numbers, but the task is regression; set data.task: classification."
+        )
+    if task == "classification" and y.ndim != 1:
+        raise DataError(
+            f"{cfg.source}: classification takes one label per sample, but y has shape "
+            f"{y.shape}; for several numeric targets set data.task: regression."
+        )
     tr, va, te = split_indices(
         len(x), cfg.split, seed, stratify=y if task == "classification" else None
     )
@@ -408,6 +419,7 @@ def load_labelled(source: str, schema: Schema, cfg: DataConfig) -> Split:
                 )
             df = read_table(path, "csv", cfg)
             s = schema.series
+            # the checks training made: target and feature columns present, target filled
             series_frame(df, pick_target(df, s.target, source), s.features.columns)
             rows = pd.to_numeric(df[s.target]).to_numpy(dtype=np.float64)
             xs, ys = supervised(s.matrix(df), rows, s.window, s.horizon)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from torch import nn
 
-from gradwise.config import CNNConfig, GPTConfig, MLPConfig, ModelConfig, RNNConfig
+from gradwise.config import (
+    CNNConfig,
+    GPTConfig,
+    MLPConfig,
+    ModelConfig,
+    RNNConfig,
+    ViTConfig,
+)
 from gradwise.models.cnn import CNN
 from gradwise.models.gpt import GPT
 from gradwise.models.mlp import MLP
 from gradwise.models.rnn import RNN
 from gradwise.models.spec import InputSpec
+from gradwise.models.vit import ViT
 
 __all__ = ["InputSpec", "build_model"]
 
@@ -29,4 +37,6 @@ def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
             return RNN(cfg, spec)
         case GPTConfig():
             return GPT(cfg, spec)
+        case ViTConfig():
+            return ViT(cfg, spec)
     raise AssertionError(f"unhandled model config {type(cfg).__name__}")

@@ -1,0 +1,126 @@
+"""Text for language models: char and byte tokenizers, chronological parts, shifted windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gradwise.data.sources import load_dataset, load_labelled, read_inputs
+from gradwise.data.text import UNKNOWN, Tokenizer, windows
+from gradwise.errors import DataError
+from tests.data.conftest import SHARED, data_config
+
+SPLIT = {"val": 0.1, "test": 0.1}
+
+
+def _corpus(n: int = 2000, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    return "".join(rng.choice(list("abcdefgh ij\n"), n))
+
+
+def _load(text: str, tmp_path: Path, **fields):
+    path = tmp_path / "corpus.txt"
+    path.write_text(text, encoding="utf-8")
+    return load_dataset(data_config(f"text:{path}", split=SPLIT, **fields), seed=0)
+
+
+def test_char_tokenizer_round_trips_text_it_was_fitted_on():
+    text = "To be, or not to be:\nthat is the question.\n"
+    tok = Tokenizer.fit(text, "char")
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    assert tok.vocab_size == len(set(text)) + 1
+    assert ids.min() >= 1  # id 0 is kept for characters never seen
+
+
+def test_unseen_characters_map_to_id_zero():
+    tok = Tokenizer.fit("abc", "char")
+    ids = tok.encode("abzc€")
+    assert ids.tolist() == [1, 2, 0, 3, 0]
+    assert tok.decode(ids) == f"ab{UNKNOWN}c{UNKNOWN}"
+
+
+def test_byte_tokenizer_handles_utf8():
+    text = "héllo ✓ 日本"
+    tok = Tokenizer.fit("", "byte")
+    ids = tok.encode(text)
+    assert tok.vocab_size == 256
+    assert ids.tolist() == list(text.encode("utf-8"))
+    assert len(ids) > len(text)  # multi-byte characters
+    assert tok.decode(ids) == text
+
+
+def test_windows_are_contiguous_and_do_not_overlap():
+    w = windows(np.arange(23), block_size=5)
+    assert w.shape == (4, 6)  # (23 - 1) // 5 windows of block_size + 1 tokens
+    inputs, targets = w[:, :-1], w[:, 1:]
+    assert np.array_equal(inputs.ravel(), np.arange(20))  # each input token once, in order
+    assert np.array_equal(targets, inputs + 1)
+
+
+def test_text_dataset_targets_are_inputs_shifted_by_one(tmp_path: Path):
+    data = _load(_corpus(), tmp_path, block_size=16)
+    assert data.schema.kind == "tokens" and data.schema.task == "lm"
+    for split in (data.train, data.val, data.test):
+        assert split.x.shape[1] == split.y.shape[1] == 16
+        assert torch.equal(split.x[:, 1:], split.y[:, :-1])
+        assert torch.equal(split.x[1:, 0], split.y[:-1, -1])  # the next window carries on
+
+
+def test_parts_are_chronological_and_vocabulary_comes_from_train(tmp_path: Path):
+    text = _corpus(1800) + "#" * 200  # '#' only at the end: in the test part alone
+    data = _load(text, tmp_path, block_size=16)
+    tok = data.schema.tokenizer
+    assert "#" not in tok.chars
+    assert data.schema.n_outputs == tok.vocab_size
+    train_text = tok.decode(data.train.x.reshape(-1))
+    assert text.startswith(train_text)
+    val_text = tok.decode(data.val.x.reshape(-1))
+    assert val_text in text[1600:1800]
+    assert torch.all(data.test.x == 0)  # '#' unseen in training
+
+
+def test_byte_dataset_windows_hold_the_utf8_bytes(tmp_path: Path):
+    text = "ünïcödé text " * 100
+    data = _load(text, tmp_path, tokenizer="byte", block_size=8)
+    assert data.schema.n_outputs == 256
+    assert bytes(data.train.x[:3].reshape(-1).tolist()) == text.encode("utf-8")[:24]
+
+
+def test_too_short_a_part_names_block_size(tmp_path: Path):
+    with pytest.raises(DataError, match="The val part of the text.*data.block_size=64"):
+        _load(_corpus(300), tmp_path, block_size=64)
+
+
+def test_missing_and_non_utf8_files_are_named(tmp_path: Path):
+    with pytest.raises(DataError, match=f"Text file {tmp_path / 'none.txt'} not found"):
+        load_dataset(data_config(f"text:{tmp_path / 'none.txt'}"), seed=0)
+    (tmp_path / "latin.txt").write_bytes("café".encode("latin-1") * 100)
+    with pytest.raises(DataError, match="latin.txt is not UTF-8 text"):
+        load_dataset(data_config(f"text:{tmp_path / 'latin.txt'}"), seed=0)
+
+
+def test_load_labelled_and_read_inputs_reuse_the_training_vocabulary(tmp_path: Path):
+    cfg = data_config(f"text:{tmp_path / 'corpus.txt'}", split=SPLIT, block_size=8)
+    schema = _load("abcabc" * 100, tmp_path, block_size=8).schema
+    (tmp_path / "new.txt").write_text("abxabx" * 10)
+    split = load_labelled(f"text:{tmp_path / 'new.txt'}", schema, cfg)
+    assert split.x.shape[1] == 8
+    assert schema.tokenizer.decode(split.x[0]) == f"ab{UNKNOWN}ab{UNKNOWN}ab"
+    assert schema.tokenizer.vocab_size == 4
+    assert read_inputs(str(tmp_path / "new.txt"), schema) == "abxabx" * 10
+    with pytest.raises(DataError, match="takes text; pass a string"):
+        schema.transform([1, 2, 3])
+
+
+def test_tiny_shakespeare_prefix():
+    cfg = data_config(
+        f"text:{SHARED / 'tinyshakespeare' / 'input.txt'}", limit=3000, block_size=32, split=SPLIT
+    )
+    data = load_dataset(cfg, seed=0)
+    text = (SHARED / "tinyshakespeare" / "input.txt").read_text()[:3000]
+    assert data.schema.tokenizer.decode(data.train.x[0]) == text[:32]
+    assert len(data.train) == (2400 - 1) // 32
