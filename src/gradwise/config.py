@@ -74,7 +74,11 @@ class DataConfig(_Strict):
         "idx:PREFIX | text:PATH | timeseries:PATH",
     )
     target: str | None = Field(None, description="target column (csv, parquet, timeseries)")
-    task: Literal["auto", "classification", "regression"] = "auto"
+    task: Literal["auto", "classification", "regression", "seq2seq", "mlm"] = Field(
+        "auto",
+        description="auto infers classification/regression (or next-token prediction "
+        "for text:); seq2seq: text_column -> target text; mlm: masked-token pretraining",
+    )
     split: SplitConfig = SplitConfig()
     augment: list[Augment] = Field(default_factory=list)
     # tabular
@@ -86,8 +90,11 @@ class DataConfig(_Strict):
     image_size: int | None = Field(None, ge=4, description="resize images to this square size")
     color: Literal["auto", "gray", "rgb"] = "auto"
     # text
-    tokenizer: Literal["char", "byte"] = "char"
-    block_size: int = Field(64, ge=2, description="tokens per training window")
+    tokenizer: Literal["char", "byte", "bpe"] = "char"
+    vocab_size: int = Field(1000, ge=64, description="bpe: vocabulary size to learn")
+    block_size: int = Field(64, ge=2, description="tokens per window (text) or per input text")
+    text_column: str | None = Field(None, description="csv: the column holding input text")
+    target_block_size: int = Field(32, ge=2, description="seq2seq: tokens per target text")
     # timeseries
     features: list[str] | None = Field(None, description="input columns (default: the target only)")
     window: int = Field(24, ge=1, description="past steps the model sees")

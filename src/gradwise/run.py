@@ -37,7 +37,8 @@ def input_spec(schema: Schema, loss_name: str) -> InputSpec:
         n_outputs=1 if loss_name == "bce" else schema.n_outputs,
         vocab_size=schema.tokenizer.vocab_size if schema.tokenizer else 0,
         categorical=tuple(schema.categorical),
-        per_token=schema.task == "lm",
+        per_token=schema.task in ("lm", "seq2seq", "mlm"),
+        source_len=schema.source_len or 0,
     )
 
 

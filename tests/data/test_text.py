@@ -1,4 +1,4 @@
-"""Text for language models: char and byte tokenizers, chronological parts, shifted windows."""
+"""Text: char, byte and BPE tokenizers, chronological parts, shifted windows, labelled text."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gradwise.data.sources import load_dataset, load_labelled, read_inputs
-from gradwise.data.text import UNKNOWN, Tokenizer, windows
+from gradwise.data.text import BOS, EOS, N_SPECIAL, PAD, UNK, UNKNOWN, Tokenizer, windows
 from gradwise.errors import DataError
 from tests.data.conftest import SHARED, data_config
 
@@ -32,14 +32,15 @@ def test_char_tokenizer_round_trips_text_it_was_fitted_on():
     tok = Tokenizer.fit(text, "char")
     ids = tok.encode(text)
     assert tok.decode(ids) == text
-    assert tok.vocab_size == len(set(text)) + 1
-    assert ids.min() >= 1  # id 0 is kept for characters never seen
+    assert tok.vocab_size == len(set(text)) + N_SPECIAL
+    assert ids.min() >= N_SPECIAL  # the special ids are kept for <pad>, <unk>, <bos>, ...
 
 
-def test_unseen_characters_map_to_id_zero():
+def test_unseen_characters_map_to_unk():
     tok = Tokenizer.fit("abc", "char")
     ids = tok.encode("abzc€")
-    assert ids.tolist() == [1, 2, 0, 3, 0]
+    a = N_SPECIAL
+    assert ids.tolist() == [a, a + 1, UNK, a + 2, UNK]
     assert tok.decode(ids) == f"ab{UNKNOWN}c{UNKNOWN}"
 
 
@@ -47,8 +48,8 @@ def test_byte_tokenizer_handles_utf8():
     text = "héllo ✓ 日本"
     tok = Tokenizer.fit("", "byte")
     ids = tok.encode(text)
-    assert tok.vocab_size == 256
-    assert ids.tolist() == list(text.encode("utf-8"))
+    assert tok.vocab_size == 256 + N_SPECIAL
+    assert ids.tolist() == [b + N_SPECIAL for b in text.encode("utf-8")]
     assert len(ids) > len(text)  # multi-byte characters
     assert tok.decode(ids) == text
 
@@ -80,14 +81,15 @@ def test_parts_are_chronological_and_vocabulary_comes_from_train(tmp_path: Path)
     assert text.startswith(train_text)
     val_text = tok.decode(data.val.x.reshape(-1))
     assert val_text in text[1600:1800]
-    assert torch.all(data.test.x == 0)  # '#' unseen in training
+    assert torch.all(data.test.x == UNK)  # '#' unseen in training
 
 
 def test_byte_dataset_windows_hold_the_utf8_bytes(tmp_path: Path):
     text = "ünïcödé text " * 100
     data = _load(text, tmp_path, tokenizer="byte", block_size=8)
-    assert data.schema.n_outputs == 256
-    assert bytes(data.train.x[:3].reshape(-1).tolist()) == text.encode("utf-8")[:24]
+    assert data.schema.n_outputs == 256 + N_SPECIAL
+    raw = [i - N_SPECIAL for i in data.train.x[:3].reshape(-1).tolist()]
+    assert bytes(raw) == text.encode("utf-8")[:24]
 
 
 def test_too_short_a_part_names_block_size(tmp_path: Path):
@@ -110,7 +112,7 @@ def test_load_labelled_and_read_inputs_reuse_the_training_vocabulary(tmp_path: P
     split = load_labelled(f"text:{tmp_path / 'new.txt'}", schema, cfg)
     assert split.x.shape[1] == 8
     assert schema.tokenizer.decode(split.x[0]) == f"ab{UNKNOWN}ab{UNKNOWN}ab"
-    assert schema.tokenizer.vocab_size == 4
+    assert schema.tokenizer.vocab_size == 3 + N_SPECIAL
     assert read_inputs(str(tmp_path / "new.txt"), schema) == "abxabx" * 10
     with pytest.raises(DataError, match="takes text; pass a string"):
         schema.transform([1, 2, 3])
@@ -124,3 +126,57 @@ def test_tiny_shakespeare_prefix():
     text = (SHARED / "tinyshakespeare" / "input.txt").read_text()[:3000]
     assert data.schema.tokenizer.decode(data.train.x[0]) == text[:32]
     assert len(data.train) == (2400 - 1) // 32
+
+
+def test_bpe_learns_merges_on_the_training_text_and_round_trips():
+    text = "the theory of the thermal theatre " * 50
+    tok = Tokenizer.fit(text, "bpe", vocab_size=300)
+    ids = tok.encode("the theatre")
+    assert tok.decode(ids) == "the theatre"
+    assert len(ids) < len("the theatre")  # merges shorten the sequence
+    assert tok.vocab_size <= 300
+    assert min(tok.encode(text)) >= N_SPECIAL  # special ids never come from text
+    again = Tokenizer(**{"kind": "bpe", "chars": None, "bpe": tok.bpe})
+    assert again.encode("thermal").tolist() == tok.encode("thermal").tolist()
+
+
+def test_labelled_text_csv_gives_padded_ids_with_a_class_token(tmp_path: Path):
+    import pandas as pd
+
+    texts = ["good fine great" if i % 2 else "bad awful poor" for i in range(200)]
+    labels = ["pos" if i % 2 else "neg" for i in range(200)]
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    cfg = data_config(
+        f"csv:{tmp_path / 't.csv'}", target="label", text_column="text", block_size=20
+    )
+    data = load_dataset(cfg, seed=0)
+    assert data.schema.kind == "tokens" and data.schema.task == "classification"
+    assert data.train.x.shape[1] == 20
+    assert torch.all(data.train.x[:, 0] == BOS)
+    assert torch.all(data.train.x[:, 16:] == PAD)  # 14 characters + <bos>, then padding
+    again = data.schema.transform(pd.DataFrame({"text": ["good fine great"]}))
+    assert data.schema.tokenizer.decode(again[0]) == "good fine great"
+
+
+def test_seq2seq_packs_source_and_shifted_target(tmp_path: Path):
+    import pandas as pd
+
+    pd.DataFrame(
+        {"src": [f"{i} plus one" for i in range(60)], "tgt": [str(i + 1) for i in range(60)]}
+    ).to_csv(tmp_path / "s.csv", index=False)
+    cfg = data_config(
+        f"csv:{tmp_path / 's.csv'}",
+        target="tgt",
+        text_column="src",
+        task="seq2seq",
+        block_size=16,
+        target_block_size=6,
+    )
+    data = load_dataset(cfg, seed=0)
+    x, y = data.train.x, data.train.y
+    assert data.schema.source_len == 16 and x.shape[1] == 16 + 5 and y.shape[1] == 5
+    decoder_in = x[:, 16:]
+    assert torch.all(decoder_in[:, 0] == BOS)
+    valid = y != -100
+    assert torch.equal(decoder_in[:, 1:][valid[:, :-1]], y[:, :-1][valid[:, :-1]])
+    assert torch.all((y == EOS).sum(dim=1) == 1)  # each target ends once

@@ -11,12 +11,12 @@ import pandas as pd
 from gradwise.data.arrays import ArrayNormaliser
 from gradwise.data.tabular import TabularPreprocessor
 from gradwise.data.target import TargetSpec
-from gradwise.data.text import Tokenizer
+from gradwise.data.text import Tokenizer, pad_rows
 from gradwise.data.timeseries import SeriesPreprocessor
 from gradwise.errors import DataError
 
 Kind = Literal["tabular", "image", "sequence", "tokens"]
-Task = Literal["classification", "regression", "lm"]
+Task = Literal["classification", "regression", "lm", "seq2seq", "mlm"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class Schema:
 
     Attributes:
         kind: tabular (N, F) | image (N, C, H, W) | sequence (N, T, F) | tokens (N, T) ids.
-        task: classification | regression (incl. forecasting) | lm (next-token).
+        task: classification | regression (incl. forecasting) | lm (next-token) |
+            seq2seq (text to text) | mlm (masked-token pretraining).
         input_shape: one preprocessed sample's shape.
         n_outputs: classes, regression outputs (forecast horizon), or vocabulary size.
         source: the data.source the run was trained on; sha256: of that file, when it is one.
@@ -44,6 +45,8 @@ class Schema:
     tokenizer: Tokenizer | None = None
     image_size: int | None = None
     color: Literal["gray", "rgb"] | None = None
+    text_column: str | None = None
+    source_len: int | None = None  # seq2seq: x packs source (source_len) + target input
 
     @property
     def classes(self) -> list[Any] | None:
@@ -90,11 +93,19 @@ class Schema:
             return flat.reshape(x.shape[0], x.shape[1], -1)
         if self.array is not None:
             return self.array.transform(np.asarray(raw))
+        if self.tokenizer is not None and self.text_column is not None:
+            return self.encode_texts(_texts(raw, self.text_column))
         if self.tokenizer is not None:
             if not isinstance(raw, str):
                 raise DataError("A language model takes text; pass a string.")
             return self.tokenizer.encode(raw)
         raise AssertionError("schema without preprocessing")
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Labelled-text inputs: (N, source length) ids, <bos> first (the class token)."""
+        assert self.tokenizer is not None
+        length = self.source_len or self.input_shape[0]
+        return pad_rows(self.tokenizer.encode_many(texts), length, bos=True)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,3 +140,15 @@ def _frame(raw: Any, columns: list[str]) -> pd.DataFrame:
         )
     frame = pd.DataFrame(arr, columns=columns)
     return frame.infer_objects()
+
+
+def _texts(raw: Any, column: str) -> list[str]:
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, pd.DataFrame):
+        if column not in raw.columns:
+            raise DataError(
+                f"Input lacks the text column {column!r}; columns: {', '.join(raw.columns)}."
+            )
+        return raw[column].fillna("").astype(str).tolist()
+    return [str(t) for t in np.asarray(raw, dtype=object).reshape(-1)]

@@ -21,11 +21,13 @@ from gradwise.data.schema import Schema
 from gradwise.data.split import split_indices
 from gradwise.data.tabular import TabularPreprocessor, pick_target, read_table
 from gradwise.data.target import TargetSpec, infer_task
-from gradwise.data.text import Tokenizer, read_text, windows
+from gradwise.data.text import PAD, Tokenizer, pad_rows, read_text, windows
 from gradwise.data.timeseries import SeriesPreprocessor, series_frame, supervised
 from gradwise.errors import DataError
 
 log = logging.getLogger("gradwise")
+
+IGNORE = -100  # target positions the loss skips (padding)
 
 SOURCE_KINDS = ("builtin", "csv", "parquet", "npz", "images", "idx", "text", "timeseries")
 
@@ -40,8 +42,12 @@ def parse_source(source: str) -> tuple[str, str]:
     return kind, location
 
 
-def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
+def load_dataset(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = None) -> Dataset:
     """Read `cfg.source` and return model-ready train/val/test splits with their schema.
+
+    Args:
+        tokenizer: reuse this tokenizer for text instead of fitting one (fine-tuning a run
+            that was pretrained on text must keep its vocabulary).
 
     Raises:
         DataError: the source is missing, unreadable, or does not fit the task.
@@ -57,6 +63,10 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
             return build_arrays(x, y, cfg, seed)
         case "csv" | "parquet":
             df = read_table(path, kind, cfg)
+            if cfg.text_column is not None:
+                return build_text_table(df, cfg, seed, _sha256(path), tokenizer)
+            if cfg.task in ("seq2seq", "mlm"):
+                raise DataError(f"data.task {cfg.task} needs text: set data.text_column.")
             return build_tabular(df, cfg, seed, sha256=_sha256(path))
         case "npz":
             x, y = read_npz(path)
@@ -68,7 +78,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
             x, y = read_idx(location)
             return build_arrays(x, y, cfg, seed)
         case "text":
-            return build_text(read_text(path, cfg.limit), cfg, sha256=_sha256(path))
+            return build_text(read_text(path, cfg.limit), cfg, _sha256(path), tokenizer)
         case "timeseries":
             df = read_table(path, "csv", cfg)
             return build_timeseries(df, cfg, sha256=_sha256(path))
@@ -233,12 +243,23 @@ def build_arrays(
 # ------------------------------------------------------------------ text
 
 
-def build_text(text: str, cfg: DataConfig, sha256: str | None = None) -> Dataset:
-    """Contiguous train/val/test parts of the corpus, cut into non-overlapping windows."""
+def build_text(
+    text: str, cfg: DataConfig, sha256: str | None = None, tokenizer: Tokenizer | None = None
+) -> Dataset:
+    """Contiguous train/val/test parts of the corpus, cut into non-overlapping windows.
+
+    `lm` (the default) predicts each next token; `mlm` keeps the windows whole for masked-token
+    pretraining (the objective masks them batch by batch).
+    """
+    if cfg.task not in ("auto", "mlm"):
+        raise DataError(
+            f"data.task {cfg.task} does not apply to a text corpus (text:); for labelled text "
+            "use csv: with data.text_column and data.target."
+        )
     n = len(text)
     n_test, n_val = int(n * cfg.split.test), int(n * cfg.split.val)
     parts = text[: n - n_val - n_test], text[n - n_val - n_test : n - n_test], text[n - n_test :]
-    tok = Tokenizer.fit(parts[0], cfg.tokenizer)
+    tok = tokenizer or Tokenizer.fit(parts[0], cfg.tokenizer, cfg.vocab_size)
     splits = []
     for name, part in zip(("train", "val", "test"), parts):
         try:
@@ -249,10 +270,13 @@ def build_text(text: str, cfg: DataConfig, sha256: str | None = None) -> Dataset
                 f"window of data.block_size={cfg.block_size}; use more text or a smaller "
                 "block_size."
             ) from None
-        splits.append(Split(w[:, :-1], w[:, 1:]))
+        if cfg.task == "mlm":
+            splits.append(Split(w[:, :-1].contiguous(), w[:, :-1].contiguous()))
+        else:
+            splits.append(Split(w[:, :-1], w[:, 1:]))
     schema = Schema(
         kind="tokens",
-        task="lm",
+        task="mlm" if cfg.task == "mlm" else "lm",
         input_shape=[cfg.block_size],
         n_outputs=tok.vocab_size,
         target=TargetSpec(),
@@ -262,6 +286,90 @@ def build_text(text: str, cfg: DataConfig, sha256: str | None = None) -> Dataset
     )
     train, val, test = splits
     return Dataset(train, val, test, schema=schema)
+
+
+def build_text_table(
+    df: pd.DataFrame,
+    cfg: DataConfig,
+    seed: int,
+    sha256: str | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> Dataset:
+    """Labelled text: `data.text_column` -> a class or value, or (seq2seq) another text.
+
+    Inputs become <bos> + tokens, cut or padded to `data.block_size`; seq2seq targets become
+    <bos> + tokens + <eos> in `data.target_block_size`, and x packs source and target input.
+    """
+    column = cfg.text_column
+    assert column is not None
+    if column not in df.columns:
+        raise DataError(
+            f"Text column {column!r} not found in {cfg.source}. Columns: {', '.join(df.columns)}."
+        )
+    target = pick_target(df, cfg.target, cfg.source)
+    texts = df[column].fillna("").astype(str).tolist()
+    if cfg.task == "seq2seq":
+        return _build_seq2seq(
+            texts, df[target].fillna("").astype(str).tolist(), cfg, seed, sha256, tokenizer
+        )
+    y_raw = df[target].to_numpy()
+    if pd.isna(df[target]).any():
+        raise DataError(f"Target column {target!r} has missing values; drop or fill those rows.")
+    task = infer_task(y_raw, cfg.task)
+    tr, va, te = split_indices(
+        len(df), cfg.split, seed, stratify=y_raw if task == "classification" else None
+    )
+    tok = tokenizer or Tokenizer.fit([texts[i] for i in tr], cfg.tokenizer, cfg.vocab_size)
+    spec = (
+        TargetSpec.fit_classes(y_raw, target)
+        if task == "classification"
+        else TargetSpec.fit_regression(y_raw[tr].astype(np.float64), target)
+    )
+    schema = Schema(
+        kind="tokens",
+        task=task,  # type: ignore[arg-type]
+        input_shape=[cfg.block_size],
+        n_outputs=len(spec.classes) if spec.classes else 1,
+        target=spec,
+        source=cfg.source,
+        sha256=sha256,
+        tokenizer=tok,
+        text_column=column,
+    )
+    x = schema.encode_texts(texts)
+    return _dataset(x, spec.encode(y_raw), (tr, va, te), schema)
+
+
+def _build_seq2seq(
+    sources: list[str],
+    targets: list[str],
+    cfg: DataConfig,
+    seed: int,
+    sha256: str | None,
+    tokenizer: Tokenizer | None,
+) -> Dataset:
+    tr, va, te = split_indices(len(sources), cfg.split, seed)
+    tok = tokenizer or Tokenizer.fit(
+        [sources[i] for i in tr] + [targets[i] for i in tr], cfg.tokenizer, cfg.vocab_size
+    )
+    s_len, t_len = cfg.block_size, cfg.target_block_size
+    schema = Schema(
+        kind="tokens",
+        task="seq2seq",
+        input_shape=[s_len + t_len - 1],
+        n_outputs=tok.vocab_size,
+        target=TargetSpec(name=cfg.target),
+        source=cfg.source,
+        sha256=sha256,
+        tokenizer=tok,
+        text_column=cfg.text_column,
+        source_len=s_len,
+    )
+    src = schema.encode_texts(sources)  # (N, S)
+    tgt = pad_rows(tok.encode_many(targets), t_len, bos=True, eos=True)  # (N, T)
+    x = np.concatenate([src, tgt[:, :-1]], axis=1)  # source + decoder input
+    y = np.where(tgt[:, 1:] == PAD, IGNORE, tgt[:, 1:])  # next target tokens
+    return _dataset(x, y, (tr, va, te), schema)
 
 
 # ------------------------------------------------------------------ time series

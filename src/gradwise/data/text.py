@@ -1,51 +1,138 @@
-"""Text corpora for language models: a character or byte vocabulary fitted on the training text."""
+"""Text: character, byte or BPE tokenizers fitted on the training text, and token windows.
+
+Every tokenizer reserves the same special ids: 0 <pad>, 1 <unk>, 2 <bos> (also the class
+token of encoders), 3 <eos>, 4 <mask>; the text's own tokens follow.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from gradwise.errors import DataError
 
-UNKNOWN = "\ufffd"
+SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>", "<mask>"]
+PAD, UNK, BOS, EOS, MASK = range(len(SPECIALS))
+N_SPECIAL = len(SPECIALS)
+UNKNOWN = "\ufffd"  # how an unseen character decodes
 
 
 @dataclass(frozen=True)
 class Tokenizer:
-    """Characters (vocabulary from the training text) or raw UTF-8 bytes (always 256 ids).
+    """Text to ids and back.
 
     Attributes:
-        kind: "char" or "byte".
-        chars: the character vocabulary; id 0 is the stand-in for unseen characters.
+        kind: "char" (vocabulary of the training text's characters), "byte" (UTF-8 bytes,
+            always 256 + specials) or "bpe" (byte-level BPE trained on the training text
+            with the `tokenizers` library).
+        chars: the character vocabulary (char).
+        bpe: the trained BPE tokenizer as JSON (bpe).
     """
 
-    kind: Literal["char", "byte"]
+    kind: Literal["char", "byte", "bpe"]
     chars: list[str] | None = None
+    bpe: str | None = None
 
     @staticmethod
-    def fit(text: str, kind: Literal["char", "byte"]) -> Tokenizer:
-        if kind == "byte":
-            return Tokenizer(kind="byte")
-        return Tokenizer(kind="char", chars=[UNKNOWN, *sorted(set(text) - {UNKNOWN})])
+    def fit(
+        texts: str | Sequence[str], kind: Literal["char", "byte", "bpe"], vocab_size: int = 1000
+    ) -> Tokenizer:
+        corpus = [texts] if isinstance(texts, str) else list(texts)
+        match kind:
+            case "byte":
+                return Tokenizer(kind="byte")
+            case "char":
+                chars: set[str] = set()
+                for text in corpus:
+                    chars.update(text)
+                return Tokenizer(kind="char", chars=sorted(chars))
+            case "bpe":
+                return Tokenizer(kind="bpe", bpe=_train_bpe(corpus, vocab_size))
 
     @property
     def vocab_size(self) -> int:
-        return 256 if self.kind == "byte" else len(self.chars or [])
+        match self.kind:
+            case "byte":
+                return N_SPECIAL + 256
+            case "char":
+                return N_SPECIAL + len(self.chars or [])
+            case "bpe":
+                return int(self._bpe.get_vocab_size())
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {c: i + N_SPECIAL for i, c in enumerate(self.chars or [])}
+
+    @cached_property
+    def _bpe(self) -> Any:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        return HFTokenizer.from_str(self.bpe or "")
 
     def encode(self, text: str) -> np.ndarray:
-        if self.kind == "byte":
-            return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
-        index = {c: i for i, c in enumerate(self.chars or [])}
-        return np.array([index.get(c, 0) for c in text], dtype=np.int64)
+        """Ids of the text's tokens (no special tokens added)."""
+        match self.kind:
+            case "byte":
+                raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+                return raw.astype(np.int64) + N_SPECIAL
+            case "char":
+                index = self._index
+                return np.array([index.get(c, UNK) for c in text], dtype=np.int64)
+            case "bpe":
+                return np.array(self._bpe.encode(text).ids, dtype=np.int64)
 
-    def decode(self, ids: list[int] | np.ndarray) -> str:
-        if self.kind == "byte":
-            return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
-        chars = self.chars or []
-        return "".join(chars[int(i)] for i in ids)
+    def encode_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        if self.kind == "bpe":
+            return [np.array(e.ids, dtype=np.int64) for e in self._bpe.encode_batch(list(texts))]
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        """Text of the ids; special tokens are dropped, unseen characters shown as U+FFFD."""
+        plain = [int(i) for i in ids]
+        match self.kind:
+            case "byte":
+                data = bytes(i - N_SPECIAL for i in plain if i >= N_SPECIAL)
+                return data.decode("utf-8", errors="replace")
+            case "char":
+                chars = self.chars or []
+                return "".join(
+                    chars[i - N_SPECIAL] if i >= N_SPECIAL else (UNKNOWN if i == UNK else "")
+                    for i in plain
+                )
+            case "bpe":
+                return str(self._bpe.decode([i for i in plain if i >= N_SPECIAL]))
+
+    def token_text(self, token: int) -> str:
+        """How one id reads (for per-token scores)."""
+        if self.kind == "bpe":
+            return self.decode([token])
+        return self.decode([token]) if token >= N_SPECIAL else SPECIALS[token]
+
+
+def _train_bpe(corpus: list[str], vocab_size: int) -> str:
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = HFTokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_chunks(corpus), trainer)
+    return str(tok.to_str())
+
+
+def _chunks(corpus: list[str], size: int = 1 << 16) -> list[str]:
+    return [text[i : i + size] for text in corpus for i in range(0, len(text), size)]
 
 
 def read_text(path: Path, limit: int | None) -> str:
@@ -70,3 +157,19 @@ def windows(ids: np.ndarray, block_size: int) -> np.ndarray:
         )
     starts = np.arange(n) * block_size
     return ids[starts[:, None] + np.arange(block_size + 1)]
+
+
+def pad_rows(
+    rows: Sequence[np.ndarray], length: int, bos: bool = False, eos: bool = False
+) -> np.ndarray:
+    """(N, length) ids: [<bos>] + tokens (cut to fit) + [<eos>], then <pad>."""
+    out = np.full((len(rows), length), PAD, dtype=np.int64)
+    room = length - int(bos) - int(eos)
+    for i, ids in enumerate(rows):
+        seq = list(ids[:room])
+        if bos:
+            seq = [BOS, *seq]
+        if eos:
+            seq = [*seq, EOS]
+        out[i, : len(seq)] = seq
+    return out

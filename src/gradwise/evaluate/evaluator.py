@@ -56,7 +56,7 @@ def split_metrics(
     out = {"loss": loss_fn(logits, y).item()}
     if schema.task == "classification":
         out.update(classification_metrics(logits, y))
-    elif schema.task == "lm":
+    elif schema.task in ("lm", "seq2seq", "mlm"):
         out.update(language_model_metrics(logits, y))
     else:
         spec = schema.target

@@ -78,12 +78,17 @@ def regression_metrics(pred: Tensor, y: Tensor) -> dict[str, float]:
 
 
 def language_model_metrics(logits: Tensor, y: Tensor) -> dict[str, float]:
-    """Per-token cross-entropy as perplexity and bits per token, plus next-token accuracy."""
-    nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten()).item()
+    """Per-token cross-entropy as perplexity and bits per token, plus token accuracy.
+
+    Target positions holding -100 (padding, unmasked tokens) are left out.
+    """
+    valid = y != -100
+    nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100).item()
+    hits = (logits.argmax(-1) == y) & valid
     return {
         "perplexity": math.exp(min(nll, 50.0)),
         "bits_per_token": nll / math.log(2),
-        "accuracy": (logits.argmax(-1) == y).float().mean().item(),
+        "accuracy": hits.sum().item() / max(int(valid.sum()), 1),
     }
 
 

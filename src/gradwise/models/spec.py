@@ -17,6 +17,7 @@ class InputSpec:
         vocab_size: token vocabulary (tokens only).
         categorical: vocabulary sizes of embedded categorical columns, the last columns of x.
         per_token: one output per time step (language models) instead of one per sample.
+        source_len: seq2seq: x packs `source_len` source ids, then the target's input ids.
     """
 
     kind: Literal["tabular", "image", "sequence", "tokens"]
@@ -25,3 +26,4 @@ class InputSpec:
     vocab_size: int = 0
     categorical: tuple[int, ...] = ()
     per_token: bool = False
+    source_len: int = 0
