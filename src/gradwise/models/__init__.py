@@ -5,11 +5,15 @@ from __future__ import annotations
 from torch import nn
 
 from gradwise.config import (
+    BERTConfig,
     CNNConfig,
+    DiffusionConfig,
     GPTConfig,
+    HFEncoderConfig,
     MLPConfig,
     ModelConfig,
     RNNConfig,
+    Seq2SeqConfig,
     ViTConfig,
 )
 from gradwise.models.cnn import CNN
@@ -39,4 +43,20 @@ def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
             return GPT(cfg, spec)
         case ViTConfig():
             return ViT(cfg, spec)
+        case BERTConfig():
+            from gradwise.models.bert import BERT
+
+            return BERT(cfg, spec)
+        case Seq2SeqConfig():
+            from gradwise.models.seq2seq import Seq2Seq
+
+            return Seq2Seq(cfg, spec)
+        case DiffusionConfig():
+            from gradwise.models.diffusion import Diffusion
+
+            return Diffusion(cfg, spec)
+        case HFEncoderConfig():
+            from gradwise.models.hf_encoder import HFEncoder
+
+            return HFEncoder(cfg, spec)
     raise AssertionError(f"unhandled model config {type(cfg).__name__}")

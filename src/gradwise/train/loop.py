@@ -33,6 +33,7 @@ from gradwise.train.diagnostics import dead_relu_fraction, layer_grad_norms
 from gradwise.train.early_stopping import EarlyStopping
 from gradwise.train.objectives import Objective
 from gradwise.train.optim import Schedule, decay_groups, make_optimizer
+from gradwise.train.transfer import unfreeze
 
 log = logging.getLogger("gradwise")
 
@@ -158,6 +159,10 @@ def fit(
     last_epoch = start_epoch - 1
     for epoch in range(start_epoch, tc.epochs + 1) if not stopped_early else ():
         t0 = time.perf_counter()
+        if tc.unfreeze_epoch is not None and epoch >= tc.unfreeze_epoch and tc.freeze:
+            unfreeze(model)
+            if epoch == tc.unfreeze_epoch:
+                log.info("epoch %d: unfroze %s", epoch, ", ".join(tc.freeze))
         train_loss, max_norm, grad_norms = _train_epoch(
             forward,
             model,

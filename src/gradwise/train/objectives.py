@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from gradwise.config import Config
+from gradwise.config import Config, DiffusionConfig
 from gradwise.data.dataset import Split
 from gradwise.data.schema import Schema
 from gradwise.evaluate.evaluator import EvalSettings, predict_logits, split_metrics
@@ -51,5 +51,20 @@ class Supervised:
 
 
 def make_objective(cfg: Config, schema: Schema, criterion: LossFn, model: nn.Module) -> Objective:
-    """The objective for a config: supervised unless the architecture brings its own."""
-    return Supervised(criterion, schema, tuple(moe_layers(model)))
+    """The objective for a config: supervised unless the task or architecture brings its own."""
+    moe = tuple(moe_layers(model))
+    match cfg.model:
+        case DiffusionConfig():
+            from gradwise.train.denoising import Denoising
+
+            return Denoising(cfg.model, schema)
+    match schema.task:
+        case "mlm":
+            from gradwise.train.masked_lm import MaskedLM
+
+            return MaskedLM(schema, moe)
+        case "seq2seq":
+            from gradwise.train.seq2seq import Seq2SeqObjective
+
+            return Seq2SeqObjective(criterion, schema, cfg.model)
+    return Supervised(criterion, schema, moe)

@@ -12,11 +12,14 @@ from gradwise.config import OptimizerConfig, ScheduleConfig
 
 
 def decay_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """Weights (matrices, kernels, embeddings) decay; biases and norm scales (1-D) do not."""
+    """Weights (matrices, kernels, embeddings) decay; biases and norm scales (1-D) do not.
+
+    Frozen parameters are included: the optimizer skips them while they have no gradient,
+    and picks them up when `train.unfreeze_epoch` comes.
+    """
     decay, no_decay = [], []
     for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
+        (decay if p.ndim >= 2 else no_decay).append(p)
     return decay, no_decay
 
 

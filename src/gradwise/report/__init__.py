@@ -1,0 +1,1 @@
+"""Reports: plots and images of what a run did."""
