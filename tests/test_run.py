@@ -172,3 +172,53 @@ def test_forecasting_from_a_time_series_csv(tmp_path: Path):
     assert future.shape == (1, 3)
     expected = 10 + 3 * np.sin(2 * np.pi * np.arange(600, 603) / 24)
     np.testing.assert_allclose(future[0], expected, atol=0.6)
+
+
+def test_generate_scores_mark_unsure_spans_from_the_cli(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from gradwise.cli import app
+
+    (tmp_path / "c.txt").write_text("abcabcabd " * 300)
+    cfg = tiny_config(
+        data={"source": f"text:{tmp_path / 'c.txt'}", "block_size": 16},
+        model={"arch": "gpt", "n_layer": 1, "n_head": 2, "d_model": 32},
+        train={"epochs": 20, "optimizer": {"lr": 1e-2}, "batch_size": 16},
+    )
+    gradwise.train(cfg, out=tmp_path / "lm")
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            str(tmp_path / "lm"),
+            "--prompt",
+            "abc",
+            "--tokens",
+            "30",
+            "--seed",
+            "0",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    payload = json.loads(result.output)
+    assert len(payload["tokens"]) == 30
+    assert all(0 < t["p"] <= 1 for t in payload["tokens"])
+    assert payload["perplexity"] < 5  # the corpus is nearly deterministic
+    scored = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            str(tmp_path / "lm"),
+            "--prompt",
+            "abc",
+            "--tokens",
+            "30",
+            "--scores",
+            "--threshold",
+            "0.99",
+        ],
+    )
+    assert scored.exit_code == 0 and "[[" in scored.output and "perplexity" in scored.output

@@ -350,13 +350,48 @@ def generate(
     top_k: Annotated[int | None, typer.Option(min=1, help="sample from the k likeliest")] = None,
     top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="nucleus sampling")] = None,
     seed: Annotated[int | None, typer.Option(help="seed for reproducible samples")] = None,
+    scores: Annotated[
+        bool, typer.Option("--scores", help="mark low-confidence spans [[...]]; report perplexity")
+    ] = False,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="with --scores: a token below this probability is unsure"
+        ),
+    ] = 0.1,
+    as_json: Annotated[bool, typer.Option("--json", help="print tokens and probabilities")] = False,
 ) -> None:
     """Sample text from a language model run."""
     import gradwise
 
     run = gradwise.load(run_dir)
-    text = run.generate(prompt, tokens, temperature, top_k, top_p, seed)
-    sys.stdout.write(prompt + text + "\n")
+    result = run.generate_scored(prompt, tokens, temperature, top_k, top_p, seed, threshold)
+    if as_json:
+        out_console.print_json(
+            json.dumps(
+                {
+                    "prompt": prompt,
+                    "text": result.text,
+                    "perplexity": result.perplexity,
+                    "threshold": threshold,
+                    "low_confidence": result.low_confidence,
+                    "tokens": [
+                        {"token": t, "p": round(p, 6)} for t, p in zip(result.tokens, result.probs)
+                    ],
+                }
+            )
+        )
+    elif scores:
+        sys.stdout.write(prompt + result.marked() + "\n")
+        n_unsure = sum(b - a for a, b in result.low_confidence)
+        err_console.print(
+            f"perplexity {result.perplexity:.2f} over {len(result.tokens)} tokens; "
+            f"{len(result.low_confidence)} low-confidence spans [[...]] hold {n_unsure} tokens "
+            f"below p={threshold:g}",
+            highlight=False,
+        )
+    else:
+        sys.stdout.write(prompt + result.text + "\n")
 
 
 @app.command()

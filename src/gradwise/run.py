@@ -27,6 +27,7 @@ from gradwise.data.sources import load_dataset
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError
 from gradwise.evaluate.evaluator import EvalSettings, predict_logits
 from gradwise.models import InputSpec, build_model
+from gradwise.models.sampling import Generation
 from gradwise.train.checkpoint import atomic_write_text, load_weights, save_weights
 from gradwise.train.losses import make_loss
 from gradwise.train.objectives import Objective, make_objective
@@ -221,17 +222,30 @@ class Run:
         seed: int | None = None,
     ) -> str:
         """Continue `prompt` with `n_tokens` sampled tokens (language models)."""
+        return self.generate_scored(prompt, n_tokens, temperature, top_k, top_p, seed).text
+
+    def generate_scored(
+        self,
+        prompt: str,
+        n_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        threshold: float = 0.1,
+    ) -> Generation:
+        """Like `generate`, with each token's probability, the perplexity and the spans the
+        model was unsure of (probability below `threshold`)."""
         from gradwise.models.sampling import generate
 
         tok = self.schema.tokenizer
         if self.schema.task != "lm" or tok is None:
             raise GradwiseError(f"generate needs a language model; this run is {self.schema.task}.")
         ids = torch.from_numpy(tok.encode(prompt or "\n"))
-        if len(ids) == 0:
-            ids = torch.zeros(1, dtype=torch.long)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        out = generate(self.model, ids, n_tokens, temperature, top_k, top_p, gen)  # type: ignore[arg-type]
-        return tok.decode(out.tolist())
+        out, probs = generate(self.model, ids, n_tokens, temperature, top_k, top_p, gen)  # type: ignore[arg-type]
+        tokens = [tok.token_text(int(i)) for i in out]
+        return Generation.of(tokens, probs.tolist(), threshold)
 
     def _translate(self, x: Any) -> np.ndarray:
         from gradwise.models.seq2seq import translate

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from pydantic import TypeAdapter
@@ -29,7 +30,7 @@ def test_stepping_with_carried_state_equals_one_full_pass(arch):
 def test_greedy_generation_picks_the_argmax_each_step():
     model = _lm("lstm")
     prompt = torch.tensor([1, 2, 3])
-    out = generate(model, prompt, 5, temperature=0)
+    out, _ = generate(model, prompt, 5, temperature=0)
     seq = prompt.tolist()
     with torch.no_grad():
         for _ in range(5):
@@ -53,6 +54,28 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 
 def test_seeded_sampling_is_reproducible():
     model = _lm("gru")
-    a = generate(model, torch.tensor([0]), 20, 1.0, generator=torch.Generator().manual_seed(3))
-    b = generate(model, torch.tensor([0]), 20, 1.0, generator=torch.Generator().manual_seed(3))
+    a, _ = generate(model, torch.tensor([0]), 20, 1.0, generator=torch.Generator().manual_seed(3))
+    b, _ = generate(model, torch.tensor([0]), 20, 1.0, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_token_probabilities_are_the_models_own():
+    model = _lm("gru")
+    prompt = torch.tensor([1, 2])
+    ids, probs = generate(model, prompt, 6, temperature=0)
+    seq = prompt.tolist()
+    with torch.no_grad():
+        for token, p in zip(ids.tolist(), probs.tolist()):
+            dist = model(torch.tensor([seq]))[0, -1].softmax(-1)
+            assert p == pytest.approx(dist.max().item(), rel=1e-5)  # greedy: the top token
+            seq.append(token)
+
+
+def test_low_confidence_spans_and_perplexity():
+    from gradwise.models.sampling import Generation
+
+    g = Generation.of(["a", "b", "c", "d", "e"], [0.9, 0.05, 0.02, 0.8, 0.01], threshold=0.1)
+    assert g.low_confidence == [(1, 3), (4, 5)]
+    assert g.marked() == "a[[bc]]d[[e]]"
+    expected = np.exp(-np.mean(np.log([0.9, 0.05, 0.02, 0.8, 0.01])))
+    assert g.perplexity == pytest.approx(expected)

@@ -98,7 +98,7 @@ def test_gpt_is_causal_future_tokens_do_not_change_the_past():
 def test_gpt_keeps_generating_past_its_context():
     from gradwise.models.sampling import generate
 
-    out = generate(_gpt(), torch.tensor([1, 2, 3]), 40, temperature=0)
+    out, _ = generate(_gpt(), torch.tensor([1, 2, 3]), 40, temperature=0)
     assert out.shape == (40,)
 
 

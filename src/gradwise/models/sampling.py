@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -47,16 +49,64 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
     """Continue `prompt` (T,) ids by `n_tokens`, feeding one token per step with carried state.
 
     Returns:
-        (n_tokens,) generated ids.
+        (n_tokens,) generated ids, and (n_tokens,) the probability the model gave each chosen
+        token (softmax of its logits, before temperature or truncation): how sure it was.
     """
     logits, state = model.step(prompt[None], None)
-    out = []
+    ids, probs = [], []
     for _ in range(n_tokens):
-        token = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
-        out.append(token)
+        last = logits[:, -1].float()
+        token = sample_next(last, temperature, top_k, top_p, generator)
+        ids.append(token)
+        probs.append(last.softmax(dim=-1).gather(-1, token[:, None])[:, 0])
         logits, state = model.step(token[:, None], state)
-    return torch.cat(out)
+    return torch.cat(ids), torch.cat(probs)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Generated text with the model's confidence in every token.
+
+    Attributes:
+        text: the continuation (without the prompt).
+        tokens: each generated token as text.
+        probs: the probability the model gave each token.
+        perplexity: exp(mean negative log-probability) over the generated tokens.
+        low_confidence: [start, end) token spans whose probability is below `threshold` —
+            where a checker (a retrieval lookup, a human) should look first.
+    """
+
+    text: str
+    tokens: list[str]
+    probs: list[float]
+    perplexity: float
+    low_confidence: list[tuple[int, int]]
+    threshold: float
+
+    @staticmethod
+    def of(tokens: list[str], probs: list[float], threshold: float) -> Generation:
+        nll = [-math.log(max(p, 1e-12)) for p in probs]
+        spans: list[tuple[int, int]] = []
+        for i, p in enumerate(probs):
+            if p < threshold:
+                if spans and spans[-1][1] == i:
+                    spans[-1] = (spans[-1][0], i + 1)
+                else:
+                    spans.append((i, i + 1))
+        perplexity = math.exp(sum(nll) / len(nll)) if nll else float("nan")
+        return Generation("".join(tokens), tokens, probs, perplexity, spans, threshold)
+
+    def marked(self, left: str = "[[", right: str = "]]") -> str:
+        """The text with every low-confidence span wrapped in `left` ... `right`."""
+        starts = {a for a, _ in self.low_confidence}
+        ends = {b for _, b in self.low_confidence}
+        out = []
+        for i, token in enumerate(self.tokens):
+            out.append((left if i in starts else "") + token)
+            if i + 1 in ends:
+                out.append(right)
+        return "".join(out)
