@@ -11,7 +11,7 @@ from gradwise.run import Run
 
 # `gradwise.train` is both a subpackage and the API function: importing the API (which loads
 # the subpackage) first and binding the function afterwards keeps the function.
-from gradwise.api import load, lr_find, train  # noqa: E402  isort: skip
+from gradwise.api import compare, load, lr_find, train  # noqa: E402  isort: skip
 
 __all__ = [
     "ConfigError",
@@ -20,6 +20,7 @@ __all__ = [
     "NotTrainedError",
     "Run",
     "TrainingDiverged",
+    "compare",
     "load",
     "lr_find",
     "train",

@@ -18,6 +18,7 @@ from gradwise.config import Config, dump_config, load_config
 from gradwise.data.dataset import Dataset
 from gradwise.data.sources import load_dataset
 from gradwise.errors import ConfigError
+from gradwise.evaluate.compare import Comparison
 from gradwise.models import build_model
 from gradwise.run import Run, input_spec, write_config
 from gradwise.train.checkpoint import atomic_write_text
@@ -264,7 +265,7 @@ def _has_console_handler() -> bool:
     return any(getattr(h, "gradwise_console", False) for h in log.handlers)
 
 
-__all__ = ["load", "lr_find", "train", "dump_config"]
+__all__ = ["compare", "load", "lr_find", "train", "dump_config"]
 
 
 def lr_find(
@@ -304,3 +305,34 @@ def lr_find(
         ),
     )
     return result
+
+
+def compare(
+    config_a: str | Path | dict[str, Any] | Config,
+    config_b: str | Path | dict[str, Any] | Config,
+    *,
+    seeds: int = 3,
+    fractions: tuple[float, ...] = (1.0,),
+    metric: str | None = None,
+    out: str | Path | None = None,
+) -> Comparison:
+    """Train two configs over `seeds` seeds (and data `fractions`) on the same splits.
+
+    Returns:
+        A Comparison: each arm's metric values, and per fraction a verdict that names a
+        winner only when the difference is larger than the seed-to-seed noise.
+    """
+    from gradwise.evaluate.compare import compare as run_compare
+
+    a, b = load_config(config_a), load_config(config_b)
+    folder = Path(out) if out is not None else Path("runs") / f"compare-{a.name}-vs-{b.name}"
+    with _logging(None, quiet=True):
+        return run_compare(
+            a,
+            b,
+            lambda cfg, run_dir: train(cfg, run_dir, overwrite=True).metrics,
+            folder,
+            seeds=seeds,
+            fractions=fractions,
+            metric=metric,
+        )

@@ -266,6 +266,55 @@ def lr_find(
 
 @app.command()
 @handles_errors
+def compare(
+    config_a: ConfigArg,
+    config_b: ConfigArg,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds per config")] = 3,
+    fractions: Annotated[
+        str, typer.Option(help="fractions of the training data, e.g. 0.1,0.3,1.0")
+    ] = "1.0",
+    metric: Annotated[
+        str | None,
+        typer.Option(help="e.g. test.f1_macro (default: the task's primary test metric)"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for the runs and compare.json")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train two configs on the same splits over several seeds; say which is better, if either."""
+    import gradwise
+
+    try:
+        parts = tuple(float(f) for f in fractions.split(","))
+    except ValueError:
+        raise GradwiseError(
+            f"--fractions {fractions!r} must be numbers like 0.1,0.3,1.0."
+        ) from None
+    if any(not 0 < f <= 1 for f in parts):
+        raise GradwiseError(f"--fractions {fractions!r}: each must be in (0, 1].")
+    with console_logging(quiet, progress=False):
+        result = gradwise.compare(
+            config_a, config_b, seeds=seeds, fractions=parts, metric=metric, out=out
+        )
+    table = Table(title=f"{result.metric} over {seeds} seeds (same splits)", title_justify="left")
+    for col in ("config", "train fraction", "mean ± std", "min", "max", "wall s", "params"):
+        table.add_column(col, justify="left" if col == "config" else "right")
+    for arm in result.arms:
+        table.add_row(
+            arm.name,
+            f"{arm.fraction:g}",
+            f"{arm.mean:.4f} ± {arm.std:.4f}",
+            f"{min(arm.values):.4f}",
+            f"{max(arm.values):.4f}",
+            f"{sum(arm.wall_s) / len(arm.wall_s):.1f}",
+            f"{arm.n_params:,}",
+        )
+    out_console.print(table)
+    for verdict in result.verdicts:
+        out_console.print(f"fraction {verdict.fraction:g}: {verdict.text}", highlight=False)
+
+
+@app.command()
+@handles_errors
 def evaluate(
     run_dir: RunArg,
     data: Annotated[

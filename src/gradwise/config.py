@@ -22,6 +22,12 @@ class _Strict(BaseModel):
 class SplitConfig(_Strict):
     val: float = Field(0.15, gt=0, lt=1, description="fraction held out for validation")
     test: float = Field(0.2, gt=0, lt=1, description="fraction held out for the final test")
+    seed: int | None = Field(
+        None, ge=0, description="seed of the split; null: the run's seed (compare fixes it)"
+    )
+    train_fraction: float = Field(
+        1.0, gt=0, le=1, description="train on this fraction of the training split (seeded)"
+    )
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> SplitConfig:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.model_selection import train_test_split
 
 from gradwise.config import DataConfig
 from gradwise.data.arrays import ArrayNormaliser, check_arrays
@@ -46,12 +47,41 @@ def load_dataset(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = None)
     """Read `cfg.source` and return model-ready train/val/test splits with their schema.
 
     Args:
+        seed: the run's seed: it draws the split (unless data.split.seed is set) and the
+            subset kept by data.split.train_fraction.
         tokenizer: reuse this tokenizer for text instead of fitting one (fine-tuning a run
             that was pretrained on text must keep its vocabulary).
 
     Raises:
         DataError: the source is missing, unreadable, or does not fit the task.
     """
+    split_seed = seed if cfg.split.seed is None else cfg.split.seed
+    data = _read(cfg, split_seed, tokenizer)
+    if cfg.split.train_fraction < 1.0:
+        data = _keep_fraction(data, cfg.split.train_fraction, seed)
+    return data
+
+
+def _keep_fraction(data: Dataset, fraction: float, seed: int) -> Dataset:
+    """A seeded (stratified, for classes) subset of the training split; val and test stay."""
+    n = len(data.train)
+    keep = max(1, int(round(n * fraction)))
+    y = data.train.y.numpy()
+    stratify = y if data.schema.task == "classification" and y.ndim == 1 else None
+    idx = np.arange(n)
+    if keep < n:
+        try:
+            idx, _ = train_test_split(
+                idx, train_size=keep, random_state=seed % 2**32, stratify=stratify
+            )
+        except ValueError:  # too few samples per class to stratify
+            idx, _ = train_test_split(idx, train_size=keep, random_state=seed % 2**32)
+    chosen = torch.from_numpy(np.sort(idx))
+    train = Split(data.train.x[chosen], data.train.y[chosen])
+    return Dataset(train, data.val, data.test, schema=data.schema, notes=data.notes)
+
+
+def _read(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None) -> Dataset:
     kind, location = parse_source(cfg.source)
     path = Path(location)
     match kind:
