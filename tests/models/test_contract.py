@@ -29,6 +29,14 @@ CASES = [
     ({"arch": "gru", "hidden": 16, "pool": "mean"}, InputSpec("image", (1, 8, 8), 10)),
     ({"arch": "lstm", "hidden": 16}, InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True)),
     (
+        {"arch": "vit", "patch_size": 2, "n_layer": 2, "n_head": 2, "d_model": 16},
+        InputSpec("image", (1, 8, 8), 10),
+    ),
+    (
+        {"arch": "vit", "patch_size": 4, "n_layer": 1, "n_head": 2, "d_model": 16, "pool": "mean"},
+        InputSpec("image", (3, 12, 12), 3),
+    ),
+    (
         {"arch": "gpt", "n_layer": 2, "n_head": 2, "d_model": 16},
         InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True),
     ),

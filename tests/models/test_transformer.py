@@ -153,3 +153,22 @@ def test_expert_shares_are_logged_and_reset():
     layer_shares = [v for k, v in shares.items() if k.startswith("moe.blocks.0")]
     assert len(layer_shares) == 4 and sum(layer_shares) == pytest.approx(1.0)
     assert expert_shares(model) == {}
+
+
+def test_vit_patch_size_must_divide_the_image():
+    cfg = TypeAdapter(ModelConfig).validate_python({"arch": "vit", "patch_size": 3})
+    with pytest.raises(ConfigError, match="must divide the image size 8x8; try 2"):
+        build_model(cfg, InputSpec("image", (1, 8, 8), 10))
+
+
+def test_vit_class_token_sees_every_patch():
+    cfg = TypeAdapter(ModelConfig).validate_python(
+        {"arch": "vit", "patch_size": 2, "n_layer": 1, "n_head": 2, "d_model": 16, "dropout": 0}
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg, InputSpec("image", (1, 8, 8), 4)).eval()
+    x = torch.randn(1, 1, 8, 8)
+    y = x.clone()
+    y[..., 6:, 6:] += 1.0  # change only the last patch
+    with torch.no_grad():
+        assert not torch.allclose(model(x), model(y))
