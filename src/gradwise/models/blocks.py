@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ def init_weights(model: nn.Module, scheme: Init, act: Activation = "relu") -> No
     """
     if scheme == "default":
         return
-    nonlinearity = "leaky_relu" if act == "leaky_relu" else "relu"
+    nonlinearity: Literal["leaky_relu", "relu"] = "leaky_relu" if act == "leaky_relu" else "relu"
     for m in model.modules():
         if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d):
             if scheme == "he":
@@ -82,6 +83,8 @@ class Rotary(nn.Module):
         super().__init__()
         inv = 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)
         angles = torch.outer(torch.arange(max_len).float(), inv)  # (T, D/2)
+        self.cos: Tensor
+        self.sin: Tensor
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 

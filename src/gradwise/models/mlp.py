@@ -26,11 +26,11 @@ class MLP(nn.Module):
             raise ConfigError("model.arch mlp cannot read token ids; use arch: lstm (or gru).")
         n_in = math.prod(spec.shape)
         self.n_numeric = n_in - len(spec.categorical)
+        dims = [cfg.embed_dim or min(16, (card + 1) // 2) for card in spec.categorical]
         self.embeds = nn.ModuleList(
-            nn.Embedding(card, cfg.embed_dim or min(16, (card + 1) // 2))
-            for card in spec.categorical
+            nn.Embedding(card, dim) for card, dim in zip(spec.categorical, dims)
         )
-        width = self.n_numeric + sum(e.embedding_dim for e in self.embeds)
+        width = self.n_numeric + sum(dims)
         layers: list[nn.Module] = []
         for hidden in cfg.hidden:
             layers.append(nn.Linear(width, hidden, bias=cfg.norm != "batch"))

@@ -34,6 +34,7 @@ class MoEFeedForward(nn.Module):
         nn.init.normal_(self.in_proj, std=0.02)
         nn.init.normal_(self.out_proj, std=0.02)
         self.drop = nn.Dropout(dropout)
+        self.counts: Tensor
         self.register_buffer("counts", torch.zeros(experts, dtype=torch.long), persistent=False)
         self.aux_loss = torch.zeros(())
 
@@ -67,7 +68,7 @@ def expert_shares(model: nn.Module) -> dict[str, float]:
     """Each expert's share of routed tokens since the last call (then the tallies reset)."""
     out: dict[str, float] = {}
     names = {id(m): n for n, m in model.named_modules()}
-    shares = []
+    shares: list[float] = []
     for layer in moe_layers(model):
         total = int(layer.counts.sum())
         if total == 0:

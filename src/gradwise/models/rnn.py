@@ -11,7 +11,11 @@ from gradwise.errors import ConfigError
 from gradwise.models.blocks import init_weights
 from gradwise.models.spec import InputSpec
 
-_CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+_CELLS: dict[str, type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]] = {
+    "rnn": nn.RNN,
+    "lstm": nn.LSTM,
+    "gru": nn.GRU,
+}
 
 
 class RNN(nn.Module):

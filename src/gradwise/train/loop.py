@@ -108,7 +108,7 @@ def fit(
     memory_format = _memory_format(model, data, tc)
     model.to(device)
     if memory_format is not None:
-        model.to(memory_format=memory_format)
+        model.to(memory_format=memory_format)  # type: ignore[call-overload]
     forward: nn.Module = model
     ddp = None
     if parallel.world_size > 1:

@@ -17,7 +17,8 @@ def decay_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Paramete
     Frozen parameters are included: the optimizer skips them while they have no gradient,
     and picks them up when `train.unfreeze_epoch` comes.
     """
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         (decay if p.ndim >= 2 else no_decay).append(p)
     return decay, no_decay
