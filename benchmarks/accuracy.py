@@ -37,7 +37,12 @@ def main() -> None:
     print("| config | seeds | test accuracy mean | min | max | target | wall s (mean) | met |")
     print("|---|---|---|---|---|---|---|---|")
     for name, (config, target) in TARGETS.items():
-        if args.only == "digits" and "digits" not in name or args.only == "mnist" and "mnist" not in name:
+        if (
+            args.only == "digits"
+            and "digits" not in name
+            or args.only == "mnist"
+            and "mnist" not in name
+        ):
             continue
         seeds = 1 if "mnist" in name else args.seeds
         accs, walls = [], []
@@ -48,8 +53,10 @@ def main() -> None:
                 walls.append(time.perf_counter() - started)
                 accs.append(run.metrics["test"]["accuracy"])
         mean = statistics.mean(accs)
-        print(f"| {name} | {seeds} | {mean:.4f} | {min(accs):.4f} | {max(accs):.4f} | "
-              f">= {target} | {statistics.mean(walls):.1f} | {'yes' if mean >= target else 'NO'} |")
+        print(
+            f"| {name} | {seeds} | {mean:.4f} | {min(accs):.4f} | {max(accs):.4f} | "
+            f">= {target} | {statistics.mean(walls):.1f} | {'yes' if mean >= target else 'NO'} |"
+        )
 
 
 def _cpu() -> str:

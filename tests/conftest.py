@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import torch
+
+# Two cores are shared by the test process and any DDP workers it spawns; one thread
+# each keeps tiny models from spending their time in thread hand-offs.
+torch.set_num_threads(1)
 
 
 def tiny_config(**sections: Any) -> dict[str, Any]:

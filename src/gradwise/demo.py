@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from rich.console import Console
 from rich.table import Table
 
 import gradwise
@@ -13,6 +14,7 @@ from gradwise.cli import make_console
 from gradwise.config import load_config
 
 DEFAULT_CONFIGS = ["examples/digits-mlp.yaml", "examples/digits-cnn.yaml"]
+LANGUAGE_MODEL = "examples/demo-gpt.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             str(out),
         )
     console.print(table)
+    if not argv and Path(LANGUAGE_MODEL).is_file():
+        _language_model(console, Path(LANGUAGE_MODEL))
     console.print(
         "Each run directory holds config.yaml, model.safetensors, model.json, "
         "metrics.json(l), train.log and checkpoints/."
@@ -57,6 +61,27 @@ def main(argv: list[str] | None = None) -> int:
         "Next: gradwise evaluate runs/digits-cnn   |   gradwise predict runs/digits-cnn INPUT.npz"
     )
     return 0
+
+
+def _language_model(console: Console, path: Path) -> None:
+    """Train the small GPT and print what it writes."""
+    cfg = load_config(path)
+    out = Path("runs") / cfg.name
+    console.print(
+        f"training [bold]{cfg.name}[/] ({cfg.model.arch}, a character-level "
+        "transformer, on tiny Shakespeare; about a minute) ..."
+    )
+    run = gradwise.train(path, out=out, overwrite=True)
+    m = run.metrics
+    console.print(
+        f"{cfg.name}: {m['n_params']:,} parameters, {m['epochs']} epochs in {m['wall_s']:.0f} s; "
+        f"validation loss {m['val']['loss']:.3f} nats/char (perplexity "
+        f"{m['val']['perplexity']:.2f}); run directory {out}"
+    )
+    sample = run.generate_scored("ROMEO:\n", 300, temperature=0.8, seed=0)
+    console.print("[bold]gradwise generate runs/demo-gpt --prompt 'ROMEO:' --tokens 300[/]")
+    console.print("ROMEO:\n" + sample.text, markup=False, highlight=False)
+    console.print(f"(perplexity of the sample under the model: {sample.perplexity:.2f})")
 
 
 if __name__ == "__main__":

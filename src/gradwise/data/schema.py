@@ -102,10 +102,17 @@ class Schema:
         raise AssertionError("schema without preprocessing")
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Labelled-text inputs: (N, source length) ids, <bos> first (the class token)."""
-        assert self.tokenizer is not None
+        """Labelled-text inputs: (N, source length) ids, <bos> first (the class token).
+
+        A pretrained model's tokenizer (kind hf) gives [CLS] text [SEP] [PAD]..., with that
+        model's ids, as the model saw text in pretraining.
+        """
+        tok = self.tokenizer
+        assert tok is not None
         length = self.source_len or self.input_shape[0]
-        return pad_rows(self.tokenizer.encode_many(texts), length, bos=True)
+        return pad_rows(
+            tok.encode_many(texts), length, bos=True, eos=tok.kind == "hf", specials=tok.specials
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,13 +1,15 @@
-"""Text: character, byte or BPE tokenizers fitted on the training text, and token windows.
+"""Text: character, byte or BPE tokenizers fitted on the training text, a pretrained model's
+own tokenizer, and token windows.
 
-Every tokenizer reserves the same special ids: 0 <pad>, 1 <unk>, 2 <bos> (also the class
-token of encoders), 3 <eos>, 4 <mask>; the text's own tokens follow.
+gradwise's tokenizers reserve the same special ids: 0 <pad>, 1 <unk>, 2 <bos> (also the class
+token of encoders), 3 <eos>, 4 <mask>; the text's own tokens follow. A pretrained model's
+tokenizer (kind "hf") keeps that model's ids ([PAD], [UNK], [CLS], [SEP], [MASK]).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -23,20 +25,43 @@ UNKNOWN = "\ufffd"  # how an unseen character decodes
 
 
 @dataclass(frozen=True)
+class SpecialIds:
+    """Ids of the special tokens: gradwise's own 0-4, or a pretrained model's."""
+
+    pad: int = PAD
+    unk: int = UNK
+    bos: int = BOS  # the class token of encoders ([CLS])
+    eos: int = EOS  # [SEP] for a pretrained encoder
+    mask: int = MASK
+
+    def all(self) -> tuple[int, ...]:
+        return (self.pad, self.unk, self.bos, self.eos, self.mask)
+
+
+@dataclass(frozen=True)
 class Tokenizer:
     """Text to ids and back.
 
     Attributes:
         kind: "char" (vocabulary of the training text's characters), "byte" (UTF-8 bytes,
-            always 256 + specials) or "bpe" (byte-level BPE trained on the training text
-            with the `tokenizers` library).
+            always 256 + specials), "bpe" (byte-level BPE trained on the training text
+            with the `tokenizers` library) or "hf" (a pretrained model's tokenizer.json).
         chars: the character vocabulary (char).
         bpe: the trained BPE tokenizer as JSON (bpe).
+        hf: the pretrained model's tokenizer.json (hf).
+        hf_specials: that model's ids of pad, unk, bos, eos and mask, as `SpecialIds` fields.
     """
 
-    kind: Literal["char", "byte", "bpe"]
+    kind: Literal["char", "byte", "bpe", "hf"]
     chars: list[str] | None = None
     bpe: str | None = None
+    hf: str | None = None
+    hf_specials: dict[str, int] | None = None
+
+    @staticmethod
+    def pretrained(tokenizer_json: str, specials: SpecialIds) -> Tokenizer:
+        """A pretrained model's tokenizer from its tokenizer.json text and special ids."""
+        return Tokenizer(kind="hf", hf=tokenizer_json, hf_specials=asdict(specials))
 
     @staticmethod
     def fit(
@@ -61,18 +86,28 @@ class Tokenizer:
                 return N_SPECIAL + 256
             case "char":
                 return N_SPECIAL + len(self.chars or [])
-            case "bpe":
-                return int(self._bpe.get_vocab_size())
+            case "bpe" | "hf":
+                return int(self._backend.get_vocab_size())
+
+    @property
+    def specials(self) -> SpecialIds:
+        """The ids of <pad>, <unk>, <bos>, <eos> and <mask> (a pretrained model's own for hf)."""
+        return SpecialIds(**self.hf_specials) if self.hf_specials else SpecialIds()
 
     @cached_property
     def _index(self) -> dict[str, int]:
         return {c: i + N_SPECIAL for i, c in enumerate(self.chars or [])}
 
     @cached_property
-    def _bpe(self) -> Any:
+    def _backend(self) -> Any:
+        """The `tokenizers` Tokenizer behind bpe and hf, without padding or truncation
+        (a pretrained tokenizer.json may pad everything to a fixed length; we pad ourselves)."""
         from tokenizers import Tokenizer as HFTokenizer
 
-        return HFTokenizer.from_str(self.bpe or "")
+        tok = HFTokenizer.from_str(self.bpe or self.hf or "")
+        tok.no_padding()
+        tok.no_truncation()
+        return tok
 
     def encode(self, text: str) -> np.ndarray:
         """Ids of the text's tokens (no special tokens added)."""
@@ -83,12 +118,14 @@ class Tokenizer:
             case "char":
                 index = self._index
                 return np.array([index.get(c, UNK) for c in text], dtype=np.int64)
-            case "bpe":
-                return np.array(self._bpe.encode(text).ids, dtype=np.int64)
+            case "bpe" | "hf":
+                ids = self._backend.encode(text, add_special_tokens=False).ids
+                return np.array(ids, dtype=np.int64)
 
     def encode_many(self, texts: Sequence[str]) -> list[np.ndarray]:
-        if self.kind == "bpe":
-            return [np.array(e.ids, dtype=np.int64) for e in self._bpe.encode_batch(list(texts))]
+        if self.kind in ("bpe", "hf"):
+            encoded = self._backend.encode_batch(list(texts), add_special_tokens=False)
+            return [np.array(e.ids, dtype=np.int64) for e in encoded]
         return [self.encode(t) for t in texts]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
@@ -105,11 +142,13 @@ class Tokenizer:
                     for i in plain
                 )
             case "bpe":
-                return str(self._bpe.decode([i for i in plain if i >= N_SPECIAL]))
+                return str(self._backend.decode([i for i in plain if i >= N_SPECIAL]))
+            case "hf":
+                return str(self._backend.decode(plain, skip_special_tokens=True))
 
     def token_text(self, token: int) -> str:
         """How one id reads (for per-token scores)."""
-        if self.kind == "bpe":
+        if self.kind in ("bpe", "hf"):
             return self.decode([token])
         return self.decode([token]) if token >= N_SPECIAL else SPECIALS[token]
 
@@ -160,16 +199,21 @@ def windows(ids: np.ndarray, block_size: int) -> np.ndarray:
 
 
 def pad_rows(
-    rows: Sequence[np.ndarray], length: int, bos: bool = False, eos: bool = False
+    rows: Sequence[np.ndarray],
+    length: int,
+    bos: bool = False,
+    eos: bool = False,
+    specials: SpecialIds = SpecialIds(),
 ) -> np.ndarray:
-    """(N, length) ids: [<bos>] + tokens (cut to fit) + [<eos>], then <pad>."""
-    out = np.full((len(rows), length), PAD, dtype=np.int64)
+    """(N, length) ids: [<bos>] + tokens (cut to fit) + [<eos>], then <pad>, with the
+    tokenizer's `specials` ids."""
+    out = np.full((len(rows), length), specials.pad, dtype=np.int64)
     room = length - int(bos) - int(eos)
     for i, ids in enumerate(rows):
         seq = list(ids[:room])
         if bos:
-            seq = [BOS, *seq]
+            seq = [specials.bos, *seq]
         if eos:
-            seq = [*seq, EOS]
+            seq = [*seq, specials.eos]
         out[i, : len(seq)] = seq
     return out

@@ -62,7 +62,7 @@ def make_objective(cfg: Config, schema: Schema, criterion: LossFn, model: nn.Mod
         case "mlm":
             from gradwise.train.masked_lm import MaskedLM
 
-            return MaskedLM(schema, moe)
+            return MaskedLM(schema, cfg.model, moe)
         case "seq2seq":
             from gradwise.train.seq2seq import Seq2SeqObjective
 
