@@ -141,7 +141,7 @@ def plain_loop(iters: int, text: str) -> dict[str, float]:
 # ---------------------------------------------------------------- gradwise, same configuration
 
 
-def gradwise_config(iters_per_epoch_hint: int, epochs: int, precision: str) -> dict:
+def gradwise_config(epochs: int, precision: str, compile: bool = False) -> dict:
     return {
         "name": f"gpt-speed-{precision}",
         "data": {
@@ -160,6 +160,7 @@ def gradwise_config(iters_per_epoch_hint: int, epochs: int, precision: str) -> d
             "epochs": epochs,
             "batch_size": BATCH,
             "precision": precision,
+            "compile": compile,
             "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.1, "betas": [0.9, 0.99]},
             "schedule": {"name": "cosine", "warmup_steps": 100, "min_lr": 0.1},
             "grad_clip": 1.0,
@@ -169,9 +170,9 @@ def gradwise_config(iters_per_epoch_hint: int, epochs: int, precision: str) -> d
     }
 
 
-def gradwise_run(epochs: int, precision: str) -> dict[str, float]:
+def gradwise_run(epochs: int, precision: str, compile: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        run = gradwise.train(gradwise_config(0, epochs, precision), out=Path(tmp) / "r")
+        run = gradwise.train(gradwise_config(epochs, precision, compile), out=Path(tmp) / "r")
         m = run.metrics
         steps = m["n_train"] // BATCH * epochs + (epochs if m["n_train"] % BATCH else 0)
         tokens = m["n_train"] * BLOCK * epochs
@@ -207,8 +208,15 @@ def part_speed() -> None:
         f"matmul peak (1024^3): fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s "
         f"({peak16 / peak32:.1f}x)"
     )
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags.split()]
+    print(
+        "native bf16 matrix multiply: "
+        + (", ".join(native) if native else "none (no AVX512-BF16 or AMX: bf16 is emulated)")
+    )
     fp32 = gradwise_run(2, "fp32")
     bf16 = gradwise_run(2, "bf16")
+    compiled = gradwise_run(2, "fp32", compile=True)
     plain = plain_loop(fp32["iters"], text)
     print(
         f"same configuration: {N_LAYER} layers, {N_HEAD} heads, {D_MODEL} wide, block {BLOCK}, "
@@ -220,6 +228,7 @@ def part_speed() -> None:
         ("plain PyTorch loop, fp32", plain, peak32),
         ("gradwise, fp32", fp32, peak32),
         ("gradwise, bf16", bf16, peak16),
+        ("gradwise, fp32, compile (incl. compilation)", compiled, peak32),
     ):
         gflops = r["tokens_per_s"] * flops_per_token(int(r["params"])) / 1e9
         speedup = r["tokens_per_s"] / plain["tokens_per_s"]

@@ -50,7 +50,6 @@ def config(name: str, moe: dict | None, epochs: int, limit: int) -> dict:
         "train": {
             "epochs": epochs,
             "batch_size": 32,
-            "precision": "bf16",
             "optimizer": {"name": "adamw", "lr": 2e-3, "weight_decay": 0.1},
             "schedule": {"name": "cosine", "warmup_steps": 100},
             "early_stopping": {"patience": None},

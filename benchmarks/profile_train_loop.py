@@ -9,8 +9,8 @@ hand-written loop there.
 2. Per step: a ladder of loops over the same batches, from the bare minimum up to gradwise's own
    `_train_epoch`, adding one thing gradwise does at a time.
 3. One checkpoint, piece by piece: gathering state, serialising, the atomic rename.
-4. What if: gradwise with the proposed changes simulated (checkpoints off, best weights written
-   once), each run paired with a fused-Adam hand loop.
+4. What if: gradwise with its saving and diagnostics switches turned, each run paired with a
+   fused-Adam hand loop.
 5. Optionally (--cprofile) the top functions of one whole `gradwise.train` call.
 
     .venv/bin/python benchmarks/profile_train_loop.py                 # digits, ~3 min
@@ -70,8 +70,7 @@ SECTIONS: tuple[tuple[str, Any, str], ...] = (
     ("dead_relu_fraction (diagnostics)", loop, "dead_relu_fraction"),
     ("expert_shares", loop, "expert_shares"),
     ("_copy_state (best weights in memory)", loop, "_copy_state"),
-    ("save_weights (model.safetensors on improvement)", loop, "save_weights"),
-    ("_save_checkpoint", loop, "_save_checkpoint"),
+    ("save_tensors (model.safetensors, checkpoint)", loop, "save_tensors"),
     ("_epoch_line", loop, "_epoch_line"),
 )
 
@@ -189,24 +188,26 @@ def step_ladder(setup: Setup, epochs: int, runs: int) -> None:
 
         return epoch
 
-    def with_total(opt: torch.optim.Optimizer, divide: bool, sched: Schedule | None) -> Any:
+    def with_losses(opt: torch.optim.Optimizer, sched: Schedule | None) -> Any:
         def epoch() -> None:
-            total = torch.zeros((), dtype=torch.float64)
+            losses, sizes = [], []
             for xb, yb in batches():
                 loss = F.cross_entropy(model(xb), yb)
-                (loss / 1 if divide else loss).backward()
-                total += loss.detach().double() * len(xb)
+                loss.backward()
+                losses.append(loss.detach())
+                sizes.append(len(xb))
                 if sched is not None:
                     sched.apply(opt)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 if sched is not None:
                     sched.step += 1
-            total.item()
+            loop._mean_loss(losses, sizes)
 
         return epoch
 
-    grouped = make_optimizer(model, tc.optimizer)  # fused, two param groups (decay / no decay)
+    # fused; one param group when weight_decay is 0 (as here), else decay / no decay
+    grouped = make_optimizer(model, tc.optimizer)
     sched = Schedule(tc.schedule, tc.optimizer.lr, n_steps, n_steps * tc.epochs)
     batcher = Batcher(data.train, bs, shuffle=True, order=torch.Generator().manual_seed(0))
     criterion = make_loss(tc.loss, "cross_entropy", y, data.schema.n_outputs)
@@ -239,10 +240,9 @@ def step_ladder(setup: Setup, epochs: int, runs: int) -> None:
         ("hand loop: Adam (for-loop), index per batch", plain(one_group(False), index_batches)),
         ("hand loop: fused Adam, index per batch", plain(one_group(True), index_batches)),
         ("fused Adam, one gather per epoch + slices", plain(one_group(True), batches)),
-        ("  + two param groups (decay_groups)", plain(grouped, batches)),
-        ("  + loss.double() running total", with_total(grouped, False, None)),
-        ("  + (loss / group_size).backward()", with_total(grouped, True, None)),
-        ("  + sched.apply per step", with_total(grouped, True, sched)),
+        ("  + make_optimizer's param groups", plain(grouped, batches)),
+        ("  + per-batch losses kept for the epoch's mean", with_losses(grouped, None)),
+        ("  + sched.apply per step", with_losses(grouped, sched)),
         ("gradwise _train_epoch, diagnostics off", gradwise_epoch(False)),
         ("gradwise _train_epoch (as run)", gradwise_epoch(True)),
     ]
@@ -331,40 +331,29 @@ def checkpoint_anatomy(setup: Setup, tmp: Path, runs: int) -> None:
 
 
 def what_if(setup: Setup, runs: int, tmp: Path) -> None:
-    """gradwise with the proposed changes simulated, each run paired with a fused hand loop.
-
-    "best weights once at the end" swaps `save_weights` inside fit for a no-op: the run's
-    model.safetensors is then written only by `Run.save_model` after fit (outside wall_s), as
-    it would be if best weights were written with (rare) checkpoints instead of on every
-    improvement.
-    """
+    """gradwise with its saving and diagnostics switches turned, each run paired with a fused
+    hand loop. `checkpoint_every_s: 0` saves weights and checkpoint after every epoch."""
     arrays = load_arrays(setup)
-    variants: dict[str, tuple[dict[str, Any], bool]] = {
-        "as shipped": ({}, False),
-        "checkpoint: false": ({"checkpoint": False}, False),
-        "  + best weights once at the end": ({"checkpoint": False}, True),
-        "  + diagnostics: false": ({"checkpoint": False, "diagnostics": False}, True),
+    variants: dict[str, dict[str, Any]] = {
+        "as shipped (a save every 30 s and after the last epoch)": {},
+        "checkpoint_every_s: 0": {"checkpoint_every_s": 0},
+        "checkpoint: false": {"checkpoint": False},
+        "  + diagnostics: false": {"checkpoint": False, "diagnostics": False},
     }
     walls: dict[str, list[float]] = defaultdict(list)
     ratios: dict[str, list[float]] = defaultdict(list)
     for _ in range(runs):
-        for name, (train, skip_weights) in variants.items():
+        for name, train in variants.items():
             wait_for_quiet()
             t0 = time.perf_counter()
             hand_loop(setup, arrays, fused=True)
             hand_s = time.perf_counter() - t0
-            original = loop.save_weights
-            if skip_weights:
-                loop.save_weights = lambda path, model: None
-            try:
-                gradwise.train(gradwise_config(setup, **train), out=tmp / "run", overwrite=True)
-            finally:
-                loop.save_weights = original
+            gradwise.train(gradwise_config(setup, **train), out=tmp / "run", overwrite=True)
             wall = json.loads((tmp / "run" / "metrics.json").read_text())["wall_s"]
             walls[name].append(wall)
             ratios[name].append(wall / hand_s)
     print(
-        f"\n### {setup.name}: what the proposed changes would buy (wall_s; {runs} runs, each "
+        f"\n### {setup.name}: what the switches cost (wall_s; {runs} runs, each "
         "paired with a fused-Adam hand loop run)\n"
     )
     print("| gradwise variant | median wall_s | ratio to fused hand loop (median of pairs) |")

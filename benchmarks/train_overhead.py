@@ -7,7 +7,8 @@ gradient clipping, the same batch size and number of epochs, on the same standar
 split that gradwise makes, and (except scikit-learn) validates once per epoch.
 
 gradwise runs as a user gets it: `gradwise.train(config, out=..., overwrite=True)` with per-epoch
-diagnostics, resumable checkpoints, metrics.jsonl and best-weights tracking left ON. Its fit time
+diagnostics, resumable checkpoints (the default train.checkpoint_every_s: every 30 s and after
+the last epoch), metrics.jsonl and best-weights tracking left ON. Its fit time
 is metrics.json's `wall_s` (the loop incl. validation, checkpoints and logging); the whole call
 (data loading, run directory, final train/val/test metrics) is timed separately.
 

@@ -112,6 +112,17 @@ def test_evaluate_on_new_labelled_data(tmp_path: Path):
     assert "accuracy" in out.output
 
 
+def test_predict_on_a_diffusion_run_and_a_diffusion_config_with_bce_exit_2(tmp_path: Path):
+    model = {"arch": "diffusion", "channels": [8, 16], "timesteps": 50}
+    cfg = tiny_config(data={"source": "builtin:digits", "limit": 300}, model=model)
+    config = _write(tmp_path, {**cfg, "train": {"epochs": 1}})
+    _ok(["train", config, "--out", str(tmp_path / "d"), "-q"])
+    np.savez(tmp_path / "new.npz", X=load_digits().images[:3])
+    _bad(["predict", str(tmp_path / "d"), str(tmp_path / "new.npz")], "gradwise sample")
+    config = _write(tmp_path, {**cfg, "train": {"loss": {"name": "bce"}}}, "bce.yaml")
+    _bad(["train", config, "--out", str(tmp_path / "b"), "-q"], "bce does not apply to model")
+
+
 def test_lr_find_suggests_a_learning_rate_and_plots(tmp_path: Path):
     config = _write(tmp_path, tiny_config())
     out = _ok(["lr-find", config, "--out", str(tmp_path / "lr"), "--steps", "100"])

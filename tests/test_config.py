@@ -79,3 +79,13 @@ def test_config_is_frozen():
     cfg = Config()
     with pytest.raises(ValidationError, match="frozen"):
         cfg.seed = 3  # type: ignore[misc]
+
+
+def test_csv_separator_is_one_character_and_a_written_tab_escape_means_tab():
+    assert load_config({"data": {"separator": "\t"}}).data.separator == "\t"
+    assert load_config({}, ["data.separator=\\t"]).data.separator == "\t"
+    assert load_config({}).data.separator is None
+    with pytest.raises(ConfigError, match=r"data.separator: .*at most 1 character.*';;'"):
+        load_config({"data": {"separator": ";;"}})
+    with pytest.raises(ConfigError, match=r"data.quoting: .*'minimal' or 'none'"):
+        load_config({"data": {"quoting": "all"}})

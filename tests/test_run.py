@@ -10,7 +10,7 @@ import yaml
 from sklearn.datasets import load_digits, load_iris
 
 import gradwise
-from gradwise.errors import DataError, GradwiseError, NotTrainedError
+from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError
 from tests.conftest import tiny_config
 
 
@@ -222,3 +222,61 @@ def test_generate_scores_mark_unsure_spans_from_the_cli(tmp_path: Path):
         ],
     )
     assert scored.exit_code == 0 and "[[" in scored.output and "perplexity" in scored.output
+
+
+def test_dataset_of_a_text_run_keeps_the_trained_vocabulary(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    texts = ["".join(rng.choice(list("ab "), 12)) for _ in range(80)]
+    labels = ["a" if t.count("a") > t.count("b") else "b" for t in texts]
+    path = tmp_path / "texts.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    cfg = tiny_config(
+        data={"source": f"csv:{path}", "target": "label", "text_column": "text", "block_size": 16},
+        model={"arch": "bert", "n_layer": 1, "n_head": 2, "d_model": 16, "dropout": 0.0},
+        train={"epochs": 1},
+    )
+    gradwise.train(cfg, out=tmp_path / "r")
+    # new data at the same path, with characters the run never saw: refitting the tokenizer
+    # would renumber the characters and ask the embedding for ids it does not have
+    pd.DataFrame({"text": [t + "xyz" for t in texts], "label": labels}).to_csv(path, index=False)
+    run = gradwise.load(tmp_path / "r")
+    data = run.dataset()
+    assert data.schema.tokenizer == run.schema.tokenizer
+    assert 0 <= run.evaluate("test", data)["accuracy"] <= 1
+
+
+TINY_DIFFUSION = {"arch": "diffusion", "channels": [8, 16], "timesteps": 50, "sample_steps": 2}
+
+
+def test_a_diffusion_run_refuses_to_predict_and_points_to_sample(tmp_path: Path):
+    cfg = tiny_config(
+        data={"source": "builtin:digits", "limit": 300},
+        model=TINY_DIFFUSION,
+        train={"epochs": 1, "loss": {"name": "mse"}},  # mse: what diffusion trains on anyway
+    )
+    run = gradwise.load(gradwise.train(cfg, out=tmp_path / "d").path)
+    images = load_digits().images[:4]
+    for method in (run.logits, run.predict, run.predict_proba):
+        with pytest.raises(
+            GradwiseError, match=r"diffusion run.*Use Run.sample \(gradwise sample "
+        ):
+            method(images)
+    assert run.sample(2, seed=0).shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("loss", "message"),
+    [
+        ({"name": "bce"}, "train.loss.name bce does not apply to model.arch diffusion"),
+        ({"name": "cross_entropy"}, "train.loss.name cross_entropy does not apply"),
+        ({"class_weights": "balanced"}, "class_weights do not apply to model.arch diffusion"),
+    ],
+)
+def test_a_diffusion_config_with_another_loss_is_refused_before_reading_data(
+    tmp_path: Path, loss, message
+):
+    cfg = tiny_config(
+        data={"source": "csv:/no/such.csv"}, model=TINY_DIFFUSION, train={"loss": loss}
+    )
+    with pytest.raises(ConfigError, match=message):
+        gradwise.train(cfg, out=tmp_path / "d")

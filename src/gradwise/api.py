@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradwise.config import Config, dump_config, load_config
+from gradwise.config import Config, DiffusionConfig, dump_config, load_config
 from gradwise.data.dataset import Dataset
 from gradwise.data.sources import load_dataset
 from gradwise.errors import ConfigError
@@ -22,6 +22,7 @@ from gradwise.evaluate.compare import Comparison
 from gradwise.models import build_model
 from gradwise.run import Run, input_spec, write_config
 from gradwise.train.checkpoint import atomic_write_text
+from gradwise.train.denoising import denoising_loss_name
 from gradwise.train.loop import Parallel, ProgressFn, TrainResult, fit
 from gradwise.train.losses import resolve_loss_name
 from gradwise.train.transfer import freeze, init_from, source_tokenizer
@@ -118,11 +119,15 @@ def prepare(cfg: Config) -> tuple[Dataset, str, nn.Module]:
     Raises:
         ConfigError, DataError: before any training starts.
     """
+    # diffusion brings its own loss: refuse any other before reading the data
+    own_loss = (
+        denoising_loss_name(cfg.train.loss) if isinstance(cfg.model, DiffusionConfig) else None
+    )
     data = load_dataset(cfg.data, cfg.seed, tokenizer=source_tokenizer(cfg))
     for note in data.notes:
         log.info(note)
     n_classes = data.schema.n_outputs if data.schema.task == "classification" else 0
-    loss_name = resolve_loss_name(cfg.train.loss, data.schema.task, n_classes)
+    loss_name = own_loss or resolve_loss_name(cfg.train.loss, data.schema.task, n_classes)
     model = build_model(cfg.model, input_spec(data.schema, loss_name))
     if cfg.model.init_from is not None:
         report = init_from(model, cfg.model.init_from)
@@ -212,10 +217,12 @@ def _holds_run(path: Path) -> bool:
 
 
 def _resume_config(run_dir: Path, given: Config) -> Config:
-    """The saved config; the given one may only differ in train.epochs (to train longer)."""
+    """The saved config; the given one may only differ in train.epochs (to train longer) and
+    train.checkpoint_every_s (how often to save, which does not change the results)."""
     saved = load_config(run_dir / "config.yaml")
     differ = _diff(saved.model_dump(mode="json"), given.model_dump(mode="json"))
     differ.pop("train.epochs", None)
+    differ.pop("train.checkpoint_every_s", None)
     if differ:
         keys = ", ".join(sorted(differ))
         raise ConfigError(

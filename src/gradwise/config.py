@@ -89,6 +89,17 @@ class DataConfig(_Strict):
     augment: list[Augment] = Field(default_factory=list)
     # tabular
     columns: list[str] | None = Field(None, description="column names for a CSV without header")
+    separator: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1,
+        description='csv: the column separator, one character ("\\t" for tab); null: a comma',
+    )
+    quoting: Literal["minimal", "none"] = Field(
+        "minimal",
+        description='csv: none reads quote characters (") as ordinary text, for files that '
+        "never quote fields but have stray quotes in them",
+    )
     drop: list[str] = Field(default_factory=list, description="columns to ignore (ids, leaks)")
     categorical: Literal["onehot", "embed"] = "onehot"
     na_values: list[str] = Field(default_factory=list, description="extra strings read as missing")
@@ -106,6 +117,14 @@ class DataConfig(_Strict):
     window: int = Field(24, ge=1, description="past steps the model sees")
     horizon: int = Field(1, ge=1, description="future steps it predicts")
     limit: int | None = Field(None, ge=1, description="use only the first N rows/samples")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tab_escape(cls, data: Any) -> Any:
+        # '\t' in single-quoted YAML or in --set arrives as backslash + t: it means a tab
+        if isinstance(data, dict) and data.get("separator") == "\\t":
+            return {**data, "separator": "\t"}
+        return data
 
 
 # ---------------------------------------------------------------- models
@@ -369,7 +388,16 @@ class TrainConfig(_Strict):
         1e4, gt=0, description="a gradient norm above this stops the run as exploded"
     )
     diagnostics: bool = Field(True, description="log per-layer gradient norms and dead ReLUs")
-    checkpoint: bool = Field(True, description="save a resumable checkpoint every epoch")
+    checkpoint: bool = Field(
+        True, description="save a resumable checkpoint (how often: checkpoint_every_s)"
+    )
+    checkpoint_every_s: float = Field(
+        30.0,
+        ge=0,
+        description="seconds between saves of the checkpoint and model.safetensors; 0: after "
+        "every epoch. The last epoch and an early stop are always saved; --resume continues "
+        "from the last save",
+    )
     freeze: list[str] = Field(
         default_factory=list, description="parameter name prefixes to keep fixed, e.g. [encoder]"
     )

@@ -12,6 +12,7 @@ from rich.table import Table
 import gradwise
 from gradwise.cli import make_console
 from gradwise.config import load_config
+from gradwise.errors import GradwiseError
 
 DEFAULT_CONFIGS = ["examples/digits-mlp.yaml", "examples/digits-cnn.yaml"]
 LANGUAGE_MODEL = "examples/demo-gpt.yaml"
@@ -71,7 +72,11 @@ def _language_model(console: Console, path: Path) -> None:
         f"training [bold]{cfg.name}[/] ({cfg.model.arch}, a character-level "
         "transformer, on tiny Shakespeare; about a minute) ..."
     )
-    run = gradwise.train(path, out=out, overwrite=True)
+    try:
+        run = gradwise.train(path, out=out, overwrite=True)
+    except GradwiseError as exc:  # e.g. the corpus is not where the config says
+        console.print(f"skipped {cfg.name}: {exc}", markup=False, highlight=False)
+        return
     m = run.metrics
     console.print(
         f"{cfg.name}: {m['n_params']:,} parameters, {m['epochs']} epochs in {m['wall_s']:.0f} s; "

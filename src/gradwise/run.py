@@ -138,8 +138,9 @@ class Run:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def dataset(self) -> Dataset:
-        """The run's data, split exactly as in training (same source, same seed)."""
-        data = load_dataset(self.config.data, self.config.seed)
+        """The run's data, split exactly as in training (same source, same seed), and tokenized
+        with the run's own vocabulary (refitting it would change the token ids)."""
+        data = load_dataset(self.config.data, self.config.seed, tokenizer=self.schema.tokenizer)
         if self.schema.sha256 and data.schema.sha256 != self.schema.sha256:
             log.warning(
                 "%s changed since training; splits and metrics may differ", self.config.data.source
@@ -149,7 +150,16 @@ class Run:
     # ------------------------------------------------------------ predicting
 
     def logits(self, x: Any) -> Tensor:
-        """Model outputs for raw inputs (see `Schema.transform` for the accepted forms)."""
+        """Model outputs for raw inputs (see `Schema.transform` for the accepted forms).
+
+        Raises:
+            GradwiseError: the run is a diffusion model, which generates rather than predicts.
+        """
+        if isinstance(self.config.model, DiffusionConfig):
+            raise GradwiseError(
+                f"{self.path} is a diffusion run: it generates images and predicts nothing from "
+                f"inputs. Use Run.sample (gradwise sample {self.path})."
+            )
         arr = self.schema.transform(x)
         return self._logits(torch.as_tensor(arr))
 
@@ -274,12 +284,13 @@ class Run:
         Returns:
             (n, C, H, W) float images.
         """
-        from gradwise.models.diffusion import sample_images
+        from gradwise.models.diffusion import Diffusion, sample_images
 
         cfg = self.config.model
         if not isinstance(cfg, DiffusionConfig):
             raise GradwiseError(f"sample needs a diffusion run; this run is {cfg.arch}.")
-        labels = None
+        assert isinstance(self.model, Diffusion)  # built from cfg
+        labels: Tensor | None = None
         if label is not None:
             classes = self.schema.classes or []
             matches = [i for i, c in enumerate(classes) if str(c) == str(label)]
@@ -294,7 +305,7 @@ class Run:
             images = sample_images(
                 self.model,
                 n,
-                labels,  # type: ignore[arg-type]
+                labels,
                 steps or cfg.sample_steps,
                 cfg.guidance if guidance is None else guidance,
                 gen,

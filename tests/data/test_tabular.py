@@ -292,3 +292,13 @@ def test_builtin_table_is_tabular_with_named_classes():
     assert data.schema.classes == ["setosa", "versicolor", "virginica"]
     assert data.schema.input_shape == [4]
     assert len(data.train) + len(data.val) + len(data.test) == 150
+
+
+def test_a_semicolon_separated_csv_reads_like_a_comma_one(tmp_path: Path):
+    df = _frame()
+    from_commas = _load(df, tmp_path)
+    df.to_csv(tmp_path / "semi.csv", index=False, sep=";")
+    cfg = data_config(f"csv:{tmp_path / 'semi.csv'}", target="label", separator=";", split=SPLIT)
+    from_semicolons = load_dataset(cfg, seed=0)
+    assert from_semicolons.schema.tabular == from_commas.schema.tabular
+    assert torch.equal(from_semicolons.train.x, from_commas.train.x)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from pydantic import TypeAdapter
 
 from gradwise.config import ModelConfig
+from gradwise.data.text import BOS, N_SPECIAL, PAD
 from gradwise.errors import ConfigError
 from gradwise.models import InputSpec, build_model
 from gradwise.train.checkpoint import load_weights, save_weights
@@ -48,7 +49,29 @@ CASES = [
             "d_model": 16,
             "positions": "rotary",
             "moe": {"experts": 4, "top_k": 2},
+            "dropout": 0.0,
         },
+        InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True),
+    ),
+    (
+        {"arch": "bert", "n_layer": 2, "n_head": 2, "d_model": 16, "dropout": 0.0},
+        InputSpec("tokens", (9,), 3, vocab_size=11),
+    ),
+    (
+        {
+            "arch": "bert",
+            "n_layer": 2,
+            "n_head": 2,
+            "d_model": 16,
+            "dropout": 0.0,
+            "positions": "rotary",
+            "pool": "mean",
+            "moe": {"experts": 4, "top_k": 2},
+        },
+        InputSpec("tokens", (9,), 2, vocab_size=11),
+    ),
+    (
+        {"arch": "bert", "n_layer": 1, "n_head": 2, "d_model": 16, "dropout": 0.0},
         InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True),
     ),
 ]
@@ -56,6 +79,12 @@ CASES = [
 
 def _batch(spec: InputSpec, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     n = 16
+    if spec.kind == "tokens" and not spec.per_token:  # labelled text: <bos> text <pad>...
+        x = torch.randint(N_SPECIAL, spec.vocab_size, (n, *spec.shape), generator=g)
+        x[:, 0] = BOS
+        lengths = torch.randint(2, spec.shape[0] + 1, (n, 1), generator=g)
+        x[torch.arange(spec.shape[0]) >= lengths] = PAD
+        return x, torch.randint(0, spec.n_outputs, (n,), generator=g)
     if spec.kind == "tokens":
         x = torch.randint(0, spec.vocab_size, (n, *spec.shape), generator=g)
         return x, torch.randint(0, spec.vocab_size, (n, *spec.shape), generator=g)

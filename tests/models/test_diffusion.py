@@ -236,9 +236,7 @@ def diffusion_run(tmp_path_factory) -> Path:
 
 def test_resumed_training_draws_the_same_noise_as_an_uninterrupted_run(tmp_path: Path):
     def config(epochs: int) -> dict:
-        # channels_last off: resuming any conv model in channels_last is not exact yet, since
-        # the fused optimizer misreads moments restored in another memory layout.
-        train = {"epochs": epochs, "schedule": {"name": "constant"}, "channels_last": False}
+        train = {"epochs": epochs, "schedule": {"name": "constant"}}
         return tiny_config(model=TINY, train=train)
 
     gradwise.train(config(1), out=tmp_path / "resumed")

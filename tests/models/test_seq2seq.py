@@ -287,16 +287,13 @@ def test_a_tiny_model_learns_to_reverse_strings(reversal_run: Path):
     assert list(run.predict(frame)) == list(predicted)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="data.sources.read_inputs reads .csv only for tabular and sequence runs; it needs "
-    "a branch for runs with a text column",
-)
 def test_cli_predict_writes_a_prediction_per_csv_row(reversal_run: Path, tmp_path: Path):
+    texts = ["abcd", "dcab", "bba"]
     inputs = tmp_path / "in.csv"
-    pd.DataFrame({"source": ["abcd", "dcab", "bba"]}).to_csv(inputs, index=False)
+    pd.DataFrame({"id": [1, 2, 3], "source": texts}).to_csv(inputs, index=False)
     out = tmp_path / "out.csv"
     result = CliRunner().invoke(app, ["predict", str(reversal_run), str(inputs), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    frame = pd.read_csv(out)
-    assert list(frame.columns) == ["prediction"] and len(frame) == 3
+    frame = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(frame.columns) == ["prediction"]
+    assert list(frame["prediction"]) == list(gradwise.load(reversal_run).predict(texts))

@@ -493,6 +493,8 @@ def read_inputs(location: str, schema: Schema) -> Any:
     match path.suffix.lower():
         case ".csv" | ".txt" if schema.kind in ("tabular", "sequence") and schema.array is None:
             return read_table(path, "csv", DataConfig())
+        case ".csv" if schema.text_column is not None:
+            return read_table(path, "csv", DataConfig())
         case ".parquet":
             return read_table(path, "parquet", DataConfig())
         case ".npz" | ".npy":
@@ -506,16 +508,16 @@ def read_inputs(location: str, schema: Schema) -> Any:
             return arrays["X"] if "X" in arrays else arrays["x"]
         case ".txt" if schema.kind == "tokens":
             return path.read_text(encoding="utf-8")
-    raise DataError(
-        f"Cannot read {path} as input for a {schema.kind} model; give "
-        + {
+    if schema.text_column is not None:
+        needed = f"a .csv or .parquet file with a {schema.text_column!r} column, or a .txt file"
+    else:
+        needed = {
             "tabular": "a .csv or .parquet file with the training columns (or .npz with X)",
             "image": "an image file, a folder of images, or an .npz with X",
             "sequence": "a .csv of consecutive rows or an .npz with X",
             "tokens": "a .txt file",
         }[schema.kind]
-        + "."
-    )
+    raise DataError(f"Cannot read {path} as input for a {schema.kind} model; give {needed}.")
 
 
 def load_labelled(source: str, schema: Schema, cfg: DataConfig) -> Split:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,8 @@ def read_table(path: Path, kind: Literal["csv", "parquet"], cfg: DataConfig) -> 
         else:
             df = pd.read_csv(
                 path,
+                sep=cfg.separator or ",",
+                quoting=csv.QUOTE_NONE if cfg.quoting == "none" else csv.QUOTE_MINIMAL,
                 header=None if cfg.columns else "infer",
                 names=cfg.columns,
                 skipinitialspace=True,
@@ -34,7 +37,13 @@ def read_table(path: Path, kind: Literal["csv", "parquet"], cfg: DataConfig) -> 
                 nrows=cfg.limit,
             )
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"Cannot read {path} as {kind}: {exc}") from None
+        hint = ""
+        if "EOF inside string" in str(exc):
+            hint = (
+                '; a quote (") opens a field that never closes: if quotes in this file are '
+                "ordinary text, set data.quoting: none"
+            )
+        raise DataError(f"Cannot read {path} as {kind}: {exc}{hint}") from None
     if cfg.limit is not None:
         df = df.iloc[: cfg.limit]
     if df.empty:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from gradwise.errors import DataError
 
@@ -44,14 +45,7 @@ class TargetSpec:
     def encode(self, y: np.ndarray) -> np.ndarray:
         """Labels to int64 indices, or values to standardised float32."""
         if self.classes is not None:
-            index = {c: i for i, c in enumerate(self.classes)}
-            try:
-                return np.array([index[_plain(v)] for v in y], dtype=np.int64)
-            except KeyError as exc:
-                raise DataError(
-                    f"Label {exc.args[0]!r} was not seen in training; known labels: "
-                    f"{', '.join(map(str, self.classes[:20]))}."
-                ) from None
+            return _class_indices(y, self.classes)
         assert self.mean is not None and self.std is not None
         y2 = y.reshape(len(y), -1).astype(np.float64)
         return ((y2 - np.array(self.mean)) / np.array(self.std)).astype(np.float32)
@@ -64,6 +58,26 @@ class TargetSpec:
         return encoded * np.array(self.std, dtype=np.float32) + np.array(
             self.mean, dtype=np.float32
         )
+
+
+def _class_indices(y: np.ndarray, classes: list[Any]) -> np.ndarray:
+    """Each label's index in `classes`, looking up each distinct label once.
+
+    Raises:
+        DataError: a label (the first in row order) is not one of `classes`.
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    # factorize hashes, so it is fast on strings too and never sorts (mixed types are fine)
+    codes, distinct = pd.factorize(y)  # (N,) codes into distinct; -1 for a missing label
+    lookup = np.array([index.get(_plain(v), -1) for v in distinct] + [-1], dtype=np.int64)
+    encoded = lookup[codes]  # code -1 takes the trailing -1: missing labels are unseen too
+    unseen = np.flatnonzero(encoded < 0)
+    if len(unseen):
+        raise DataError(
+            f"Label {_plain(y[unseen[0]])!r} was not seen in training; known labels: "
+            f"{', '.join(map(str, classes[:20]))}."
+        )
+    return encoded
 
 
 def _plain(value: Any) -> Any:

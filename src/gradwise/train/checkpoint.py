@@ -90,6 +90,7 @@ def pack_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[
 def unpack_optimizer(
     opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]
 ) -> None:
+    """Load the state `pack_optimizer` made, each moment in its parameter's memory layout."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
@@ -98,6 +99,23 @@ def unpack_optimizer(
     for idx, entries in meta["scalars"].items():
         state.setdefault(int(idx), {}).update(entries)
     opt.load_state_dict({"state": state, "param_groups": meta["groups"]})
+    _match_param_layouts(opt)
+
+
+def _match_param_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give each per-element state tensor (moments, momentum) its parameter's strides.
+
+    safetensors stores tensors contiguous, while a channels_last parameter is not; the fused
+    and foreach kernels walk a parameter and its moments as flat memory, so moments in another
+    layout would be paired with the wrong elements. Scalars such as `step` are left alone.
+    """
+    for group in opt.param_groups:
+        for p in group["params"]:
+            entries = opt.state.get(p, {})
+            for key, value in entries.items():
+                is_moment = isinstance(value, Tensor) and value.dim() > 0 and value.shape == p.shape
+                if is_moment and value.stride() != p.stride():
+                    entries[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def _unshared(tensors: dict[str, Tensor]) -> dict[str, Tensor]:

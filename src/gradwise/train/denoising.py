@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradwise.config import DiffusionConfig
+from gradwise.config import DiffusionConfig, LossConfig
 from gradwise.data.dataset import Split
 from gradwise.data.schema import Schema
 from gradwise.errors import ConfigError
@@ -22,6 +22,25 @@ from gradwise.evaluate.evaluator import EvalSettings
 from gradwise.models.diffusion import alphas_cumprod, q_sample
 
 EVAL_SEED = 0  # the same noise levels and noise every epoch, so val losses compare
+
+
+def denoising_loss_name(cfg: LossConfig) -> str:
+    """The loss of a diffusion run: always the MSE of the predicted noise.
+
+    Raises:
+        ConfigError: train.loss asks for another loss, or for settings that do not apply.
+    """
+    if cfg.name not in ("auto", "mse"):
+        raise ConfigError(
+            f"train.loss.name {cfg.name} does not apply to model.arch diffusion, which always "
+            "trains on the mean squared error of the predicted noise; set train.loss.name: auto."
+        )
+    if cfg.label_smoothing or cfg.class_weights != "none":
+        raise ConfigError(
+            "train.loss.label_smoothing and train.loss.class_weights do not apply to "
+            "model.arch diffusion (its loss is the MSE of the predicted noise); remove them."
+        )
+    return "mse"
 
 
 class Denoising:

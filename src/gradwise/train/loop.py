@@ -26,7 +26,6 @@ from gradwise.train.checkpoint import (
     load_tensors,
     pack_optimizer,
     save_tensors,
-    save_weights,
     unpack_optimizer,
 )
 from gradwise.train.diagnostics import dead_relu_fraction, layer_grad_norms
@@ -96,7 +95,9 @@ def fit(
         model: built for the data's schema; trained in place and left holding the best (or
             last) weights.
         out: run directory for metrics.jsonl, model.safetensors and checkpoints (rank 0
-            writes); None keeps everything in memory.
+            writes); None keeps everything in memory. metrics.jsonl grows every epoch; the
+            weights and checkpoint are saved every `train.checkpoint_every_s` seconds, after
+            the last epoch and at an early stop.
         resume: continue from `out/checkpoints/last.safetensors`.
         parallel: rank and world size under DDP.
 
@@ -140,7 +141,8 @@ def fit(
     early = EarlyStopping.from_config(tc.early_stopping)
     writes = out is not None and parallel.is_main
     history: list[dict[str, float]] = []
-    best_state = _copy_state(model)
+    keep_best = tc.early_stopping.restore_best
+    best_state: dict[str, Tensor] | None = None  # a copy of the best epoch's weights (keep_best)
     start_epoch, wall_before = 1, 0.0
 
     if resume:
@@ -148,13 +150,15 @@ def fit(
         start_epoch, wall_before, history, best_state = _restore(
             out, model, opt, sched, early, order, noise
         )
+        best_state = best_state if keep_best else None
         log.info("resumed from epoch %d of %d", start_epoch - 1, tc.epochs)
     elif writes:
         assert out is not None
         (out / "metrics.jsonl").write_text("")
 
     penalty = _penalty(model, tc)
-    started = time.perf_counter()
+    started = saved_at = time.perf_counter()
+    weights_epoch = -1  # the best epoch whose weights model.safetensors holds
     stopped_early = early.should_stop
     last_epoch = start_epoch - 1
     for epoch in range(start_epoch, tc.epochs + 1) if not stopped_early else ():
@@ -195,29 +199,29 @@ def fit(
         record.update(expert_shares(model))
         record["epoch_s"] = time.perf_counter() - t0
         history.append(record)
-        improved = early.update(record, epoch)
-        if improved:
+        if early.update(record, epoch) and keep_best:
             best_state = _copy_state(model)
         sched.epoch_end(record.get(early.metric), early.minimize)
         last_epoch = epoch
         if writes:
             assert out is not None
-            if improved:
-                save_weights(out / "model.safetensors", model)
             with (out / "metrics.jsonl").open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            if tc.checkpoint:
-                _save_checkpoint(
-                    out,
-                    model,
-                    opt,
-                    sched,
-                    early,
-                    order,
-                    noise,
-                    history,
-                    wall_before + time.perf_counter() - started,
-                )
+            is_last = epoch == tc.epochs or early.should_stop
+            if is_last or time.perf_counter() - saved_at >= tc.checkpoint_every_s:
+                # model.safetensors holds the weights the run would end with now: the best
+                # epoch's (keep_best; written again only when a new epoch is best) or the latest.
+                if best_state is None or weights_epoch != early.best_epoch:
+                    weights = model.state_dict() if best_state is None else best_state
+                    save_tensors(out / "model.safetensors", weights)
+                    weights_epoch = early.best_epoch
+                if tc.checkpoint:
+                    best_apart = best_state if early.best_epoch != epoch else None
+                    wall_s = wall_before + time.perf_counter() - started
+                    _save_checkpoint(
+                        out, model, best_apart, opt, sched, early, order, noise, history, wall_s
+                    )
+                saved_at = time.perf_counter()
         log.info(_epoch_line(record, tc.epochs, early.metric))
         if on_epoch_end is not None:
             on_epoch_end(record)
@@ -235,7 +239,7 @@ def fit(
             break
 
     restored = False
-    if tc.early_stopping.restore_best and early.best_epoch and early.best_epoch != last_epoch:
+    if best_state is not None and early.best_epoch != last_epoch:
         model.load_state_dict(best_state)
         restored = True
         log.info(
@@ -245,12 +249,9 @@ def fit(
             early.metric,
             early.best_value,
         )
-    if writes and not tc.early_stopping.restore_best:
-        assert out is not None
-        save_weights(out / "model.safetensors", model)
     return TrainResult(
         history=history,
-        best_epoch=early.best_epoch if tc.early_stopping.restore_best else last_epoch,
+        best_epoch=early.best_epoch if keep_best else last_epoch,
         epochs=last_epoch,
         stopped_early=stopped_early,
         wall_s=wall_before + time.perf_counter() - started,
@@ -277,8 +278,8 @@ def _train_epoch(
     params = [p for p in model.parameters() if p.requires_grad]
     n_batches = len(batches)
     k = tc.accumulate
-    total = torch.zeros((), dtype=torch.float64)
-    n_seen = 0
+    losses: list[Tensor] = []  # one per batch, summed after the epoch: no arithmetic per step
+    sizes: list[int] = []
     max_norm: Tensor | None = None
     grad_norms: dict[str, float] = {}
     report_every = max(1, n_batches // 50)
@@ -291,9 +292,10 @@ def _train_epoch(
                 loss = objective.loss(forward, xb, yb, gen)
                 if penalty is not None:
                     loss = loss + penalty()
-            (loss / group_size).backward()
-        total += loss.detach().double() * len(xb)
-        n_seen += len(xb)
+            # loss / 1 would add an op (and its backward) per step and change nothing
+            (loss if group_size == 1 else loss / group_size).backward()
+        losses.append(loss.detach())
+        sizes.append(len(xb))
         if boundary:
             if tc.diagnostics and i + 1 == n_batches:
                 grad_norms = layer_grad_norms(model)
@@ -306,8 +308,15 @@ def _train_epoch(
             sched.step += 1
         if progress is not None and (i % report_every == 0 or i + 1 == n_batches):
             progress(i + 1, n_batches)
-    mean_loss = (total / max(n_seen, 1)).item()
-    return mean_loss, None if max_norm is None else float(max_norm), grad_norms
+    return _mean_loss(losses, sizes), None if max_norm is None else float(max_norm), grad_norms
+
+
+def _mean_loss(losses: list[Tensor], sizes: list[int]) -> float:
+    """The size-weighted mean of per-batch losses, summed in float64 in batch order."""
+    total = 0.0
+    for loss, n in zip(torch.stack(losses).tolist() if losses else [], sizes):
+        total += loss * n
+    return total / max(sum(sizes), 1)
 
 
 def _no_sync(ddp: nn.parallel.DistributedDataParallel | None, boundary: bool) -> Any:
@@ -399,6 +408,7 @@ def _rng_tensors(order: torch.Generator, noise: torch.Generator) -> dict[str, Te
 def _save_checkpoint(
     out: Path,
     model: nn.Module,
+    best_state: dict[str, Tensor] | None,
     opt: torch.optim.Optimizer,
     sched: Schedule,
     early: EarlyStopping,
@@ -407,9 +417,16 @@ def _save_checkpoint(
     history: list[dict[str, float]],
     wall_s: float,
 ) -> None:
-    """Everything needed to continue exactly where this epoch ended, in one atomic file."""
+    """Everything needed to continue exactly where this epoch ended, in one atomic file.
+
+    Args:
+        best_state: the best epoch's weights when they are not the model's current ones
+            (restore_best and an earlier best epoch); None otherwise.
+    """
     opt_tensors, opt_meta = pack_optimizer(opt)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v for k, v in best_state.items()})
     tensors.update(opt_tensors)
     tensors.update(_rng_tensors(order, noise))
     meta = {
@@ -435,8 +452,9 @@ def _restore(
     path = out / CHECKPOINT
     if not path.is_file():
         raise ConfigError(
-            f"--resume: no checkpoint at {path}; the run never finished an epoch. "
-            "Start it again without --resume."
+            f"--resume: no checkpoint at {path}; the run stopped before its first one (saved "
+            "every train.checkpoint_every_s seconds and after the last epoch), or ran with "
+            "train.checkpoint: false. Start it again without --resume."
         )
     tensors, meta = load_tensors(path)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -450,12 +468,9 @@ def _restore(
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     history = meta["history"]
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-    best_state = _copy_state(model)
-    best_path = out / "model.safetensors"
-    if best_path.is_file():
-        best, _ = load_tensors(best_path)
-        best_state = best
-    return int(meta["epoch"]) + 1, float(meta["wall_s"]), history, best_state
+    # Without best.* tensors the checkpoint's epoch was the best one (or restore_best is off).
+    best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    return int(meta["epoch"]) + 1, float(meta["wall_s"]), history, best_state or _copy_state(model)
 
 
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:

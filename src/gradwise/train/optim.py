@@ -30,6 +30,8 @@ def make_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimi
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if cfg.weight_decay == 0:  # the groups would be alike; each costs a kernel call per step
+        groups = [{"params": decay + no_decay, "weight_decay": 0.0}]
     # The fused kernels run one pass over all parameters: on a small model, the
     # per-tensor launch overhead is most of an optimizer step.
     fused = all(p.device.type in ("cpu", "cuda") for p in decay + no_decay)
