@@ -1,5 +1,6 @@
 """bf16, torch.compile and channels-last reach the accuracy of fp32 eager within noise."""
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,21 @@ def test_bf16_autocast_matches_fp32(tmp_path: Path):
     bf16 = _accuracy(MLP, tmp_path, "bf16", **{"train.precision": "bf16"})
     assert fp32 > 0.9
     assert bf16 == pytest.approx(fp32, abs=0.03)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_says_fp32_is_faster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, native: bool
+):
+    loop = importlib.import_module("gradwise.train.loop")  # gradwise.train is also a function
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: native)
+    cfg = tiny_config(train={"epochs": 1, "precision": "bf16"})
+    with caplog.at_level("WARNING", logger="gradwise"):
+        gradwise.train(cfg, out=tmp_path / "r")
+    warned = [r.getMessage() for r in caplog.records if "no native bf16" in r.getMessage()]
+    assert len(warned) == (0 if native else 1)
+    if warned:
+        assert "train.precision: fp32" in warned[0]
 
 
 def test_channels_last_cnn_matches_the_default_layout(tmp_path: Path):

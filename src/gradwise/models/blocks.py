@@ -178,9 +178,11 @@ class Attention(nn.Module):
         if key_padding is not None:
             mask = ~key_padding[:, None, None, :]  # (B, 1, 1, T_k) True = attend
         if is_causal and offset > 0:
-            # queries at positions offset..offset+t-1 see keys up to their own position
-            causal = torch.ones(t, offset + t, dtype=torch.bool, device=x.device).tril(offset)
-            mask = causal if mask is None else mask & causal
+            # queries at positions offset..offset+t-1 see keys up to their own position; one
+            # new query (the usual generation step) sees every cached key: no mask needed
+            if t > 1:
+                causal = torch.ones(t, offset + t, dtype=torch.bool, device=x.device).tril(offset)
+                mask = causal if mask is None else mask & causal
             is_causal = False
         elif is_causal and mask is not None:
             mask = mask & torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
