@@ -3,7 +3,8 @@
     python benchmarks/accuracy.py [--seeds 3] [--only digits|mnist]
 
 digits MLP >= 0.975, digits CNN >= 0.985, digits ViT >= 0.97 (mean over seeds), MNIST CNN
->= 0.98, all on test splits the models never saw. Prints one row per config: mean, min and max over seeds.
+>= 0.98, all on test splits the models never saw. Prints one row per config: mean, min and
+max over seeds.
 """
 
 from __future__ import annotations
