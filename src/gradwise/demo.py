@@ -83,9 +83,11 @@ def _language_model(console: Console, path: Path) -> None:
         f"validation loss {m['val']['loss']:.3f} nats/char (perplexity "
         f"{m['val']['perplexity']:.2f}); run directory {out}"
     )
-    sample = run.generate_scored("ROMEO:\n", 300, temperature=0.8, seed=0)
-    console.print("[bold]gradwise generate runs/demo-gpt --prompt 'ROMEO:' --tokens 300[/]")
-    console.print("ROMEO:\n" + sample.text, markup=False, highlight=False)
+    sample = run.generate_scored("ROMEO:", 300, temperature=0.8, seed=0)
+    console.print(
+        "[bold]gradwise generate runs/demo-gpt --prompt 'ROMEO:' --tokens 300 --seed 0[/]"
+    )
+    console.print("ROMEO:" + sample.text, markup=False, highlight=False)
     console.print(f"(perplexity of the sample under the model: {sample.perplexity:.2f})")
 
 
