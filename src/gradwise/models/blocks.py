@@ -144,26 +144,32 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
 
+    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention keys and values of the memory (B, S, C), (B, H, S, D) each: computed
+        once per source, then passed as `memory` to every decoding step."""
+        k, v = self.kv_proj(memory).split(memory.shape[-1], dim=2)
+        return self._heads(k), self._heads(v)
+
     def forward(
         self,
         x: Tensor,
         key_padding: Tensor | None = None,
         cache: LayerCache | None = None,
-        memory: Tensor | None = None,
+        memory: Tensor | tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """x (B, T, C) -> (B, T, C).
 
         Args:
             key_padding: (B, T_k) True where a key is padding and must not be attended.
             cache: this layer's cache during incremental decoding (self-attention only).
-            memory: (B, S, C) encoder output for cross-attention.
+            memory: (B, S, C) encoder output for cross-attention, or its `memory_kv`.
         """
         b, t, c = x.shape
         offset = cache.length if cache is not None else 0
         if self.cross:
             assert memory is not None
             q = self._heads(self.q_proj(x))
-            k, v = (self._heads(z) for z in self.kv_proj(memory).split(c, dim=2))
+            k, v = memory if isinstance(memory, tuple) else self.memory_kv(memory)
         else:
             q, k, v = (self._heads(z) for z in self.qkv_proj(x).split(c, dim=2))
             if self.rotary is not None:
@@ -244,7 +250,7 @@ class TransformerBlock(nn.Module):
         x: Tensor,
         key_padding: Tensor | None = None,
         cache: LayerCache | None = None,
-        memory: Tensor | None = None,
+        memory: Tensor | tuple[Tensor, Tensor] | None = None,
         memory_padding: Tensor | None = None,
     ) -> Tensor:
         x = x + self.drop(self.attn(self.ln_attn(x), key_padding, cache))

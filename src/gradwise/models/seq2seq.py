@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradwise.config import Seq2SeqConfig
@@ -170,7 +169,7 @@ class Seq2Seq(nn.Module):
         caches = [
             LayerCache(memory.new_zeros(shape), memory.new_zeros(shape)) for _ in self.decoder
         ]
-        memory_kv = [_memory_kv(block, memory, self.n_head) for block in self.decoder]
+        memory_kv = [_cross_attention(block).memory_kv(memory) for block in self.decoder]
         return DecoderState(caches, memory_kv, memory_padding)
 
     def step(self, target_in: Tensor, state: DecoderState) -> Tensor:
@@ -181,45 +180,13 @@ class Seq2Seq(nn.Module):
         """
         h = self._embed_target(target_in, offset=state.length)  # (B, t, C)
         for block, cache, kv in zip(self.decoder, state.caches, state.memory_kv):
-            h = _block_step(block, h, cache, kv, state.memory_padding)
+            h = block(h, cache=cache, memory=kv, memory_padding=state.memory_padding)
         return self.head(self.ln_f(h))  # (B, t, V)
 
 
-def _memory_kv(block: nn.Module, memory: Tensor, n_head: int) -> tuple[Tensor, Tensor]:
-    """A decoder block's cross-attention keys and values of the memory, (B, H, S, D) each."""
+def _cross_attention(block: nn.Module) -> Attention:
     assert isinstance(block, TransformerBlock) and block.cross_attn is not None
-    k, v = block.cross_attn.kv_proj(memory).chunk(2, dim=2)
-    return _heads(k, n_head), _heads(v, n_head)
-
-
-def _block_step(
-    block: nn.Module,
-    h: Tensor,
-    cache: LayerCache,
-    memory_kv: tuple[Tensor, Tensor],
-    memory_padding: Tensor,
-) -> Tensor:
-    """`TransformerBlock.forward` for a decoder block, reading its caches."""
-    assert isinstance(block, TransformerBlock)
-    assert block.cross_attn is not None and block.ln_cross is not None
-    h = h + block.drop(block.attn(block.ln_attn(h), cache=cache))
-    cross = _cross_attend(block.cross_attn, block.ln_cross(h), *memory_kv, memory_padding)
-    h = h + block.drop(cross)
-    return h + block.ffn(block.ln_ffn(h))
-
-
-def _heads(x: Tensor, n_head: int) -> Tensor:
-    b, t, c = x.shape
-    return x.view(b, t, n_head, c // n_head).transpose(1, 2)  # (B, H, T, D)
-
-
-def _cross_attend(attn: Attention, x: Tensor, k: Tensor, v: Tensor, padding: Tensor) -> Tensor:
-    """Cross-attention of queries x (B, t, C) to precomputed memory keys/values (B, H, S, D)."""
-    b, t, c = x.shape
-    q = _heads(attn.q_proj(x), attn.n_head)  # (B, H, t, D)
-    mask = ~padding[:, None, None, :]  # (B, 1, 1, S) True = attend
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, t, D)
-    return attn.out_proj(y.transpose(1, 2).reshape(b, t, c))
+    return block.cross_attn
 
 
 # ---------------------------------------------------------------- decoding
