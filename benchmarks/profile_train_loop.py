@@ -3,7 +3,7 @@
 Companion to train_overhead.py: it explains the gap between `gradwise fit (wall_s)` and the
 hand-written loop there.
 
-1. Per-epoch sections: the functions `gradwise.train.loop.fit` calls are wrapped with timers
+1. Per-epoch sections: the functions `gradwise.training.loop.fit` calls are wrapped with timers
    (nothing under src/ is edited; the wrappers are swapped into the module for the run), and
    whatever is left of `wall_s` is the inline work (metrics.jsonl append, log line, bookkeeping).
 2. Per step: a ladder of loops over the same batches, from the bare minimum up to gradwise's own
@@ -50,15 +50,15 @@ from train_overhead import (
 )
 
 import gradwise
-import gradwise.api
-from gradwise.api import prepare
+import gradwise.pipeline
 from gradwise.config import load_config
 from gradwise.data.batcher import Batcher
-from gradwise.train import loop  # not `import gradwise.train.loop`: gradwise.train is the API
-from gradwise.train.checkpoint import pack_optimizer, save_tensors, save_weights
-from gradwise.train.losses import make_loss
-from gradwise.train.objectives import Supervised
-from gradwise.train.optim import Schedule, make_optimizer
+from gradwise.pipeline import prepare
+from gradwise.training import loop
+from gradwise.training.checkpoint import pack_optimizer, save_tensors, save_weights
+from gradwise.training.losses import make_loss
+from gradwise.training.objectives import Supervised
+from gradwise.training.optim import Schedule, make_optimizer
 
 # What fit calls once per epoch, as (label, owner, attribute). The loop module is edited often:
 # a name that is gone is reported as skipped rather than guessed at.
@@ -107,12 +107,12 @@ def timed_sections(spent: dict[str, list[float]]) -> Iterator[list[str]]:
 
     for (label, owner, attr), (_, _, fn) in zip(present, originals):
         setattr(owner, attr, wrap(label, fn))
-    api_fit = gradwise.api.fit  # type: ignore[attr-defined]
-    gradwise.api.fit = wrap(None, api_fit)  # type: ignore[attr-defined]
+    pipeline_fit = gradwise.pipeline.fit  # type: ignore[attr-defined]
+    gradwise.pipeline.fit = wrap(None, pipeline_fit)  # type: ignore[attr-defined]
     try:
         yield missing
     finally:
-        gradwise.api.fit = api_fit  # type: ignore[attr-defined]
+        gradwise.pipeline.fit = pipeline_fit  # type: ignore[attr-defined]
         for owner, attr, fn in originals:
             setattr(owner, attr, fn)
 
@@ -157,7 +157,7 @@ def step_ladder(setup: Setup, epochs: int, runs: int) -> None:
     """Microseconds per training step as gradwise's per-step extras are added one at a time."""
     cfg = load_config(gradwise_config(setup))
     torch.manual_seed(cfg.seed)
-    data, _, model = prepare(cfg)
+    data, _, model, _ = prepare(cfg)
     x, y = data.train.x, data.train.y
     bs = setup.batch_size
     tc = cfg.train
@@ -275,7 +275,7 @@ def checkpoint_anatomy(setup: Setup, tmp: Path, runs: int) -> None:
     """What one `_save_checkpoint` and one `save_weights` cost, piece by piece."""
     cfg = load_config(gradwise_config(setup))
     torch.manual_seed(cfg.seed)
-    data, _, model = prepare(cfg)
+    data, _, model, _ = prepare(cfg)
     opt = make_optimizer(model, cfg.train.optimizer)
     F.cross_entropy(model(data.train.x[:64]), data.train.y[:64]).backward()
     opt.step()  # creates the Adam state a real checkpoint carries

@@ -27,7 +27,7 @@ import torch
 import gradwise
 from gradwise.data.text import PAD
 from gradwise.models.seq2seq import Seq2Seq, translate
-from gradwise.train.seq2seq import reference_ids
+from gradwise.training.seq2seq import reference_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "dates-seq2seq.yaml"

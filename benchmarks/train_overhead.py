@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import gradwise
 from gradwise.config import load_config
-from gradwise.data import load_dataset
+from gradwise.data.sources import load_dataset
 
 SEED = 0
 EVAL_BATCH_SIZE = 1024  # gradwise's default train.eval_batch_size; used by every contender

@@ -48,15 +48,18 @@ def test_train_prints_test_metrics_and_the_run_directory(tmp_path: Path):
         ({"train": {"lr_rate": 1}}, "did you mean train.optimizer.lr?"),
         ({"data": {"source": "csv:/no/such.csv", "target": "y"}}, "/no/such.csv not found"),
         ({"data": {"source": "pickle:x"}}, "must be KIND:LOCATION"),
-        ({"data": {"source": "builtin:iris", "target": "species"}}, None),
+        ({"data": {"source": "builtin:iris", "target": "species"}}, "'species' not found"),
+        ({"data": {"source": "builtin:digits", "target": "label"}}, "does not apply to builtin"),
+        ({"data": {"source": "builtin:iris", "target": "petal width (cm)"}}, None),
         ({"model": {"arch": "cnn"}, "data": {"source": "builtin:iris"}}, "needs images"),
     ],
 )
 def test_bad_config_or_data_exits_2_with_one_message(tmp_path: Path, cfg, message):
     config = _write(tmp_path, {**tiny_config(), **cfg})
     result = runner.invoke(app, ["train", config, "--out", str(tmp_path / "r"), "-q"])
-    if message is None:  # built-in tables always predict 'target'; this one trains fine
+    if message is None:  # a built-in table predicts the column data.target names
         assert result.exit_code == 0, result.output
+        assert "rmse" in result.output  # petal width: a regression
         return
     assert result.exit_code == 2, result.output
     assert message in result.output.replace("\n", "")

@@ -10,6 +10,7 @@ import yaml
 from sklearn.datasets import load_digits, load_iris
 
 import gradwise
+from gradwise.data.readers import load_labelled
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError
 from tests.conftest import tiny_config
 
@@ -235,14 +236,23 @@ def test_dataset_of_a_text_run_keeps_the_trained_vocabulary(tmp_path: Path):
         model={"arch": "bert", "n_layer": 1, "n_head": 2, "d_model": 16, "dropout": 0.0},
         train={"epochs": 1},
     )
-    gradwise.train(cfg, out=tmp_path / "r")
-    # new data at the same path, with characters the run never saw: refitting the tokenizer
-    # would renumber the characters and ask the embedding for ids it does not have
-    pd.DataFrame({"text": [t + "xyz" for t in texts], "label": labels}).to_csv(path, index=False)
+    trained = gradwise.train(cfg, out=tmp_path / "r")
+    # new data with characters the run never saw: refitting the tokenizer would renumber the
+    # characters and ask the embedding for ids it does not have
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"text": [t + "xyz" for t in texts], "label": labels}).to_csv(new, index=False)
     run = gradwise.load(tmp_path / "r")
-    data = run.dataset()
-    assert data.schema.tokenizer == run.schema.tokenizer
-    assert 0 <= run.evaluate("test", data)["accuracy"] <= 1
+    split = load_labelled(f"csv:{new}", run.schema, run.config.data)
+    assert 0 <= run.evaluate(split)["accuracy"] <= 1
+    assert int(split.x.max()) < run.schema.tokenizer.vocab_size
+    # the training file itself changed: its splits and metrics are no longer the run's
+    old_hash = trained.schema.sha256
+    new.replace(path)
+    with pytest.raises(
+        DataError,
+        match=f"changed since this run was trained: its sha256 was {old_hash}, it is now [0-9a-f]{{64}}",
+    ):
+        run.dataset()
 
 
 TINY_DIFFUSION = {"arch": "diffusion", "channels": [8, 16], "timesteps": 50, "sample_steps": 2}

@@ -4,14 +4,32 @@ import gradwise
 run = gradwise.train("config.yaml", out="runs/x", **{"train.epochs": 5})
 run = gradwise.load("runs/x")
 run.predict(X); run.predict_proba(X); run.metrics
+gradwise.audit(run, checks=["calibration", "robustness"])
+
+The names below load on first use, so `import gradwise` (and `gradwise --help`) does not
+pay for torch until a function needs it.
 """
 
-from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
-from gradwise.run import Run
+from __future__ import annotations
 
-# `gradwise.train` is both a subpackage and the API function: importing the API (which loads
-# the subpackage) first and binding the function afterwards keeps the function.
-from gradwise.api import compare, load, lr_find, train  # noqa: E402  isort: skip
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
+
+if TYPE_CHECKING:
+    from gradwise.api import compare, load, lr_find, train
+    from gradwise.run import Run
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Run": "gradwise.run",
+    "compare": "gradwise.api",
+    "load": "gradwise.api",
+    "lr_find": "gradwise.api",
+    "train": "gradwise.api",
+}
 
 __all__ = [
     "ConfigError",
@@ -25,4 +43,9 @@ __all__ = [
     "lr_find",
     "train",
 ]
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gradwise' has no attribute {name!r}")

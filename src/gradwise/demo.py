@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 import gradwise
-from gradwise.cli import make_console
+from gradwise.cli.console import make_console
 from gradwise.config import load_config
 from gradwise.errors import GradwiseError
 

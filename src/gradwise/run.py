@@ -1,10 +1,17 @@
-"""The Run: reads and writes a run directory and predicts; every capability takes a Run."""
+"""The Run: reads and writes a run directory and predicts; every capability takes a Run.
+
+A Run offers what audit, optimise, serve, monitor, tune and report build on: preprocessing
+as a public step (`transform`), batched outputs on a chosen device (`logits`, `to`), the
+penultimate representation (`embed`), the exact splits it was trained and tested on
+(`split`), and a calibration slot (`set_temperature`) that `predict_proba` applies.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +20,34 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import Tensor, nn
 
+from gradwise.artifacts import atomic_write_text, read_json, write_json
 from gradwise.config import (
     Config,
     DiffusionConfig,
+    HFEncoderConfig,
     ModelConfig,
     Seq2SeqConfig,
     dump_config,
     load_config,
 )
-from gradwise.data.dataset import Dataset, Split
+from gradwise.data.dataset import SPLITS, SPLITS_FILE, Dataset, Split
 from gradwise.data.schema import Schema
-from gradwise.data.sources import load_dataset
+from gradwise.data.sources import load_dataset, parse_source
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError
-from gradwise.evaluate.evaluator import EvalSettings, predict_logits
-from gradwise.models import InputSpec, build_model
+from gradwise.evaluate.evaluator import EvalSettings, eval_batches
+from gradwise.logs import LOG
+from gradwise.models import Embedder, InputSpec, build_model
+from gradwise.models.blocks import eval_mode
 from gradwise.models.sampling import Generation
-from gradwise.train.checkpoint import atomic_write_text, load_weights, save_weights
-from gradwise.train.losses import make_loss
-from gradwise.train.objectives import Objective, make_objective
+from gradwise.training.checkpoint import load_tensors, save_weights
+from gradwise.training.losses import make_loss
+from gradwise.training.objectives import Objective, make_objective
 
-log = logging.getLogger("gradwise")
+log = logging.getLogger(LOG)
 
-FORMAT_VERSION = 1
+# 1: the first release; 2: calibration slot, splits.json, CNN conv stack named `blocks`
+FORMAT_VERSION = 2
+ENCODER_FOLDER = "encoder"  # an hf_encoder run's copy of its encoder's config and tokenizer
 
 
 def input_spec(schema: Schema, loss_name: str) -> InputSpec:
@@ -50,6 +63,50 @@ def input_spec(schema: Schema, loss_name: str) -> InputSpec:
     )
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What the audits fitted on the validation split, stored in model.json and applied by
+    `predict_proba`, `predict --proba` and the server.
+
+    Attributes:
+        temperature: logits are divided by it before the softmax (temperature scaling);
+            None: not fitted, probabilities as trained.
+        conformal: split-conformal quantiles and their settings (the uncertainty audit);
+            None: not fitted.
+    """
+
+    temperature: float | None = None
+    conformal: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SplitView:
+    """One split exactly as training used it.
+
+    Attributes:
+        name: train, val or test.
+        raw: the samples as read from the source, before preprocessing (a DataFrame for
+            tables and labelled text, an array for arrays, images and series windows, token
+            windows for a corpus), in the order of `x`.
+        x: model-ready inputs; y: encoded targets (class indices, standardised values).
+        rows: each sample's position among the source's samples (0-based row numbers of a
+            table), to point a person at the original rows.
+    """
+
+    name: str
+    raw: Any
+    x: Tensor
+    y: Tensor
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def tensors(self) -> Split:
+        return Split(self.x, self.y)
+
+
 class Run:
     """A trained model with its config, data schema and evidence, backed by a run directory.
 
@@ -57,18 +114,28 @@ class Run:
         path: the run directory.
         config: the resolved config the run was trained with.
         schema: the data schema (preprocessing fitted on the training split).
-        model: the network, in eval mode, on the CPU.
+        model: the network, in eval mode, on the CPU unless moved with `to`.
         loss: the loss the model was trained with.
+        calibration: the fitted temperature and conformal quantiles, if any.
     """
 
     def __init__(
-        self, path: Path, config: Config, schema: Schema, model: nn.Module, loss: str
+        self,
+        path: Path,
+        config: Config,
+        schema: Schema,
+        model: nn.Module,
+        loss: str,
+        calibration: Calibration = Calibration(),
     ) -> None:
         self.path = Path(path)
         self.config = config
         self.schema = schema
         self.model = model.eval()
         self.loss = loss
+        self.calibration = calibration
+        self.device = torch.device("cpu")
+        self._data: Dataset | None = None
 
     # ------------------------------------------------------------ reading and writing
 
@@ -78,19 +145,25 @@ class Run:
 
         Raises:
             NotTrainedError: the directory holds no trained model.
-            DataError: the files are unreadable or inconsistent.
+            DataError: the files are unreadable, inconsistent, or from a newer gradwise.
         """
         path = Path(path)
         if not path.is_dir():
-            raise NotTrainedError(f"Run directory {path} not found; train one with gradwise train.")
+            raise NotTrainedError(
+                f"Run directory {path} not found ({path.resolve()}); train one with gradwise train."
+            )
         for name in ("model.json", "model.safetensors", "config.yaml"):
             if not (path / name).is_file():
                 raise NotTrainedError(
                     f"{path} has no {name}: it is not a finished run. Train it with "
                     f"`gradwise train CONFIG --out {path}` (or --resume if it was interrupted)."
                 )
+        model_json = path / "model.json"
         try:
-            meta = json.loads((path / "model.json").read_text())
+            meta = json.loads(model_json.read_text())
+            if not isinstance(meta, dict):
+                raise TypeError("the file does not hold a JSON object")
+            version = _format_version(meta, model_json)
             model_cfg = TypeAdapter(ModelConfig).validate_python(meta["model"])
             spec = InputSpec(
                 **{
@@ -100,26 +173,54 @@ class Run:
                 }
             )
             schema = Schema.from_dict(meta["schema"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as exc:
+            loss = str(meta["loss"])
+            calibration = Calibration(**(meta.get("calibration") or {}))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as exc:
+            what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc).split("\n")[0]
             raise DataError(
-                f"{path / 'model.json'} is damaged or from another tool: {exc}"
+                f"{model_json} is damaged or from another tool ({what}); retrain the run, or "
+                "restore the file from a copy."
             ) from None
         config = load_config(path / "config.yaml")
-        model = build_model(model_cfg, spec)
-        load_weights(path / "model.safetensors", model)
-        return Run(path, config, schema, model, meta["loss"])
+        if isinstance(model_cfg, HFEncoderConfig):  # rebuilt from the run's own copy
+            model_cfg = model_cfg.model_copy(update={"path": str(path / ENCODER_FOLDER)})
+        model = build_model(model_cfg, spec, pretrained=False)
+        _load_run_weights(path / "model.safetensors", model, version)
+        return Run(path, config, schema, model, loss, calibration)
 
     def save_model(self) -> None:
-        """Write model.json (architecture + schema) and model.safetensors."""
+        """Write model.json (architecture, schema, calibration) and model.safetensors."""
+        if isinstance(self.config.model, HFEncoderConfig):
+            from gradwise.models.hf_encoder import export_encoder_files
+
+            export_encoder_files(self.config.model, self.path / ENCODER_FOLDER)
+        self._write_model_json()
+        save_weights(self.path / "model.safetensors", self.model)
+
+    def _write_model_json(self) -> None:
         meta = {
             "format": FORMAT_VERSION,
             "model": self.config.model.model_dump(mode="json"),
             "input": asdict(input_spec(self.schema, self.loss)),
             "loss": self.loss,
             "schema": self.schema.to_dict(),
+            "calibration": asdict(self.calibration),
         }
-        atomic_write_text(self.path / "model.json", json.dumps(meta, indent=1, default=_json))
-        save_weights(self.path / "model.safetensors", self.model)
+        write_json(self.path / "model.json", meta)
+
+    def set_temperature(self, temperature: float | None) -> None:
+        """Store a fitted temperature in model.json; `predict_proba` divides the logits by it.
+        None removes it."""
+        if temperature is not None and not temperature > 0:
+            raise ConfigError(f"temperature must be above 0, got {temperature}.")
+        t = None if temperature is None else float(temperature)
+        self.calibration = dataclasses.replace(self.calibration, temperature=t)
+        self._write_model_json()
+
+    def set_conformal(self, conformal: dict[str, Any] | None) -> None:
+        """Store conformal quantiles (and their settings) in model.json; None removes them."""
+        self.calibration = dataclasses.replace(self.calibration, conformal=conformal)
+        self._write_model_json()
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -127,7 +228,7 @@ class Run:
         path = self.path / "metrics.json"
         if not path.is_file():
             raise NotTrainedError(f"{self.path} has no metrics.json; the run did not finish.")
-        return json.loads(path.read_text())
+        return dict(read_json(path))
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -137,57 +238,164 @@ class Run:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    # ------------------------------------------------------------ the data it was trained on
+
     def dataset(self) -> Dataset:
-        """The run's data, split exactly as in training (same source, same seed), and tokenized
-        with the run's own vocabulary (refitting it would change the token ids)."""
-        data = load_dataset(self.config.data, self.config.seed, tokenizer=self.schema.tokenizer)
-        if self.schema.sha256 and data.schema.sha256 != self.schema.sha256:
-            log.warning(
-                "%s changed since training; splits and metrics may differ", self.config.data.source
+        """The run's data, split exactly as in training, tokenized with the run's own
+        vocabulary (refitting it would change the token ids); read once per Run.
+
+        Raises:
+            DataError: the source changed since training (its content hash differs), or the
+                split no longer matches the stored one.
+        """
+        if self._data is None:
+            data = load_dataset(self.config.data, self.config.seed, tokenizer=self.schema.tokenizer)
+            self._check_same_source(data)
+            self._data = data
+        return self._data
+
+    def _check_same_source(self, data: Dataset) -> None:
+        then, now = self.schema.sha256, data.schema.sha256
+        if then and now and then != now:
+            _, location = parse_source(self.config.data.source)
+            raise DataError(
+                f"{location} changed since this run was trained: its sha256 was {then}, it is "
+                f"now {now}. Restore the data the run was trained on, or retrain on the new "
+                "data."
             )
-        return data
+        stored = self.path / SPLITS_FILE
+        if stored.is_file() and data.rows:
+            saved = read_json(stored)
+            for name in SPLITS:
+                if saved[name] != data.rows[name].tolist():
+                    raise DataError(
+                        f"The {name} split of {self.config.data.source} no longer matches "
+                        f"{stored} (another scikit-learn version may split differently); the "
+                        "run's evidence cannot be reproduced on it. Retrain the run."
+                    )
+
+    def split(self, name: str) -> SplitView:
+        """The raw samples, model-ready tensors and targets of exactly split `name`.
+
+        Raises:
+            ConfigError: `name` is not train, val or test.
+            DataError: the source changed since training.
+        """
+        if name not in SPLITS:
+            raise ConfigError(f"split must be train, val or test, not {name!r}.")
+        data = self.dataset()
+        part = data.part(name)
+        return SplitView(name, data.raw_rows(name), part.x, part.y, data.rows[name])
 
     # ------------------------------------------------------------ predicting
 
+    def to(self, device: str | torch.device) -> Run:
+        """Move the model to `device` (e.g. "cuda"); `logits`, `embed` and `predict` run there
+        and return CPU results. Returns the Run itself."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    @property
+    def eval_settings(self) -> EvalSettings:
+        return EvalSettings(self.config.train.eval_batch_size, self.device)
+
+    def transform(self, raw: Any) -> Tensor:
+        """Raw inputs, as a user holds them, to model-ready inputs: what `predict` does before
+        the forward pass (see `Schema.transform` for the accepted forms).
+
+        Raises:
+            DataError: the input has no rows, or does not fit the schema.
+        """
+        arr = self.schema.transform(raw)
+        if len(arr) == 0:
+            raise DataError("The input holds no rows; give at least one sample.")
+        return torch.as_tensor(arr)
+
     def logits(self, x: Any) -> Tensor:
-        """Model outputs for raw inputs (see `Schema.transform` for the accepted forms).
+        """Model outputs for model-ready tensors (as `transform` gives) or raw inputs, in
+        batches of `train.eval_batch_size` on the Run's device; returned on the CPU.
 
         Raises:
             GradwiseError: the run is a diffusion model, which generates rather than predicts.
         """
+        self._check_not_generative("logits")
+        xt = x if isinstance(x, Tensor) else self.transform(x)
+        return self._forward(self.model, xt)
+
+    def embed(self, x: Any) -> Tensor:
+        """(N, D) penultimate features for tensors or raw inputs: what the head reads
+        (`logits == model.head(embed)` for classifiers and regressors); the mean of the
+        final token states for language models.
+
+        Raises:
+            GradwiseError: the run is a diffusion model.
+        """
+        self._check_not_generative("embed")
+        model = self.model
+        assert isinstance(model, Embedder)  # every architecture but diffusion
+        xt = x if isinstance(x, Tensor) else self.transform(x)
+        return self._forward(model.features, xt)
+
+    @torch.no_grad()
+    def _forward(self, fn: Any, x: Tensor) -> Tensor:
+        outs = []
+        with eval_mode(self.model):
+            for xb, _ in eval_batches(x, None, self.eval_settings):
+                outs.append(fn(xb).float().cpu())
+        return torch.cat(outs) if outs else torch.empty(0)
+
+    def _check_not_generative(self, what: str) -> None:
         if isinstance(self.config.model, DiffusionConfig):
             raise GradwiseError(
-                f"{self.path} is a diffusion run: it generates images and predicts nothing from "
+                f"{self.path} is a diffusion run: it generates images and has no {what} for "
                 f"inputs. Use Run.sample (gradwise sample {self.path})."
             )
-        arr = self.schema.transform(x)
-        return self._logits(torch.as_tensor(arr))
 
-    def _logits(self, x: Tensor) -> Tensor:
-        return predict_logits(self.model, x, self._eval)
+    def check_predicts(self) -> None:
+        """Raise, with the verb to use instead, when this run does not predict from inputs."""
+        self._check_not_generative("predictions")
+        match self.schema.task:
+            case "lm":
+                raise GradwiseError(
+                    f"{self.path} is a language model: it continues text rather than "
+                    f"predicting from inputs. Use `gradwise generate {self.path} --prompt TEXT` "
+                    "(Run.generate)."
+                )
+            case "mlm":
+                raise GradwiseError(
+                    f"{self.path} is masked-token pretraining: a starting point for "
+                    "fine-tuning, not a predictor. Fine-tune it on labelled text with "
+                    f"model.init_from: {self.path}."
+                )
 
     def predict(self, x: Any) -> np.ndarray:
         """Labels (classification), values in the target's units (regression), or texts
         (seq2seq): numpy out."""
+        self.check_predicts()
         if self.schema.task == "seq2seq":
             return self._translate(x)
         out = self.logits(x)
         if self.schema.task == "classification":
-            return self.schema.target.decode(self._probs(out).argmax(axis=1))
-        if self.schema.task == "regression":
-            values = self.schema.target.decode(out.numpy())
-            return values[:, 0] if values.shape[1] == 1 else values
-        raise GradwiseError("A language model predicts text: use Run.generate (gradwise generate).")
+            return self.schema.target.decode(self.probabilities(out).argmax(axis=1))
+        values = self.schema.target.decode(out.numpy())
+        return values[:, 0] if values.shape[1] == 1 else values
 
     def predict_proba(self, x: Any) -> np.ndarray:
-        """(N, K) class probabilities, columns in the order of `schema.classes`."""
+        """(N, K) class probabilities, columns in the order of `schema.classes`, with the
+        run's fitted temperature applied (when it has one)."""
         if self.schema.task != "classification":
             raise GradwiseError(
                 f"predict_proba needs a classifier; this run is {self.schema.task}."
             )
-        return self._probs(self.logits(x))
+        return self.probabilities(self.logits(x))
 
-    def _probs(self, logits: Tensor) -> np.ndarray:
+    def probabilities(self, logits: Tensor, calibrated: bool = True) -> np.ndarray:
+        """(N, K) class probabilities from (N, K) logits (or (N, 1) for `bce`), divided by the
+        fitted temperature first unless `calibrated` is False."""
+        t = self.calibration.temperature if calibrated else None
+        if t is not None:
+            logits = logits / t
         if logits.shape[1] == 1:  # bce: one logit for the positive class
             p = torch.sigmoid(logits)
             return torch.cat([1 - p, p], dim=1).numpy()
@@ -198,16 +406,19 @@ class Run:
     ) -> dict[str, float]:
         """Metrics on one split of the run's data, or on a Split of new labelled data.
 
-        New data (see `gradwise.data.sources.load_labelled`) is preprocessed as in training;
+        New data (see `gradwise.data.readers.load_labelled`) is preprocessed as in training;
         its loss is unweighted, since class weights belong to the training split.
         """
         if isinstance(split, Split):
-            return self.objective(split.y, unweighted=True).metrics(self.model, split, self._eval)
-        data = data or self.dataset()
-        part = {"train": data.train, "val": data.val, "test": data.test}.get(split)
-        if part is None:
+            return self.objective(split.y, unweighted=True).metrics(
+                self.model, split, self.eval_settings
+            )
+        if split not in SPLITS:
             raise ConfigError(f"split must be train, val or test, not {split!r}.")
-        return self.objective(data.train.y).metrics(self.model, part, self._eval)
+        data = data or self.dataset()
+        return self.objective(data.train.y).metrics(
+            self.model, data.part(split), self.eval_settings
+        )
 
     def objective(self, y_train: Tensor, unweighted: bool = False) -> Objective:
         """The training objective; class weights come from the training targets `y_train`."""
@@ -218,9 +429,7 @@ class Run:
         criterion = make_loss(loss_cfg, self.loss, y_train, n_classes)
         return make_objective(self.config, self.schema, criterion, self.model)
 
-    @property
-    def _eval(self) -> EvalSettings:
-        return EvalSettings(self.config.train.eval_batch_size)
+    # ------------------------------------------------------------ generating
 
     def generate(
         self,
@@ -253,7 +462,16 @@ class Run:
             raise GradwiseError(f"generate needs a language model; this run is {self.schema.task}.")
         ids = torch.from_numpy(tok.encode(prompt or "\n"))
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        out, probs = generate(self.model, ids, n_tokens, temperature, top_k, top_p, gen)  # type: ignore[arg-type]
+        out, probs = generate(
+            self.model,  # type: ignore[arg-type]
+            ids,
+            n_tokens,
+            temperature,
+            top_k,
+            top_p,
+            gen,
+            banned=tok.specials.all(),
+        )
         tokens = [tok.token_text(int(i)) for i in out]
         return Generation.of(tokens, probs.tolist(), threshold)
 
@@ -262,7 +480,7 @@ class Run:
 
         tok = self.schema.tokenizer
         assert tok is not None and isinstance(self.config.model, Seq2SeqConfig)
-        source = torch.as_tensor(self.schema.transform(x))
+        source = self.transform(x)
         max_len = self.schema.input_shape[0] - (self.schema.source_len or 0)
         ids = translate(self.model, source, max_len, self.config.model.beam_size)  # type: ignore[arg-type]
         return np.array([tok.decode(seq) for seq in ids], dtype=object)
@@ -324,7 +542,33 @@ def write_config(path: Path, cfg: Config) -> None:
     atomic_write_text(path / "config.yaml", dump_config(cfg))
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+def _format_version(meta: dict[str, Any], model_json: Path) -> int:
+    version = meta.get("format")
+    if not isinstance(version, int) or version < 1:
+        raise DataError(
+            f"{model_json} has format {version!r}, which no gradwise wrote; the file is "
+            "damaged or from another tool."
+        )
+    if version > FORMAT_VERSION:
+        raise DataError(
+            f"{model_json} has format {version}, from a newer gradwise; this one reads up to "
+            f"format {FORMAT_VERSION}. Upgrade gradwise (pip install -U gradwise)."
+        )
+    return version
+
+
+def _load_run_weights(path: Path, model: nn.Module, version: int) -> None:
+    """model.safetensors into `model`; runs of format 1 named the CNN's conv stack
+    `features`, now `blocks`."""
+    tensors, _ = load_tensors(path)
+    if version == 1:
+        tensors = {
+            ("blocks." + k.removeprefix("features.") if k.startswith("features.") else k): v
+            for k, v in tensors.items()
+        }
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise DataError(
+            f"{path} does not match the model in model.json (missing: {', '.join(missing[:5])}; "
+            f"unexpected: {', '.join(unexpected[:5])}); the run directory is inconsistent."
+        )

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from gradwise.data.images import read_idx, read_idx_file
-from gradwise.data.sources import load_dataset, load_labelled, read_inputs
+from gradwise.data.readers import load_labelled, read_inputs
+from gradwise.data.sources import load_dataset
 from gradwise.errors import DataError
 from tests.data.conftest import SHARED, data_config, idx_bytes, matching_rows, write_idx
 

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from gradwise.data.images import read_image_folder
-from gradwise.data.sources import load_dataset, load_labelled, read_inputs
+from gradwise.data.readers import load_labelled, read_inputs
+from gradwise.data.sources import load_dataset
 from gradwise.errors import DataError
 from tests.data.conftest import data_config, matching_rows, write_image_folder
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from gradwise.data.arrays import ArrayNormaliser
-from gradwise.data.sources import load_dataset, load_labelled, read_inputs
+from gradwise.data.readers import load_labelled, read_inputs
+from gradwise.data.sources import load_dataset
 from gradwise.errors import DataError
 from tests.data.conftest import data_config, matching_rows
 

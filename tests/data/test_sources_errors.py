@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from gradwise.data.sources import load_dataset, load_labelled, parse_source, read_inputs
+from gradwise.data.readers import load_labelled, read_inputs
+from gradwise.data.sources import load_dataset, parse_source
 from gradwise.errors import DataError
 from tests.data.conftest import data_config
 

@@ -12,7 +12,7 @@ import torch
 
 from gradwise.config import SplitConfig
 from gradwise.data.sources import load_dataset
-from gradwise.data.split import split_indices
+from gradwise.data.split import split_indices, split_sizes
 from tests.data.conftest import data_config
 
 CFG = SplitConfig(val=0.15, test=0.2)
@@ -54,10 +54,10 @@ def test_classes_too_small_to_stratify_fall_back_to_a_plain_split(caplog):
     assert sorted(np.concatenate([train, val, test])) == list(range(52))
 
 
-def test_ordered_split_keeps_time_order():
-    train, val, test = split_indices(100, CFG, seed=0, ordered=True)
-    assert np.array_equal(np.concatenate([train, val, test]), np.arange(100))
-    assert (len(train), len(val), len(test)) == (65, 15, 20)
+def test_chronological_sizes_round_like_shuffled_splits():
+    assert split_sizes(100, CFG) == (65, 15, 20)
+    train, val, test = split_indices(101, CFG, seed=0)
+    assert split_sizes(101, CFG) == (len(train), len(val), len(test))
 
 
 def test_every_split_must_hold_data():

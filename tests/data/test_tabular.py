@@ -227,8 +227,10 @@ def test_a_headerless_csv_gets_a_hint_to_name_the_columns(tmp_path: Path):
 def test_drop_removes_columns_and_unknown_names_are_refused(tmp_path: Path):
     data = _load(_frame(), tmp_path, drop=["city"])
     assert data.schema.tabular.columns == ["id", "income"]
-    with pytest.raises(DataError, match="data.drop names town, not in the data"):
+    with pytest.raises(DataError, match="data.drop names 'town', not in the data"):
         _load(_frame(), tmp_path, drop=["town"])
+    with pytest.raises(DataError, match="data.drop names 'incme' \\(did you mean 'income'\\?\\)"):
+        _load(_frame(), tmp_path, drop=["incme"])
 
 
 def test_dropping_every_input_column_is_refused(tmp_path: Path):

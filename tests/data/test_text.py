@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradwise.data.sources import load_dataset, load_labelled, read_inputs
+from gradwise.data.readers import load_labelled, read_inputs
+from gradwise.data.sources import load_dataset
 from gradwise.data.text import BOS, EOS, N_SPECIAL, PAD, UNK, UNKNOWN, Tokenizer, windows
 from gradwise.errors import DataError
 from tests.data.conftest import SHARED, data_config

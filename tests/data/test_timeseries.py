@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from gradwise.data.sources import load_dataset, load_labelled
+from gradwise.data.readers import load_labelled
+from gradwise.data.sources import load_dataset
 from gradwise.errors import DataError
 from tests.data.conftest import SHARED, data_config
 

@@ -12,14 +12,14 @@ from pydantic import TypeAdapter
 
 import gradwise
 from gradwise.config import BERTConfig, GPTConfig, ModelConfig
-from gradwise.data.sources import IGNORE, load_dataset
-from gradwise.data.text import MASK, N_SPECIAL, PAD, SpecialIds
+from gradwise.data.sources import load_dataset
+from gradwise.data.text import IGNORE, MASK, N_SPECIAL, PAD, SpecialIds
 from gradwise.errors import ConfigError, DataError
 from gradwise.evaluate.evaluator import EvalSettings
 from gradwise.models import InputSpec, build_model
 from gradwise.run import Run, input_spec
-from gradwise.train.masked_lm import MaskedLM, mask_tokens
-from gradwise.train.transfer import init_from
+from gradwise.training.masked_lm import MaskedLM, mask_tokens
+from gradwise.training.transfer import init_from
 from tests.data.conftest import data_config
 
 WORDS = ["the cat sat", "a dog ran", "birds sing", "fish swim", "cows moo", "bees buzz"]

@@ -11,7 +11,7 @@ from gradwise.config import ModelConfig
 from gradwise.data.text import BOS, N_SPECIAL, PAD
 from gradwise.errors import ConfigError
 from gradwise.models import InputSpec, build_model
-from gradwise.train.checkpoint import load_weights, save_weights
+from gradwise.training.checkpoint import load_weights, save_weights
 
 CASES = [
     ({"arch": "mlp", "hidden": [16, 16], "norm": "batch"}, InputSpec("tabular", (6,), 3)),

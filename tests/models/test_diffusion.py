@@ -25,8 +25,8 @@ from gradwise.models.diffusion import (
     q_sample,
     sample_images,
 )
-from gradwise.train.checkpoint import load_weights, save_weights
-from gradwise.train.denoising import Denoising
+from gradwise.training.checkpoint import load_weights, save_weights
+from gradwise.training.denoising import Denoising
 from tests.conftest import tiny_config
 
 DIGITS = InputSpec("image", (1, 8, 8), 10)

@@ -59,7 +59,7 @@ def test_pooled_embedding_is_the_mean_of_automodels_real_token_states(minilm: HF
         states = reference.eval()(**batch).last_hidden_state  # (B, T, H)
         weights = batch["attention_mask"].unsqueeze(-1).float()
         expected = (states * weights).sum(1) / weights.sum(1)
-        pooled = model.embed(batch["input_ids"])
+        pooled = model.features(batch["input_ids"])
     torch.testing.assert_close(pooled, expected, rtol=1e-4, atol=1e-5)
 
 

@@ -19,7 +19,7 @@ from gradwise.data.text import BOS, EOS, PAD
 from gradwise.errors import ConfigError
 from gradwise.models import InputSpec, build_model
 from gradwise.models.seq2seq import Seq2Seq, beam_search, greedy_decode, translate
-from gradwise.train.seq2seq import Seq2SeqObjective, reference_ids
+from gradwise.training.seq2seq import Seq2SeqObjective, reference_ids
 
 S, T1 = 8, 6  # source length (with <bos>), decoder positions (target length - 1)
 

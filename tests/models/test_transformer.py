@@ -109,7 +109,7 @@ def test_gpt_refuses_labelled_tables():
 
 
 def test_tied_weights_survive_save_and_load(tmp_path):
-    from gradwise.train.checkpoint import load_weights, save_weights
+    from gradwise.training.checkpoint import load_weights, save_weights
 
     model = _gpt()
     assert model.head.weight is model.tok_emb.weight

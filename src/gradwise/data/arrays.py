@@ -1,11 +1,19 @@
-"""Arrays (npz, images, idx, built-in digits): per-channel standardisation fitted on train."""
+"""Arrays (npz, images, idx, built-in digits): read, split, then standardise per channel with
+statistics from the training samples only."""
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from gradwise.config import DataConfig
+from gradwise.data.dataset import Dataset
+from gradwise.data.schema import Schema
+from gradwise.data.split import split_indices
+from gradwise.data.target import TargetSpec, infer_task
 from gradwise.errors import DataError
 
 
@@ -86,3 +94,96 @@ def check_arrays(x: np.ndarray, y: np.ndarray, origin: str) -> None:
         raise DataError(
             f"{origin}: the target y has {int(np.isnan(y).sum())} NaN values; drop those samples."
         )
+
+
+# ------------------------------------------------------------------ building a dataset
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays X (or x) and y from an .npz archive; object arrays are refused (no pickles)."""
+    if not path.is_file():
+        raise DataError(f"npz file {path} not found; check data.source.")
+    arrays = load_numpy(path)
+    if not isinstance(arrays, dict) or "y" not in arrays or not {"X", "x"} & arrays.keys():
+        found = ", ".join(sorted(arrays)) if isinstance(arrays, dict) else "a single array"
+        raise DataError(
+            f"{path} must be an .npz archive holding arrays named X and y; found {found}. "
+            "Write it with np.savez(path, X=X, y=y)."
+        )
+    return arrays["X"] if "X" in arrays else arrays["x"], arrays["y"]
+
+
+def load_numpy(path: Path) -> dict[str, np.ndarray] | np.ndarray:
+    """The array in an .npy file, or every array in an .npz archive by name.
+
+    Raises:
+        DataError: the file is missing, is not numpy data, or holds object arrays.
+    """
+    if not path.is_file():
+        raise DataError(f"numpy file {path} not found; check the path.")
+    # our own handle: np.load(path) leaves the file open when the archive is corrupt
+    with path.open("rb") as fh:
+        if not fh.read(6).startswith((b"PK", b"\x93NUMPY")):  # zip (.npz) or .npy header
+            raise DataError(f"{path} is not numpy data; write it with np.savez(path, X=X, y=y).")
+        fh.seek(0)
+        try:
+            loaded = np.load(fh, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return loaded
+            with loaded:
+                return {k: np.asarray(loaded[k]) for k in loaded.files}
+        except ValueError as exc:
+            if "pickle" in str(exc) or "Object arrays" in str(exc):
+                raise DataError(
+                    f"{path} holds object (pickled) arrays, which are refused because loading "
+                    "them can run code; save plain numeric or string arrays."
+                ) from None
+            raise DataError(f"Cannot read {path} as numpy data: {exc}") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"Cannot read {path} as numpy data: {exc}") from None
+
+
+def build_arrays(
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: DataConfig,
+    seed: int,
+    image_size: int | None = None,
+    color: str | None = None,
+) -> Dataset:
+    if cfg.limit is not None:
+        x, y = x[: cfg.limit], y[: cfg.limit]
+    check_arrays(x, y, cfg.source)
+    y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
+    task = infer_task(y, cfg.task)
+    if task == "regression" and y.dtype.kind not in "iufb":
+        raise DataError(
+            f"{cfg.source}: the target y holds labels ({', '.join(map(str, np.unique(y)[:3]))}, "
+            "...), not numbers, but the task is regression; set data.task: classification."
+        )
+    if task == "classification" and y.ndim != 1:
+        raise DataError(
+            f"{cfg.source}: classification takes one label per sample, but y has shape "
+            f"{y.shape}; for several numeric targets set data.task: regression."
+        )
+    tr, va, te = split_indices(
+        len(x), cfg.split, seed, stratify=y if task == "classification" else None
+    )
+    norm = ArrayNormaliser.fit(x[tr])
+    spec = (
+        TargetSpec.fit_classes(y) if task == "classification" else TargetSpec.fit_regression(y[tr])
+    )
+    kind = {2: "tabular", 3: "sequence", 4: "image"}[x.ndim]
+    n_out = len(spec.classes) if spec.classes else (y.shape[1] if y.ndim == 2 else 1)
+    schema = Schema(
+        kind=kind,  # type: ignore[arg-type]
+        task=task,  # type: ignore[arg-type]
+        input_shape=list(x.shape[1:]),
+        n_outputs=n_out,
+        target=spec,
+        source=cfg.source,
+        array=norm,
+        image_size=image_size,
+        color=color,  # type: ignore[arg-type]
+    )
+    return Dataset.from_arrays(norm.transform(x), spec.encode(y), (tr, va, te), schema, raw=x)

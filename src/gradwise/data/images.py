@@ -118,14 +118,18 @@ def read_idx_file(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(dims)
 
 
+def idx_files(prefix: str) -> list[Path]:
+    """The images file and the labels file of an idx prefix."""
+    return [_find(prefix, "images-idx3-ubyte"), _find(prefix, "labels-idx1-ubyte")]
+
+
 def read_idx(prefix: str) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels from PREFIX-images-idx3-ubyte[.gz] and PREFIX-labels-idx1-ubyte[.gz].
 
     Returns:
         x: (N, 1, H, W) uint8; y: (N,) labels.
     """
-    images = _find(prefix, "images-idx3-ubyte")
-    labels = _find(prefix, "labels-idx1-ubyte")
+    images, labels = idx_files(prefix)
     x = read_idx_file(images)
     y = read_idx_file(labels)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):

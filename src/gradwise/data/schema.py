@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from gradwise.data.arrays import ArrayNormaliser
-from gradwise.data.tabular import TabularPreprocessor
 from gradwise.data.target import TargetSpec
-from gradwise.data.text import Tokenizer, pad_rows
-from gradwise.data.timeseries import SeriesPreprocessor
 from gradwise.errors import DataError
+
+if TYPE_CHECKING:  # each preprocessor's module also builds its data, and so imports Schema
+    from gradwise.data.arrays import ArrayNormaliser
+    from gradwise.data.tabular import TabularPreprocessor
+    from gradwise.data.text import Tokenizer
+    from gradwise.data.timeseries import SeriesPreprocessor
 
 Kind = Literal["tabular", "image", "sequence", "tokens"]
 Task = Literal["classification", "regression", "lm", "seq2seq", "mlm"]
@@ -102,23 +104,20 @@ class Schema:
         raise AssertionError("schema without preprocessing")
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Labelled-text inputs: (N, source length) ids, <bos> first (the class token).
-
-        A pretrained model's tokenizer (kind hf) gives [CLS] text [SEP] [PAD]..., with that
-        model's ids, as the model saw text in pretraining.
-        """
-        tok = self.tokenizer
-        assert tok is not None
-        length = self.source_len or self.input_shape[0]
-        return pad_rows(
-            tok.encode_many(texts), length, bos=True, eos=tok.kind == "hf", specials=tok.specials
-        )
+        """Labelled-text inputs: (N, source length) ids, <bos> first (the class token)."""
+        assert self.tokenizer is not None
+        return self.tokenizer.encode_rows(texts, self.source_len or self.input_shape[0])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Schema:
+        from gradwise.data.arrays import ArrayNormaliser
+        from gradwise.data.tabular import TabularPreprocessor
+        from gradwise.data.text import Tokenizer
+        from gradwise.data.timeseries import SeriesPreprocessor
+
         d = dict(d)
         d["target"] = TargetSpec(**d["target"])
         if d.get("array"):

@@ -1,4 +1,5 @@
-"""Seeded train/val/test splits: stratified for classification, chronological for series."""
+"""Seeded train/val/test splits (stratified for classification) and the split sizes that
+chronological splits (series, text corpora) share."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ def split_indices(
     cfg: SplitConfig,
     seed: int,
     stratify: np.ndarray | None = None,
-    ordered: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of the train, val and test rows.
 
@@ -26,14 +26,8 @@ def split_indices(
         cfg: fractions held out for validation and test.
         seed: the run's seed; the same seed always gives the same split.
         stratify: (n,) class labels to keep class proportions in every split.
-        ordered: keep time order (train first, then val, then test); no shuffling.
     """
-    n_test = int(round(n * cfg.test))
-    n_val = int(round(n * cfg.val))
-    if ordered:
-        idx = np.arange(n)
-        n_train = n - n_val - n_test
-        return idx[:n_train], idx[n_train : n_train + n_val], idx[n_train + n_val :]
+    _, n_val, n_test = split_sizes(n, cfg)
     idx = np.arange(n)
     strat = stratify if stratify is not None and _can_stratify(stratify, n_val, n_test) else None
     if stratify is not None and strat is None:
@@ -44,6 +38,17 @@ def split_indices(
     strat_rest = strat[rest] if strat is not None else None
     train, val = _take(rest, n_val, strat_rest, seed + 1)
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def split_sizes(n: int, cfg: SplitConfig) -> tuple[int, int, int]:
+    """How many of `n` samples (or characters, or time steps) go to train, val and test.
+
+    Every split kind rounds the same way: shuffled rows, chronological series and
+    contiguous parts of a text corpus.
+    """
+    n_test = int(round(n * cfg.test))
+    n_val = int(round(n * cfg.val))
+    return n - n_val - n_test, n_val, n_test
 
 
 def _take(

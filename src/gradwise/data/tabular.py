@@ -1,8 +1,10 @@
-"""Tables (csv, parquet, built-in): impute, standardise, one-hot or embed; stats from train only."""
+"""Tables (csv, parquet, built-in): read, split, then impute, standardise, one-hot or embed
+with statistics from the training rows only."""
 
 from __future__ import annotations
 
 import csv
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -11,6 +13,10 @@ import numpy as np
 import pandas as pd
 
 from gradwise.config import DataConfig
+from gradwise.data.dataset import Dataset
+from gradwise.data.schema import Schema
+from gradwise.data.split import split_indices
+from gradwise.data.target import TargetSpec, infer_task
 from gradwise.errors import DataError
 
 OTHER = "<other>"
@@ -52,6 +58,24 @@ def read_table(path: Path, kind: Literal["csv", "parquet"], cfg: DataConfig) -> 
     return df
 
 
+def check_columns(df: pd.DataFrame, names: list[str], key: str) -> None:
+    """Every name is a column of df, or a DataError that suggests the closest column."""
+    unknown = [c for c in names if c not in df.columns]
+    if unknown:
+        hints = [
+            f"{c!r} (did you mean {close!r}?)" if (close := closest_column(c, df)) else repr(c)
+            for c in unknown
+        ]
+        raise DataError(
+            f"{key} names {', '.join(hints)}, not in the data. Columns: {', '.join(df.columns)}."
+        )
+
+
+def closest_column(name: str, df: pd.DataFrame) -> str | None:
+    match = difflib.get_close_matches(name, [str(c) for c in df.columns], n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
 def pick_target(df: pd.DataFrame, target: str | None, origin: str) -> str:
     if target is None:
         raise DataError(
@@ -59,7 +83,9 @@ def pick_target(df: pd.DataFrame, target: str | None, origin: str) -> str:
         )
     if target not in df.columns:
         hint = ""
-        if all(_is_number(c) for c in df.columns):
+        if close := closest_column(target, df):
+            hint = f" Did you mean {close!r}?"
+        if looks_headerless(df):
             hint = (
                 " The first row looks like data, not a header: name the columns with data.columns."
             )
@@ -173,9 +199,70 @@ def _as_text(col: pd.Series) -> pd.Series:
     return col.astype(object).where(col.notna(), MISSING).astype(str).str.strip()
 
 
+def looks_headerless(df: pd.DataFrame) -> bool:
+    """Whether the column names read from a first row look like data (numbers)."""
+    names = [str(c) for c in df.columns]
+    return sum(_is_number(c) for c in names) >= max(1, len(names) // 2)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text.strip("'\""))
     except ValueError:
         return False
     return True
+
+
+# ------------------------------------------------------------------ building a dataset
+
+
+def build_tabular(df: pd.DataFrame, cfg: DataConfig, seed: int) -> Dataset:
+    """A table: the target column's classes or values from the other columns.
+
+    Raises:
+        DataError: the target or a dropped column is missing, or the target has gaps.
+    """
+    target = pick_target(df, cfg.target, cfg.source)
+    check_columns(df, cfg.drop, "data.drop")
+    y_raw = df[target].to_numpy()
+    missing = pd.isna(df[target]).to_numpy()
+    if missing.any():
+        rows = ", ".join(str(i) for i in np.flatnonzero(missing)[:5])
+        raise DataError(
+            f"Target column {target!r} has {int(missing.sum())} missing values (rows {rows}); "
+            "drop or fill those rows."
+        )
+    task = infer_task(y_raw, cfg.task)
+    if task == "regression":
+        y_raw = pd.to_numeric(df[target], errors="coerce").to_numpy()
+        if np.isnan(y_raw).any():
+            raise DataError(
+                f"Target column {target!r} holds non-numeric values but the task is regression; "
+                "set data.task: classification or clean the column."
+            )
+    x_df = df.drop(columns=[target, *cfg.drop])
+    tr, va, te = split_indices(
+        len(df), cfg.split, seed, stratify=y_raw if task == "classification" else None
+    )
+    prep = TabularPreprocessor.fit(x_df.iloc[tr], cfg.categorical)
+    notes = tuple(
+        f"imputed {n} missing values in column {col!r} (train median or <missing> category)"
+        for col, n in prep.count_missing(x_df).items()
+    )
+    spec = (
+        TargetSpec.fit_classes(y_raw, target)
+        if task == "classification"
+        else TargetSpec.fit_regression(y_raw[tr], target)
+    )
+    x = prep.transform(x_df)
+    y = spec.encode(y_raw)
+    schema = Schema(
+        kind="tabular",
+        task=task,  # type: ignore[arg-type]
+        input_shape=[prep.n_features],
+        n_outputs=len(spec.classes) if spec.classes else 1,
+        target=spec,
+        source=cfg.source,
+        tabular=prep,
+    )
+    return Dataset.from_arrays(x, y, (tr, va, te), schema, notes, raw=df)

@@ -15,10 +15,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
+import torch
 
+from gradwise.config import DataConfig
+from gradwise.data.dataset import SPLITS, Dataset, Split
+from gradwise.data.schema import Schema
+from gradwise.data.split import split_indices, split_sizes
+from gradwise.data.tabular import pick_target
+from gradwise.data.target import TargetSpec, infer_task
 from gradwise.errors import DataError
 
 SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>", "<mask>"]
+IGNORE = -100  # target positions the loss and the metrics skip (padding, unmasked tokens)
 PAD, UNK, BOS, EOS, MASK = range(len(SPECIALS))
 N_SPECIAL = len(SPECIALS)
 UNKNOWN = "\ufffd"  # how an unseen character decodes
@@ -128,6 +137,15 @@ class Tokenizer:
             return [np.array(e.ids, dtype=np.int64) for e in encoded]
         return [self.encode(t) for t in texts]
 
+    def encode_rows(self, texts: Sequence[str], length: int) -> np.ndarray:
+        """(N, length) ids of texts as an encoder reads them: <bos> (the class token) +
+        tokens, cut or padded to `length`. A pretrained model's tokenizer (kind hf) gives
+        [CLS] text [SEP] [PAD]..., with that model's ids, as the model saw text in
+        pretraining."""
+        return pad_rows(
+            self.encode_many(texts), length, bos=True, eos=self.kind == "hf", specials=self.specials
+        )
+
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """Text of the ids; special tokens are dropped, unseen characters shown as U+FFFD."""
         plain = [int(i) for i in ids]
@@ -217,3 +235,133 @@ def pad_rows(
             seq = [*seq, specials.eos]
         out[i, : len(seq)] = seq
     return out
+
+
+# ------------------------------------------------------------------ building a dataset
+
+
+def build_text(text: str, cfg: DataConfig, tokenizer: Tokenizer | None = None) -> Dataset:
+    """Contiguous train/val/test parts of the corpus, cut into non-overlapping windows.
+
+    `lm` (the default) predicts each next token; `mlm` keeps the windows whole for masked-token
+    pretraining (the objective masks them batch by batch).
+    """
+    if cfg.task not in ("auto", "mlm"):
+        raise DataError(
+            f"data.task {cfg.task} does not apply to a text corpus (text:); for labelled text "
+            "use csv: with data.text_column and data.target."
+        )
+    n_train, n_val, _ = split_sizes(len(text), cfg.split)
+    parts = text[:n_train], text[n_train : n_train + n_val], text[n_train + n_val :]
+    tok = tokenizer or Tokenizer.fit(parts[0], cfg.tokenizer, cfg.vocab_size)
+    splits: list[Split] = []
+    raw: list[np.ndarray] = []
+    rows: dict[str, np.ndarray] = {}
+    for name, part in zip(SPLITS, parts):
+        try:
+            w = torch.from_numpy(windows(tok.encode(part), cfg.block_size))
+        except DataError:
+            raise DataError(
+                f"The {name} part of the text ({len(part)} characters) is shorter than one "
+                f"window of data.block_size={cfg.block_size}; use more text or a smaller "
+                "block_size."
+            ) from None
+        if cfg.task == "mlm":
+            splits.append(Split(w[:, :-1].contiguous(), w[:, :-1].contiguous()))
+        else:
+            splits.append(Split(w[:, :-1], w[:, 1:]))
+        start = int(sum(len(r) for r in raw))
+        rows[name] = np.arange(start, start + len(w))
+        raw.append(w.numpy())
+    schema = Schema(
+        kind="tokens",
+        task="mlm" if cfg.task == "mlm" else "lm",
+        input_shape=[cfg.block_size],
+        n_outputs=tok.vocab_size,
+        target=TargetSpec(),
+        source=cfg.source,
+        tokenizer=tok,
+    )
+    train, val, test = splits
+    return Dataset(train, val, test, schema=schema, rows=rows, raw=np.concatenate(raw))
+
+
+def build_text_table(
+    df: pd.DataFrame,
+    cfg: DataConfig,
+    seed: int,
+    tokenizer: Tokenizer | None = None,
+) -> Dataset:
+    """Labelled text: `data.text_column` -> a class or value, or (seq2seq) another text.
+
+    Inputs become <bos> + tokens, cut or padded to `data.block_size`; seq2seq targets become
+    <bos> + tokens + <eos> in `data.target_block_size`, and x packs source and target input.
+    """
+    column = cfg.text_column
+    assert column is not None
+    if column not in df.columns:
+        raise DataError(
+            f"Text column {column!r} not found in {cfg.source}. Columns: {', '.join(df.columns)}."
+        )
+    target = pick_target(df, cfg.target, cfg.source)
+    texts = df[column].fillna("").astype(str).tolist()
+    if cfg.task == "seq2seq":
+        return _build_seq2seq(
+            df, texts, df[target].fillna("").astype(str).tolist(), cfg, seed, tokenizer
+        )
+    y_raw = df[target].to_numpy()
+    if pd.isna(df[target]).any():
+        raise DataError(f"Target column {target!r} has missing values; drop or fill those rows.")
+    task = infer_task(y_raw, cfg.task)
+    tr, va, te = split_indices(
+        len(df), cfg.split, seed, stratify=y_raw if task == "classification" else None
+    )
+    tok = tokenizer or Tokenizer.fit([texts[i] for i in tr], cfg.tokenizer, cfg.vocab_size)
+    spec = (
+        TargetSpec.fit_classes(y_raw, target)
+        if task == "classification"
+        else TargetSpec.fit_regression(y_raw[tr].astype(np.float64), target)
+    )
+    schema = Schema(
+        kind="tokens",
+        task=task,  # type: ignore[arg-type]
+        input_shape=[cfg.block_size],
+        n_outputs=len(spec.classes) if spec.classes else 1,
+        target=spec,
+        source=cfg.source,
+        tokenizer=tok,
+        text_column=column,
+    )
+    x = schema.encode_texts(texts)
+    return Dataset.from_arrays(x, spec.encode(y_raw), (tr, va, te), schema, raw=df)
+
+
+def _build_seq2seq(
+    df: pd.DataFrame,
+    sources: list[str],
+    targets: list[str],
+    cfg: DataConfig,
+    seed: int,
+    tokenizer: Tokenizer | None,
+) -> Dataset:
+    tr, va, te = split_indices(len(sources), cfg.split, seed)
+    tok = tokenizer or Tokenizer.fit(
+        [sources[i] for i in tr] + [targets[i] for i in tr], cfg.tokenizer, cfg.vocab_size
+    )
+    s_len, t_len = cfg.block_size, cfg.target_block_size
+    schema = Schema(
+        kind="tokens",
+        task="seq2seq",
+        input_shape=[s_len + t_len - 1],
+        n_outputs=tok.vocab_size,
+        target=TargetSpec(name=cfg.target),
+        source=cfg.source,
+        tokenizer=tok,
+        text_column=cfg.text_column,
+        source_len=s_len,
+    )
+    src = schema.encode_texts(sources)  # (N, S)
+    tgt = pad_rows(tok.encode_many(targets), t_len, bos=True, eos=True)  # (N, T)
+    x = np.concatenate([src, tgt[:, :-1]], axis=1)  # source + decoder input
+    y = np.where(tgt[:, 1:] == PAD, IGNORE, tgt[:, 1:])  # next target tokens
+    return Dataset.from_arrays(x, y, (tr, va, te), schema, raw=df)

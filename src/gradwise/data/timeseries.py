@@ -7,7 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gradwise.data.tabular import TabularPreprocessor
+from gradwise.config import DataConfig
+from gradwise.data.dataset import Dataset
+from gradwise.data.schema import Schema
+from gradwise.data.split import split_sizes
+from gradwise.data.tabular import TabularPreprocessor, pick_target
+from gradwise.data.target import TargetSpec
 from gradwise.errors import DataError
 
 
@@ -67,6 +72,13 @@ def series_frame(df: pd.DataFrame, target: str, features: list[str] | None) -> p
     return df[cols]
 
 
+def raw_windows(frame: pd.DataFrame, window: int, n: int) -> np.ndarray:
+    """(n, window, F) raw feature values of the first n windows, as `Schema.transform` takes
+    them."""
+    values = frame.to_numpy()
+    return np.lib.stride_tricks.sliding_window_view(values, window, axis=0)[:n].transpose(0, 2, 1)
+
+
 def supervised(
     m: np.ndarray, y: np.ndarray, window: int, horizon: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -79,3 +91,51 @@ def supervised(
     x = np.lib.stride_tricks.sliding_window_view(m, window, axis=0)[:n].transpose(0, 2, 1)
     ys = np.lib.stride_tricks.sliding_window_view(y, horizon)[window : window + n]
     return x.astype(np.float32).copy(), ys.astype(np.float64).copy()
+
+
+# ------------------------------------------------------------------ building a dataset
+
+
+def build_timeseries(df: pd.DataFrame, cfg: DataConfig) -> Dataset:
+    """Windows of `data.window` rows predict the next `data.horizon` target values; the
+    series is split in time order and no window crosses from one split into the next."""
+    target = _series_target(df, cfg)
+    frame = series_frame(df, target, cfg.features)
+    n_train, n_val, _ = split_sizes(len(frame), cfg.split)
+    features = TabularPreprocessor.fit(frame.iloc[:n_train], "onehot")
+    prep = SeriesPreprocessor(target, features, cfg.window, cfg.horizon)
+    y_rows = pd.to_numeric(df[target]).to_numpy(dtype=np.float64)
+    mean, std = float(y_rows[:n_train].mean()), float(y_rows[:n_train].std() or 1.0)
+    spec = TargetSpec(name=target, mean=[mean] * cfg.horizon, std=[std] * cfg.horizon)
+    x, y = supervised(prep.matrix(frame), y_rows, cfg.window, cfg.horizon)
+    first = np.arange(len(x)) + cfg.window  # row of each window's first target value
+    last = first + cfg.horizon - 1
+    tr = np.flatnonzero(last < n_train)
+    va = np.flatnonzero((first >= n_train) & (last < n_train + n_val))
+    te = np.flatnonzero(first >= n_train + n_val)
+    for name, idx in (("train", tr), ("validation", va), ("test", te)):
+        if len(idx) == 0:
+            raise DataError(
+                f"The {name} part of the series is too short for data.window={cfg.window} and "
+                f"data.horizon={cfg.horizon}; shorten them or change data.split."
+            )
+    schema = Schema(
+        kind="sequence",
+        task="regression",
+        input_shape=[cfg.window, features.n_features],
+        n_outputs=cfg.horizon,
+        target=spec,
+        source=cfg.source,
+        series=prep,
+    )
+    raw = raw_windows(frame, cfg.window, len(x))
+    return Dataset.from_arrays(x, spec.encode(y), (tr, va, te), schema, raw=raw)
+
+
+def _series_target(df: pd.DataFrame, cfg: DataConfig) -> str:
+    if cfg.target is not None:
+        return pick_target(df, cfg.target, cfg.source)
+    numeric = [c for c in df.columns if df[c].dtype.kind in "iuf"]
+    if len(numeric) == 1:
+        return numeric[0]
+    return pick_target(df, None, cfg.source)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +15,7 @@ from gradwise.evaluate.metrics import (
     language_model_metrics,
     regression_metrics,
 )
+from gradwise.models.blocks import eval_mode
 
 
 @dataclass(frozen=True)
@@ -26,26 +27,34 @@ class EvalSettings:
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None
     memory_format: torch.memory_format | None = None
 
+    def amp(self) -> contextlib.AbstractContextManager:
+        return self.autocast() if self.autocast else contextlib.nullcontext()
+
+
+def eval_batches(
+    x: Tensor, y: Tensor | None, settings: EvalSettings
+) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """Consecutive (x, y) batches of `settings.batch_size`, on the settings' device and in
+    its memory format; y is None when not given."""
+    for start in range(0, len(x), settings.batch_size):
+        xb = x[start : start + settings.batch_size]
+        yb = None if y is None else y[start : start + settings.batch_size]
+        if settings.device is not None:
+            xb = xb.to(settings.device, non_blocking=True)
+            yb = None if yb is None else yb.to(settings.device, non_blocking=True)
+        if settings.memory_format is not None and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=settings.memory_format)
+        yield xb, yb
+
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: Tensor, settings: EvalSettings = EvalSettings()) -> Tensor:
     """Model outputs for all of x, in eval mode, batch by batch; returned on the CPU as float."""
-    batch_size, device = settings.batch_size, settings.device
-    autocast, memory_format = settings.autocast, settings.memory_format
-    was_training = model.training
-    model.eval()
     outs = []
-    try:
-        for start in range(0, len(x), batch_size):
-            xb = x[start : start + batch_size]
-            if device is not None:
-                xb = xb.to(device, non_blocking=True)
-            if memory_format is not None:
-                xb = xb.contiguous(memory_format=memory_format)
-            with autocast() if autocast else contextlib.nullcontext():
+    with eval_mode(model):
+        for xb, _ in eval_batches(x, None, settings):
+            with settings.amp():
                 outs.append(model(xb).float().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
 
 

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 from torch import Tensor
 
+from gradwise.data.text import IGNORE
+
 LOWER_IS_BETTER = ("loss", "log_loss", "rmse", "mae", "perplexity", "bits_per_token", "ece")
 
 
@@ -80,10 +82,10 @@ def regression_metrics(pred: Tensor, y: Tensor) -> dict[str, float]:
 def language_model_metrics(logits: Tensor, y: Tensor) -> dict[str, float]:
     """Per-token cross-entropy as perplexity and bits per token, plus token accuracy.
 
-    Target positions holding -100 (padding, unmasked tokens) are left out.
+    Target positions holding IGNORE (padding, unmasked tokens) are left out.
     """
-    valid = y != -100
-    nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100).item()
+    valid = y != IGNORE
+    nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE).item()
     hits = (logits.argmax(-1) == y) & valid
     return {
         "perplexity": math.exp(min(nll, 50.0)),

@@ -20,14 +20,18 @@ from gradwise.models.cnn import CNN
 from gradwise.models.gpt import GPT
 from gradwise.models.mlp import MLP
 from gradwise.models.rnn import RNN
-from gradwise.models.spec import InputSpec
+from gradwise.models.spec import Embedder, InputSpec
 from gradwise.models.vit import ViT
 
-__all__ = ["InputSpec", "build_model"]
+__all__ = ["Embedder", "InputSpec", "build_model"]
 
 
-def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
+def build_model(cfg: ModelConfig, spec: InputSpec, pretrained: bool = True) -> nn.Module:
     """A freshly initialised model for `cfg`, shaped for `spec`.
+
+    Args:
+        pretrained: for a pretrained encoder (hf_encoder), load its weights; False builds the
+            architecture alone, for weights loaded next (a saved run).
 
     Raises:
         ConfigError: the architecture cannot read this kind of input.
@@ -58,5 +62,5 @@ def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
         case HFEncoderConfig():
             from gradwise.models.hf_encoder import HFEncoder
 
-            return HFEncoder(cfg, spec)
+            return HFEncoder(cfg, spec, pretrained)
     raise AssertionError(f"unhandled model config {type(cfg).__name__}")

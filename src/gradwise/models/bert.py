@@ -1,7 +1,7 @@
 """BERT: a bidirectional transformer encoder, pretrained by masked-token prediction and
 fine-tuned with a head on labelled text.
 
-x is (B, T) token ids: a corpus window (masked-token pretraining, see train/masked_lm.py) or
+x is (B, T) token ids: a corpus window (masked-token pretraining, see training/masked_lm.py) or
 <bos> + a text + <pad>... (labelled text; <bos> is the class token). Padding is masked out of
 attention, so the encoding of a text does not depend on how much padding follows it.
 
@@ -20,12 +20,12 @@ from gradwise.data.text import PAD
 from gradwise.errors import ConfigError, DataError
 from gradwise.models.blocks import Rotary, TransformerBlock, init_transformer
 from gradwise.models.gpt import make_ffn
-from gradwise.models.spec import InputSpec
+from gradwise.models.spec import Embedder, InputSpec
 
 __all__ = ["BERT"]
 
 
-class BERT(nn.Module):
+class BERT(nn.Module, Embedder):
     """Token + position embeddings, `n_layer` non-causal pre-norm blocks, a final LayerNorm,
     then either a masked-token head tied to the token embedding (B, T, V) or a pooled
     sentence vector -> dropout -> linear head (B, n_outputs).
@@ -65,19 +65,28 @@ class BERT(nn.Module):
         )
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.mlm_head = nn.Linear(cfg.d_model, spec.vocab_size) if spec.per_token else None
-        self.head = None if spec.per_token else nn.Linear(cfg.d_model, spec.n_outputs)
+        self.head: nn.Linear | None = (
+            None if spec.per_token else nn.Linear(cfg.d_model, spec.n_outputs)
+        )
         init_transformer(self, cfg.n_layer)
         if self.mlm_head is not None:
             self.mlm_head.weight = self.tok_emb.weight
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T) ids, T <= block_size -> (B, T, V) token logits, or (B, n_outputs)."""
+        if self.mlm_head is not None:
+            return self.mlm_head(self.encode(x, x == PAD))  # (B, T, V)
+        assert self.head is not None
+        return self.head(self.features(x))  # (B, n_outputs)
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, T) ids -> (B, C): the sentence vector the head reads (after dropout, a no-op
+        in eval mode); a masked-token encoder gives the mean of its real tokens' states."""
         padding = x == PAD  # (B, T)
         h = self.encode(x, padding)
         if self.mlm_head is not None:
-            return self.mlm_head(h)  # (B, T, V)
-        assert self.head is not None
-        return self.head(self.drop(self.pooled(h, padding)))  # (B, n_outputs)
+            return _mean_of_real(h, padding)
+        return self.drop(self.pooled(h, padding))
 
     def encode(self, x: Tensor, padding: Tensor) -> Tensor:
         """(B, T) ids and (B, T) padding flags -> (B, T, C) normalised token states."""
@@ -97,10 +106,13 @@ class BERT(nn.Module):
 
     def pooled(self, h: Tensor, padding: Tensor) -> Tensor:
         """(B, T, C) token states -> (B, C): the class token, or the mean of real tokens."""
-        if self.pool == "cls":
-            return h[:, 0]
-        keep = (~padding).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-        return (h * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+        return h[:, 0] if self.pool == "cls" else _mean_of_real(h, padding)
+
+
+def _mean_of_real(h: Tensor, padding: Tensor) -> Tensor:
+    """(B, T, C) states, (B, T) padding flags -> (B, C) mean over the real tokens."""
+    keep = (~padding).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+    return (h * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
 
 
 def _attended_padding(padding: Tensor) -> Tensor | None:

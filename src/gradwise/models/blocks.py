@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,6 +14,18 @@ from torch import Tensor, nn
 
 from gradwise.config import Activation, Init
 from gradwise.errors import ConfigError
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode (dropout off, batch-norm statistics frozen) for the block, then
+    back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def activation(name: Activation) -> nn.Module:

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from gradwise.config import CNNConfig
 from gradwise.errors import ConfigError
 from gradwise.models.blocks import activation, init_weights
-from gradwise.models.spec import InputSpec
+from gradwise.models.spec import Embedder, InputSpec
 
 
 class CNNBlock(nn.Sequential):
@@ -35,7 +35,7 @@ class CNNBlock(nn.Sequential):
         super().__init__(*layers)
 
 
-class CNN(nn.Module):
+class CNN(nn.Module, Embedder):
     """Conv blocks halve the resolution while it stays >= 2; a global average pool feeds the head.
 
     Works on 8x8 digits as on 28x28 MNIST or larger photos: the head never depends on size.
@@ -56,9 +56,9 @@ class CNN(nn.Module):
             c = c_out
             if pool:
                 h, w = h // 2, w // 2
-        self.features = nn.Sequential(*blocks)
+        self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        head: list[nn.Module] = [nn.Flatten()]
+        head: list[nn.Module] = [nn.Flatten()]  # a no-op on (B, C); kept for the layer numbering
         if cfg.dropout > 0:
             head.append(nn.Dropout(cfg.dropout))
         for hidden in cfg.head:
@@ -71,6 +71,9 @@ class CNN(nn.Module):
         init_weights(self, cfg.init, cfg.activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.features(x)  # (B, C_last, H', W')
-        x = self.pool(x)  # (B, C_last, 1, 1)
-        return self.head(x)  # (B, n_outputs)
+        return self.head(self.features(x))  # (B, n_outputs)
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C_last): the globally pooled last feature map."""
+        x = self.blocks(x)  # (B, C_last, H', W')
+        return self.pool(x).flatten(1)  # (B, C_last)

@@ -1,6 +1,6 @@
 """Denoising diffusion for images: noise schedules, a class-conditional U-Net, DDIM sampling.
 
-Training (Ho et al. 2020, DDPM; see `train/denoising.py`) mixes an image x0 with gaussian
+Training (Ho et al. 2020, DDPM; see `training/denoising.py`) mixes an image x0 with gaussian
 noise at a random level t and teaches the U-Net to predict that noise. Sampling starts from
 pure noise and runs the deterministic DDIM update (Song et al. 2021, eta = 0) over a few
 evenly spaced levels. Classifier-free guidance (Ho & Salimans 2022) needs no classifier: the
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from gradwise.config import DiffusionConfig
 from gradwise.errors import ConfigError
+from gradwise.models.blocks import eval_mode
 from gradwise.models.spec import InputSpec
 
 __all__ = [
@@ -322,9 +323,7 @@ def sample_images(
     if labels is not None:
         labels = labels.to(device)
     levels = ddim_timesteps(model.timesteps, steps).tolist()
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for i, level in enumerate(levels):
             t = torch.full((n,), level, dtype=torch.long, device=device)
             a = alpha_bar[level]
@@ -332,6 +331,4 @@ def sample_images(
             eps = guided_noise(model, x, t, labels, guidance).float()
             x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()  # the clean image the noise implies
             x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
-    finally:
-        model.train(was_training)
     return x.float().cpu()

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from gradwise.config import GPTConfig, MoEConfig
+from gradwise.data.text import PAD
 from gradwise.errors import ConfigError
 from gradwise.models.blocks import (
     FeedForward,
@@ -17,7 +18,7 @@ from gradwise.models.blocks import (
     init_transformer,
 )
 from gradwise.models.moe import MoEFeedForward
-from gradwise.models.spec import InputSpec
+from gradwise.models.spec import Embedder, InputSpec
 
 
 def make_ffn(
@@ -43,21 +44,27 @@ class GPTState:
         return self.caches[0].length
 
 
-class GPT(nn.Module):
+class GPT(nn.Module, Embedder):
     """Token + position embeddings, `n_layer` causal pre-norm blocks, a (tied) output head.
 
     Positions are learned or rotary. Training sees windows of `block_size` tokens; generation
     runs with a key/value cache so each new token costs one position's work, and when the
     context is full it restarts from the last half-window.
+
+    On labelled text (<bos> text <pad>...) it classifies or scores: the head reads the state
+    of the last real token, which under the causal mask has seen the whole text and none of
+    the padding.
     """
 
     def __init__(self, cfg: GPTConfig, spec: InputSpec) -> None:
         super().__init__()
-        if spec.kind != "tokens" or not spec.per_token:
+        if spec.kind != "tokens" or spec.source_len:
             raise ConfigError(
-                "model.arch gpt is a language model: use a text corpus (data.source: "
-                "text:PATH). For labelled text use arch: bert."
+                "model.arch gpt reads text: a corpus (data.source: text:PATH) as a language "
+                "model, or labelled text (csv: with data.text_column and data.target); for "
+                "text-to-text use arch: seq2seq."
             )
+        self.per_token = spec.per_token
         self.block_size = spec.shape[0]
         self.n_head, self.d_model = cfg.n_head, cfg.d_model
         self.tok_emb = nn.Embedding(spec.vocab_size, cfg.d_model)
@@ -83,16 +90,32 @@ class GPT(nn.Module):
             for i in range(cfg.n_layer)
         )
         self.ln_f = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
-        self.head = nn.Linear(cfg.d_model, spec.vocab_size, bias=False)
+        n_out = spec.vocab_size if spec.per_token else spec.n_outputs
+        self.head = nn.Linear(cfg.d_model, n_out, bias=False)
         init_transformer(self, cfg.n_layer)
-        if cfg.tie_weights:
+        if cfg.tie_weights and spec.per_token:
             self.head.weight = self.tok_emb.weight
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, T) token ids -> (B, T, V) next-token logits."""
-        return self._run(x, None)
+        """(B, T) token ids -> (B, T, V) next-token logits, or (B, n_outputs) on labelled
+        text."""
+        if self.per_token:
+            return self._run(x, None)
+        return self.head(self.features(x))
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, T) ids -> (B, C): the last real token's state (labelled text), or the mean of
+        all token states (a language model's window)."""
+        h = self._states(x, None)  # (B, T, C)
+        if self.per_token:
+            return h.mean(dim=1)
+        last = (x != PAD).long().sum(dim=1).clamp(min=1) - 1  # (B,) index of the last real token
+        return h[torch.arange(len(x), device=x.device), last]
 
     def _run(self, x: Tensor, state: GPTState | None) -> Tensor:
+        return self.head(self._states(x, state))  # (B, T, V)
+
+    def _states(self, x: Tensor, state: GPTState | None) -> Tensor:
         offset = state.length if state is not None else 0
         h = self.tok_emb(x)  # (B, T, C)
         if self.pos_emb is not None:
@@ -101,7 +124,7 @@ class GPT(nn.Module):
         h = self.drop(h)
         for i, block in enumerate(self.blocks):
             h = block(h, cache=state.caches[i] if state is not None else None)
-        return self.head(self.ln_f(h))  # (B, T, V)
+        return self.ln_f(h)  # (B, T, C)
 
     def new_state(self, batch: int, like: Tensor) -> GPTState:
         shape = (batch, self.n_head, self.block_size, self.d_model // self.n_head)

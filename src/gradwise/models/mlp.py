@@ -10,10 +10,10 @@ from torch import Tensor, nn
 from gradwise.config import MLPConfig
 from gradwise.errors import ConfigError
 from gradwise.models.blocks import activation, init_weights
-from gradwise.models.spec import InputSpec
+from gradwise.models.spec import Embedder, InputSpec
 
 
-class MLP(nn.Module):
+class MLP(nn.Module, Embedder):
     """Linear -> [norm] -> activation -> dropout, repeated, then a linear head.
 
     Embedded categorical columns (the last columns of x, as integer codes) go through one
@@ -47,9 +47,13 @@ class MLP(nn.Module):
         init_weights(self, cfg.init, cfg.activation)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))  # (B, n_outputs)
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, ...) -> (B, hidden[-1]): the last hidden layer's output."""
         x = x.flatten(1)  # (B, F)
         if self.embeds:
             codes = x[:, self.n_numeric :].long()  # (B, n_cat)
             parts = [x[:, : self.n_numeric]] + [e(codes[:, i]) for i, e in enumerate(self.embeds)]
             x = torch.cat(parts, dim=1)  # (B, F_num + sum(embed_dim))
-        return self.head(self.body(x))  # (B, n_outputs)
+        return self.body(x)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from gradwise.config import RNNConfig
 from gradwise.errors import ConfigError
 from gradwise.models.blocks import init_weights
-from gradwise.models.spec import InputSpec
+from gradwise.models.spec import Embedder, InputSpec
 
 _CELLS: dict[str, type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]] = {
     "rnn": nn.RNN,
@@ -18,7 +18,7 @@ _CELLS: dict[str, type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]] = {
 }
 
 
-class RNN(nn.Module):
+class RNN(nn.Module, Embedder):
     """A recurrent stack over time.
 
     Inputs: (B, T, F) sequences, (B, C, H, W) images read row by row as (B, H, C*W), or
@@ -62,15 +62,26 @@ class RNN(nn.Module):
         logits, _ = self.step(x, None)
         return logits
 
+    def features(self, x: Tensor) -> Tensor:
+        """(B, T, ...) -> (B, H): the pooled outputs (the mean over time for a language
+        model)."""
+        out, _ = self._run(x, None)  # (B, T, H)
+        if self.per_token or self.pool == "mean":
+            return out.mean(dim=1)
+        return out[:, -1]
+
     def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
         """Run over x from `state` (None: zeros); returns outputs and the state to continue from."""
+        out, state = self._run(x, state)
+        if self.per_token:
+            return self.head(out), state  # (B, T, V)
+        pooled = out[:, -1] if self.pool == "last" else out.mean(dim=1)
+        return self.head(pooled), state  # (B, n_outputs)
+
+    def _run(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
         if self.embed is not None:
             x = self.embed(x)  # (B, T, E)
         elif x.dim() == 4:
             x = x.permute(0, 2, 1, 3).flatten(2)  # (B, H, C*W): rows as time steps
         out, state = self.rnn(x, state)  # (B, T, H)
-        out = self.drop(out)
-        if self.per_token:
-            return self.head(out), state  # (B, T, V)
-        pooled = out[:, -1] if self.pool == "last" else out.mean(dim=1)
-        return self.head(pooled), state  # (B, n_outputs)
+        return self.drop(out), state

@@ -49,8 +49,12 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
+    banned: tuple[int, ...] = (),
 ) -> tuple[Tensor, Tensor]:
     """Continue `prompt` (T,) ids by `n_tokens`, feeding one token per step with carried state.
+
+    Args:
+        banned: ids never to emit (the tokenizer's special tokens: <pad> is not text).
 
     Returns:
         (n_tokens,) generated ids, and (n_tokens,) the probability the model gave each chosen
@@ -60,6 +64,8 @@ def generate(
     ids, probs = [], []
     for _ in range(n_tokens):
         last = logits[:, -1].float()
+        if banned:
+            last[:, list(banned)] = float("-inf")
         token = sample_next(last, temperature, top_k, top_p, generator)
         ids.append(token)
         probs.append(last.softmax(dim=-1).gather(-1, token[:, None])[:, 0])

@@ -21,10 +21,11 @@ from gradwise.models.blocks import (
     LayerCache,
     Rotary,
     TransformerBlock,
+    eval_mode,
     init_transformer,
 )
 from gradwise.models.gpt import make_ffn
-from gradwise.models.spec import InputSpec
+from gradwise.models.spec import Embedder, InputSpec
 
 __all__ = ["DecoderState", "Seq2Seq", "beam_search", "greedy_decode", "translate"]
 
@@ -60,7 +61,7 @@ class DecoderState:
             cache.k, cache.v = cache.k[index], cache.v[index]
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(nn.Module, Embedder):
     """A shared token embedding, an encoder stack, a decoder stack with cross-attention to the
     encoder's output (the memory), and an output head tied to the embedding.
 
@@ -122,6 +123,13 @@ class Seq2Seq(nn.Module):
         """(B, S + T-1) source and decoder input ids -> (B, T-1, V) teacher-forced logits."""
         source, target_in = x[:, : self.source_len], x[:, self.source_len :]
         return self.decode(target_in, self.encode(source), source == PAD)
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, S [+ T-1]) ids -> (B, C): the mean of the real source tokens' memory."""
+        source = x[:, : self.source_len]
+        keep = (source != PAD).unsqueeze(-1).float()  # (B, S, 1)
+        memory = self.encode(source)  # (B, S, C)
+        return (memory * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
 
     def encode(self, source: Tensor) -> Tensor:
         """(B, S') source ids, S' <= S, <pad> after the text -> (B, S', C) memory.
@@ -281,10 +289,8 @@ def translate(
     """
     max_len = min(max_len, model.target_len)
     device = model.tok_emb.weight.device
-    was_training = model.training
-    model.eval()
     out: list[list[int]] = []
-    try:
+    with eval_mode(model):
         for start in range(0, len(source), batch_size):
             chunk = source[start : start + batch_size].to(device)
             if beam_size == 1:
@@ -292,8 +298,6 @@ def translate(
             else:
                 ids = beam_search(model, chunk, max_len, beam_size)
             out.extend(_strip(row) for row in ids.tolist())
-    finally:
-        model.train(was_training)
     return out
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
+
+from torch import Tensor, nn
 
 
 @dataclass(frozen=True)
@@ -27,3 +29,21 @@ class InputSpec:
     categorical: tuple[int, ...] = ()
     per_token: bool = False
     source_len: int = 0
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A model with a representation and a head on top of it.
+
+    Supervised models (classifiers, regressors) satisfy `forward(x) == head(features(x))`:
+    `features` is the penultimate representation, (B, D). Language models, masked-token
+    encoders and seq2seq models give the mean of their final token states, (B, D), an
+    embedding of the text; their head reads every token. The architectures subclass this
+    protocol explicitly, so `isinstance(model, Embedder)` names them without probing.
+    """
+
+    head: nn.Module | None
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, ...) model input -> (B, D) representation."""
+        ...

@@ -9,10 +9,10 @@ from gradwise.config import ViTConfig
 from gradwise.errors import ConfigError
 from gradwise.models.blocks import TransformerBlock, init_transformer
 from gradwise.models.gpt import make_ffn
-from gradwise.models.spec import InputSpec
+from gradwise.models.spec import Embedder, InputSpec
 
 
-class ViT(nn.Module):
+class ViT(nn.Module, Embedder):
     """Dosovitskiy et al. (2021): non-overlapping P x P patches are embedded by a strided
     convolution, a learned class token and positions are added, and the class token (or the
     mean of all tokens) feeds a linear head."""
@@ -54,6 +54,10 @@ class ViT(nn.Module):
         nn.init.normal_(self.cls, std=0.02)
 
     def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.features(images))  # (B, n_outputs)
+
+    def features(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, D): the class token (or the mean of the patch tokens)."""
         x = self.patch_embed(images)  # (B, D, H/P, W/P)
         x = x.flatten(2).transpose(1, 2)  # (B, N, D)
         x = torch.cat([self.cls.expand(len(x), -1, -1), x], dim=1)  # (B, N+1, D)
@@ -61,5 +65,4 @@ class ViT(nn.Module):
         for block in self.blocks:
             x = block(x)
         x = self.ln_f(x)
-        pooled = x[:, 0] if self.pool == "cls" else x[:, 1:].mean(dim=1)
-        return self.head(pooled)  # (B, n_outputs)
+        return x[:, 0] if self.pool == "cls" else x[:, 1:].mean(dim=1)

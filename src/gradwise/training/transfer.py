@@ -12,7 +12,7 @@ from torch import nn
 from gradwise.config import Config, HFEncoderConfig
 from gradwise.data.text import Tokenizer
 from gradwise.errors import ConfigError, NotTrainedError
-from gradwise.train.checkpoint import load_tensors
+from gradwise.training.checkpoint import load_tensors
 
 log = logging.getLogger("gradwise")
 

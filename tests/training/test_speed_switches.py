@@ -33,7 +33,7 @@ def test_bf16_autocast_matches_fp32(tmp_path: Path):
 def test_bf16_on_a_cpu_without_native_bf16_says_fp32_is_faster(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, native: bool
 ):
-    loop = importlib.import_module("gradwise.train.loop")  # gradwise.train is also a function
+    loop = importlib.import_module("gradwise.training.loop")  # gradwise.train is also a function
     monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: native)
     cfg = tiny_config(train={"epochs": 1, "precision": "bf16"})
     with caplog.at_level("WARNING", logger="gradwise"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from gradwise.models.blocks import eval_mode
+
 
 def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     """L2 norm of the gradient of each weight tensor (biases and norms left out)."""
@@ -36,12 +38,10 @@ def dead_relu_fraction(model: nn.Module, x: Tensor) -> dict[str, float]:
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in relus]
-    was_training = model.training
-    model.eval()
     try:
-        model(x)
+        with eval_mode(model):
+            model(x)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     units = sum(a.numel() for a in alive.values())

@@ -8,7 +8,6 @@ from learning that only <mask> positions matter.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -18,10 +17,10 @@ from torch import Tensor, nn
 from gradwise.config import BERTConfig, ModelConfig
 from gradwise.data.dataset import Split
 from gradwise.data.schema import Schema
-from gradwise.data.sources import IGNORE
-from gradwise.data.text import SpecialIds
+from gradwise.data.text import IGNORE, SpecialIds
 from gradwise.errors import ConfigError
-from gradwise.evaluate.evaluator import EvalSettings
+from gradwise.evaluate.evaluator import EvalSettings, eval_batches
+from gradwise.models.blocks import eval_mode
 from gradwise.models.moe import MoEFeedForward
 
 __all__ = ["MaskedLM", "mask_tokens"]
@@ -104,24 +103,16 @@ class MaskedLM:
         """Loss, accuracy and perplexity on the picked tokens of a whole split, with masks
         drawn from a fixed seed (the same every epoch for the same batch size)."""
         gen = torch.Generator().manual_seed(EVAL_SEED)
-        autocast = settings.autocast or contextlib.nullcontext
         nll, n_picked, n_hits = 0.0, 0, 0
-        was_training = model.training
-        model.eval()
-        try:
-            for start in range(0, len(split), settings.batch_size):
-                x = split.x[start : start + settings.batch_size]
-                if settings.device is not None:
-                    x = x.to(settings.device)
+        with eval_mode(model):
+            for x, _ in eval_batches(split.x, None, settings):
                 inputs, labels = mask_tokens(x, self.mask_prob, self.specials, self.vocab_size, gen)
-                with autocast():
+                with settings.amp():
                     logits = model(inputs)
                 batch_nll, batch_picked, batch_hits = _scores(logits, labels)
                 nll += batch_nll.item()
                 n_picked += batch_picked
                 n_hits += batch_hits
-        finally:
-            model.train(was_training)
         mean = nll / max(n_picked, 1)
         return {
             "loss": mean,

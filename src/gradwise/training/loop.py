@@ -22,17 +22,17 @@ from gradwise.data.dataset import Dataset
 from gradwise.errors import ConfigError, TrainingDiverged
 from gradwise.evaluate.evaluator import EvalSettings
 from gradwise.models.moe import expert_shares
-from gradwise.train.checkpoint import (
+from gradwise.training.checkpoint import (
     load_tensors,
     pack_optimizer,
     save_tensors,
     unpack_optimizer,
 )
-from gradwise.train.diagnostics import dead_relu_fraction, layer_grad_norms
-from gradwise.train.early_stopping import EarlyStopping
-from gradwise.train.objectives import Objective
-from gradwise.train.optim import Schedule, decay_groups, make_optimizer
-from gradwise.train.transfer import unfreeze
+from gradwise.training.diagnostics import dead_relu_fraction, layer_grad_norms
+from gradwise.training.early_stopping import EarlyStopping
+from gradwise.training.objectives import Objective
+from gradwise.training.optim import Schedule, decay_groups, make_optimizer
+from gradwise.training.transfer import unfreeze
 
 log = logging.getLogger("gradwise")
 

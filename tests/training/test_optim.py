@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gradwise.config import OptimizerConfig, ScheduleConfig
-from gradwise.train.optim import Schedule, decay_groups, make_optimizer
+from gradwise.training.optim import Schedule, decay_groups, make_optimizer
 
 
 def _lrs(cfg: ScheduleConfig, steps_per_epoch=10, epochs=10) -> list[float]:

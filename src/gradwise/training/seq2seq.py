@@ -12,11 +12,11 @@ from torch import Tensor, nn
 from gradwise.config import ModelConfig, Seq2SeqConfig
 from gradwise.data.dataset import Split
 from gradwise.data.schema import Schema
-from gradwise.data.text import EOS
+from gradwise.data.text import EOS, IGNORE
 from gradwise.errors import ConfigError
 from gradwise.evaluate.evaluator import EvalSettings, predict_logits, split_metrics
 from gradwise.models.seq2seq import Seq2Seq, translate
-from gradwise.train.losses import LossFn
+from gradwise.training.losses import LossFn
 
 __all__ = ["Seq2SeqObjective", "exact_match", "reference_ids"]
 
@@ -70,6 +70,6 @@ def reference_ids(y: Tensor) -> list[list[int]]:
     """(N, T-1) next-token targets -> each row's target ids, up to its <eos>."""
     out = []
     for row in y.tolist():
-        ids = [i for i in row if i >= 0]  # -100 marks padding
+        ids = [i for i in row if i != IGNORE]  # IGNORE marks padding
         out.append(ids[: ids.index(EOS)] if EOS in ids else ids)
     return out

@@ -1,10 +1,8 @@
-"""Checkpoints and weights in safetensors + JSON, written atomically (temp file, then rename)."""
+"""Checkpoints and weights in safetensors + JSON, written atomically (temp file, fsync, rename)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,39 +11,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor, nn
 
+from gradwise.artifacts import atomic_path
 from gradwise.errors import DataError
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_tensors(
     path: Path, tensors: dict[str, Tensor], meta: dict[str, Any] | None = None
 ) -> None:
     """Save tensors (and JSON metadata) to one safetensors file, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        plain = _unshared(tensors)
-        save_file(plain, tmp, metadata={"gradwise": json.dumps(meta or {})})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(_unshared(tensors), str(tmp), metadata={"gradwise": json.dumps(meta or {})})
 
 
 def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -8,8 +8,6 @@ guidance, conditional models see the "null" label instead of the true one with p
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,7 +16,8 @@ from gradwise.config import DiffusionConfig, LossConfig
 from gradwise.data.dataset import Split
 from gradwise.data.schema import Schema
 from gradwise.errors import ConfigError
-from gradwise.evaluate.evaluator import EvalSettings
+from gradwise.evaluate.evaluator import EvalSettings, eval_batches
+from gradwise.models.blocks import eval_mode
 from gradwise.models.diffusion import alphas_cumprod, q_sample
 
 EVAL_SEED = 0  # the same noise levels and noise every epoch, so val losses compare
@@ -87,28 +86,18 @@ class Denoising:
             {"loss": ...} and, for conditional models, {"loss_uncond": ...}.
         """
         gen = torch.Generator().manual_seed(EVAL_SEED)
-        autocast = settings.autocast or contextlib.nullcontext
         totals = {"loss": 0.0, "loss_uncond": 0.0}
-        was_training = model.training
-        model.eval()
-        try:
-            for start in range(0, len(split), settings.batch_size):
-                x = split.x[start : start + settings.batch_size]
-                y = split.y[start : start + settings.batch_size]
-                if settings.device is not None:
-                    x, y = x.to(settings.device), y.to(settings.device)
-                if settings.memory_format is not None:
-                    x = x.contiguous(memory_format=settings.memory_format)
+        with eval_mode(model):
+            for x, y in eval_batches(split.x, split.y, settings):
+                assert y is not None
                 t, noise = self._draw(x, gen)
                 x_t = q_sample(x, t, noise, self.alpha_bar)
-                with autocast():
+                with settings.amp():
                     eps = model(x_t, t, self._labels(y, len(x))).float()
                     totals["loss"] += F.mse_loss(eps, noise, reduction="sum").item()
                     if self.cfg.conditional:
                         eps = model(x_t, t, None).float()
                         totals["loss_uncond"] += F.mse_loss(eps, noise, reduction="sum").item()
-        finally:
-            model.train(was_training)
         n_values = max(split.x.numel(), 1)
         keys = ["loss", "loss_uncond"] if self.cfg.conditional else ["loss"]
         return {k: totals[k] / n_values for k in keys}

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import gradwise
-from gradwise.api import prepare
 from gradwise.config import load_config
 from gradwise.errors import TrainingDiverged
+from gradwise.pipeline import prepare
 from gradwise.run import Run
-from gradwise.train.loop import fit
+from gradwise.training.loop import fit
 from tests.conftest import tiny_config
 
 
@@ -19,7 +19,7 @@ def _one_step_params(cfg_dict) -> list[torch.Tensor]:
     """Weights after exactly one optimizer step (epochs=1 on a 32-sample training split)."""
     cfg = load_config(cfg_dict)
     torch.manual_seed(0)
-    data, loss_name, model = prepare(cfg)
+    data, loss_name, model, _ = prepare(cfg)
     small = type(data)(
         type(data.train)(data.train.x[:32], data.train.y[:32]), data.val, data.test, data.schema
     )
@@ -114,7 +114,7 @@ def test_diagnostics_log_layer_gradient_norms_and_dead_relus(tmp_path: Path):
 
 
 def test_dead_relu_fraction_sees_units_killed_by_a_negative_bias():
-    from gradwise.train.diagnostics import dead_relu_fraction
+    from gradwise.training.diagnostics import dead_relu_fraction
 
     net = torch.nn.Sequential(torch.nn.Linear(4, 10), torch.nn.ReLU(), torch.nn.Linear(10, 2))
     with torch.no_grad():

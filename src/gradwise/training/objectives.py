@@ -18,7 +18,7 @@ from gradwise.data.dataset import Split
 from gradwise.data.schema import Schema
 from gradwise.evaluate.evaluator import EvalSettings, predict_logits, split_metrics
 from gradwise.models.moe import MoEFeedForward, moe_layers
-from gradwise.train.losses import LossFn
+from gradwise.training.losses import LossFn
 
 
 class Objective(Protocol):
@@ -55,16 +55,16 @@ def make_objective(cfg: Config, schema: Schema, criterion: LossFn, model: nn.Mod
     moe = tuple(moe_layers(model))
     match cfg.model:
         case DiffusionConfig():
-            from gradwise.train.denoising import Denoising
+            from gradwise.training.denoising import Denoising
 
             return Denoising(cfg.model, schema)
     match schema.task:
         case "mlm":
-            from gradwise.train.masked_lm import MaskedLM
+            from gradwise.training.masked_lm import MaskedLM
 
             return MaskedLM(schema, cfg.model, moe)
         case "seq2seq":
-            from gradwise.train.seq2seq import Seq2SeqObjective
+            from gradwise.training.seq2seq import Seq2SeqObjective
 
             return Seq2SeqObjective(criterion, schema, cfg.model)
     return Supervised(criterion, schema, moe)

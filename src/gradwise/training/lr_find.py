@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from gradwise.artifacts import new_figure, write_png
 from gradwise.config import Config
 from gradwise.data.batcher import Batcher
 from gradwise.data.dataset import Dataset
-from gradwise.train.objectives import Objective
-from gradwise.train.optim import make_optimizer
+from gradwise.training.objectives import Objective
+from gradwise.training.optim import make_optimizer
 
 
 @dataclass(frozen=True)
@@ -98,14 +100,10 @@ def _read(lrs: list[float], losses: list[float]) -> LRFindResult:
     return LRFindResult(lrs, losses, suggestion, float(lr_arr[i_min]))
 
 
-def plot_lr_find(result: LRFindResult, path: str) -> None:
+def plot_lr_find(result: LRFindResult, path: Path) -> None:
     """Loss against learning rate (log scale) with the suggestion marked, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(6, 4)
+    ax = fig.subplots()
     ax.plot(result.lrs, result.losses, color="#1f77b4")
     ax.axvline(
         result.suggestion,
@@ -127,6 +125,4 @@ def plot_lr_find(result: LRFindResult, path: str) -> None:
         ax.set_ylim(min(finite) * 0.9, min(max(finite), finite[0] * 2) * 1.05)
     ax.legend()
     ax.set_title("learning-rate range test")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    write_png(path, fig)

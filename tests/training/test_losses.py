@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from gradwise.config import LossConfig
 from gradwise.errors import ConfigError
-from gradwise.train.losses import make_loss, resolve_loss_name
+from gradwise.training.losses import make_loss, resolve_loss_name
 
 
 def test_label_smoothing_and_class_weights_match_torch():
