@@ -250,7 +250,8 @@ def test_dataset_of_a_text_run_keeps_the_trained_vocabulary(tmp_path: Path):
     new.replace(path)
     with pytest.raises(
         DataError,
-        match=f"changed since this run was trained: its sha256 was {old_hash}, it is now [0-9a-f]{{64}}",
+        match=f"changed since this run was trained: its sha256 was {old_hash}, it is now "
+        "[0-9a-f]{64}",
     ):
         run.dataset()
 

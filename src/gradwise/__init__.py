@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
 
 if TYPE_CHECKING:
-    from gradwise.api import compare, load, lr_find, train
+    from gradwise.api import audit, compare, load, lr_find, train
     from gradwise.run import Run
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Run": "gradwise.run",
+    "audit": "gradwise.api",
     "compare": "gradwise.api",
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
@@ -38,6 +39,7 @@ __all__ = [
     "NotTrainedError",
     "Run",
     "TrainingDiverged",
+    "audit",
     "compare",
     "load",
     "lr_find",

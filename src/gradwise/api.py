@@ -9,11 +9,12 @@ from gradwise.config import Config, load_config
 from gradwise.run import Run
 
 if TYPE_CHECKING:
+    from gradwise.audit import AuditReport
     from gradwise.evaluate.compare import Comparison
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
 
-__all__ = ["compare", "load", "lr_find", "train"]
+__all__ = ["audit", "compare", "load", "lr_find", "train"]
 
 ConfigSource = str | Path | dict[str, Any] | Config
 
@@ -144,3 +145,22 @@ def compare(
             fractions=fractions,
             metric=metric,
         )
+
+
+def audit(
+    run: Run | str | Path,
+    checks: list[str] | None = None,
+    *,
+    against: str | None = None,
+) -> AuditReport:
+    """Measure the run: each check writes RUN/audit/<check>.json with its numbers, settings,
+    verdict and one plain sentence (see `gradwise.audit.CHECKS`).
+
+    Args:
+        run: a Run or its directory.
+        checks: names to run (default: all); a check that cannot apply says why (n/a).
+        against: other data for the shift check (KIND:PATH or a path).
+    """
+    from gradwise.audit import run_checks
+
+    return run_checks(run if isinstance(run, Run) else load(run), checks, against)

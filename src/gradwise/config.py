@@ -369,6 +369,18 @@ class EarlyStoppingConfig(_Strict):
     restore_best: bool = True
 
 
+class AdversarialConfig(_Strict):
+    """Adversarial training (Madry et al.): each batch is replaced by PGD examples found
+    within `eps` of it, in the data's own units (normalisation undone first)."""
+
+    eps: float = Field(..., gt=0, description="L-inf radius, in the raw data's units")
+    steps: int = Field(3, ge=1, description="PGD steps per batch (1: FGSM)")
+    step_size: float | None = Field(
+        None, gt=0, description="per-step size in raw units; null: 2.5 * eps / steps"
+    )
+    mix: float = Field(0.5, ge=0, le=1, description="share of each batch replaced by attacks")
+
+
 class TrainConfig(_Strict):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -405,6 +417,94 @@ class TrainConfig(_Strict):
         None, ge=2, description="epoch from which the frozen parts train too"
     )
     eval_batch_size: int = Field(1024, ge=1)
+    adversarial: AdversarialConfig | None = None
+
+
+# ---------------------------------------------------------------- audit
+#
+# Each check's settings and the thresholds of its verdict (pass / warn / fail). Every setting
+# is written into the check's RUN/audit/<check>.json, because numbers compare only with
+# their settings.
+
+
+class GeneralisationAudit(_Strict):
+    fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [0.1, 0.2, 0.3, 0.5, 0.75, 1.0],
+        description="training-data fractions of the learning curve",
+    )
+    seeds: int = Field(2, ge=1, description="seeds per fraction below 0.5 (one above)")
+    epochs: int | None = Field(None, ge=1, description="epochs per retrain; null: the run's")
+    gap_warn: float = Field(0.05, ge=0, description="train - test gap of the primary metric")
+    gap_fail: float = Field(0.15, ge=0)
+
+
+class BaselineAudit(_Strict):
+    seeds: int = Field(3, ge=1, description="seeds of each baseline (the noise estimate)")
+    margin_warn: float = Field(
+        0.0, description="warn when the network beats the best baseline by less than this"
+    )
+
+
+class CalibrationAudit(_Strict):
+    bins: int = Field(15, ge=2, description="confidence bins (equal width and equal mass)")
+    ece_warn: float = Field(0.05, ge=0)
+    ece_fail: float = Field(0.15, ge=0)
+    store_temperature: bool = Field(
+        True, description="store the fitted temperature in the run (predict applies it)"
+    )
+
+
+class UncertaintyAudit(_Strict):
+    coverage: float = Field(0.9, gt=0, lt=1, description="target coverage of sets/intervals")
+    method: Literal["aps", "lac"] = Field(
+        "aps", description="classification score: adaptive sets (aps) or 1 - p(true) (lac)"
+    )
+    coverage_tolerance: float = Field(
+        0.03, ge=0, description="warn when test coverage falls this far below the target"
+    )
+    store: bool = Field(True, description="store the quantiles in the run (predict uses them)")
+
+
+class RobustnessAudit(_Strict):
+    eps: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="L-inf radii in the raw data's units; null: fractions of its range"
+    )
+    steps: int = Field(10, ge=1, description="PGD steps")
+    restarts: int = Field(1, ge=1)
+    norm: Literal["linf", "l2", "both"] = "both"
+    max_samples: int = Field(1000, ge=1, description="test samples attacked")
+    drop_warn: float = Field(0.1, ge=0, description="accuracy lost at the reference eps")
+    drop_fail: float = Field(0.3, ge=0)
+
+
+class ShiftAudit(_Strict):
+    alpha: float = Field(0.05, gt=0, lt=1, description="false-alarm rate of every test")
+    sample_size: int = Field(1000, ge=10, description="rows per side for the detectors")
+    permutations: int = Field(200, ge=10, description="MMD permutation test")
+    psi_warn: float = Field(0.1, ge=0, description="population stability index")
+    psi_fail: float = Field(0.25, ge=0)
+    auc_warn: float = Field(0.6, ge=0.5, le=1, description="domain-classifier ROC-AUC")
+    auc_fail: float = Field(0.75, ge=0.5, le=1)
+    power_repeats: int = Field(20, ge=2, description="repeats per simulated shift (power)")
+
+
+class DataQualityAudit(_Strict):
+    folds: int = Field(5, ge=2, description="k-fold retrains for out-of-fold probabilities")
+    epochs: int | None = Field(None, ge=1, description="epochs per fold; null: the run's")
+    label_issue_warn: float = Field(0.01, ge=0, description="share of likely label errors")
+    label_issue_fail: float = Field(0.05, ge=0)
+    near_duplicate_cosine: float = Field(0.995, gt=0, le=1)
+    max_listed: int = Field(20, ge=1, description="worst rows listed by row number")
+
+
+class AuditConfig(_Strict):
+    generalisation: GeneralisationAudit = GeneralisationAudit()
+    baseline: BaselineAudit = BaselineAudit()
+    calibration: CalibrationAudit = CalibrationAudit()
+    uncertainty: UncertaintyAudit = UncertaintyAudit()
+    robustness: RobustnessAudit = RobustnessAudit()
+    shift: ShiftAudit = ShiftAudit()
+    data_quality: DataQualityAudit = DataQualityAudit()
 
 
 class Config(_Strict):
@@ -413,6 +513,7 @@ class Config(_Strict):
     data: DataConfig = DataConfig()
     model: ModelConfig = MLPConfig()
     train: TrainConfig = TrainConfig()
+    audit: AuditConfig = AuditConfig()
 
 
 # ---------------------------------------------------------------- loading

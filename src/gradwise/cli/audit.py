@@ -1,0 +1,59 @@
+"""The audit verb: measured evidence about a trained run, as a verdict table."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gradwise.cli.console import QuietOpt, RunArg, console_logging, handles_errors, out_console
+
+VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "n/a": "dim"}
+
+
+@handles_errors
+def audit(
+    run_dir: RunArg,
+    checks: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CHECK,CHECK,...",
+            help="checks to run (default: all): generalisation, baseline, calibration, "
+            "uncertainty, robustness, shift, data_quality",
+        ),
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DATA",
+            help="other data for the shift check (csv:new.csv, or a path): is it like the "
+            "training data?",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Measure generalisation, baselines, calibration, uncertainty, robustness, shift and data
+    quality; each check writes RUN/audit/<check>.json."""
+    import gradwise
+    from gradwise.audit import parse_checks
+
+    names = parse_checks(checks)
+    with console_logging(quiet, progress=False):
+        report = gradwise.audit(run_dir, checks=names, against=against)
+    out_console.print(verdict_table(report, f"audit of {run_dir}"))
+    out_console.print(f"details: {run_dir}/audit/<check>.json")
+
+
+def verdict_table(report: object, title: str) -> Table:
+    """One row per check: its headline number, verdict, seconds and plain sentence."""
+    from gradwise.audit import AuditReport
+
+    assert isinstance(report, AuditReport)
+    table = Table(title=title, title_justify="left")
+    for col in ("check", "headline", "verdict", "seconds", "what it means"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for c in report.checks:
+        style = VERDICT_STYLE[c.verdict]
+        table.add_row(c.check, c.headline, f"[{style}]{c.verdict}[/]", f"{c.wall_s:.1f}", c.summary)
+    return table
