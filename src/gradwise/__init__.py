@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Run": "gradwise.run",
-    "audit": "gradwise.api",
+    "audit": "gradwise.audit",  # the package, callable as gradwise.api.audit
     "compare": "gradwise.api",
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
@@ -49,5 +49,6 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__ == f"gradwise.{name}" else getattr(module, name)
     raise AttributeError(f"module 'gradwise' has no attribute {name!r}")

@@ -4,6 +4,7 @@
     gradwise.audit(run, checks=["calibration", "robustness"])
 
 Each check writes RUN/audit/<check>.json (numbers, settings, verdict, one sentence, seconds).
+This package is also `gradwise.audit(...)`: calling it runs `gradwise.api.audit`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from gradwise.artifacts import write_json
 from gradwise.audit.base import AuditContext, AuditReport, CheckResult, NotApplicable
+from gradwise.callable_module import make_callable
 from gradwise.errors import ConfigError
 from gradwise.logs import LOG
 from gradwise.run import Run
@@ -125,3 +127,6 @@ def read_audit(run_dir: str | Path) -> dict[str, CheckResult]:
         if path.is_file():
             found[name] = CheckResult.from_dict(read_json(path))
     return found
+
+
+make_callable(__name__, "audit")
