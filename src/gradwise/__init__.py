@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
 
 if TYPE_CHECKING:
-    from gradwise.api import audit, compare, load, lr_find, train
+    from gradwise.api import audit, compare, load, lr_find, train, tune
     from gradwise.run import Run
 
 __version__ = "0.1.0"
@@ -30,6 +30,7 @@ _LAZY = {
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
     "train": "gradwise.api",
+    "tune": "gradwise.tune",  # the package, callable as gradwise.api.tune
 }
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "load",
     "lr_find",
     "train",
+    "tune",
 ]
 
 

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from gradwise.evaluate.compare import Comparison
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
+    from gradwise.tune import TuneResult
 
-__all__ = ["audit", "compare", "load", "lr_find", "train"]
+__all__ = ["audit", "compare", "load", "lr_find", "train", "tune"]
 
 ConfigSource = str | Path | dict[str, Any] | Config
 
@@ -164,3 +165,78 @@ def audit(
     from gradwise.audit import run_checks
 
     return run_checks(run if isinstance(run, Run) else load(run), checks, against)
+
+
+def tune(
+    config: ConfigSource,
+    out: str | Path | None = None,
+    *,
+    trials: int = 30,
+    timeout_s: float | None = None,
+    space: str | Path | None = None,
+    metric: str | None = None,
+    direction: str | None = None,
+    storage: str | None = None,
+    nproc: int = 1,
+    seeds: int = 3,
+    sampler_seed: int = 0,
+    pruner: str = "median",
+    prune_startup: int = 5,
+    prune_warmup: int = 1,
+    progress: Any = None,
+    **overrides: Any,
+) -> TuneResult:
+    """Search hyperparameters (Optuna TPE, pruning on the per-epoch validation metric), then
+    retrain the best over seeds and measure which hyperparameters mattered and how
+    sensitive the optimum is.
+
+    The study lives in `out` (study.sqlite3), so a second call after a crash or `kill -9`
+    continues it: finished trials are kept, trials left running are queued again.
+
+    Args:
+        config: the config to start from (a YAML path, a dict or a Config).
+        out: output folder (default runs/<name>-tune): study, trials/<number>/ (one run
+            directory per trial), best.yaml, best/, sensitivity/, plots and tune.json.
+        trials: the study's budget of trials (a rerun continues up to it).
+        timeout_s: start no trial after this many seconds.
+        space: a space file (config keys to ranges; see `gradwise.tune.space`); default:
+            the architecture's usual space.
+        metric: a validation metric (default: the task's primary one, e.g. val.accuracy).
+        direction: max or min (default: from the metric).
+        storage: an RDB URL shared by several machines (default: SQLite in `out`).
+        nproc: worker processes on this machine sharing the study.
+        seeds: retrain the best config over this many seeds (0: skip, and skip the
+            sensitivity check).
+        sampler_seed: seed of the TPE sampler.
+        pruner: median, halving (successive halving) or none.
+        prune_startup: trials that run to the end before the median pruner prunes.
+        prune_warmup: epochs of every trial the median pruner never prunes.
+        progress: called with (trials done, budget, best value so far) as trials finish.
+        **overrides: dotted keys applied to `config` first, e.g. `**{"train.epochs": 20}`.
+
+    Returns:
+        A TuneResult (also written to out/tune.json).
+
+    Raises:
+        ConfigError, DataError: bad config, space, metric or data, before any trial runs.
+        GradwiseError: no trial finished.
+    """
+    from gradwise.tune import run_tune
+
+    return run_tune(
+        load_config(config, overrides),
+        out,
+        trials=trials,
+        timeout_s=timeout_s,
+        space=space,
+        metric=metric,
+        direction=direction,
+        storage=storage,
+        nproc=nproc,
+        seeds=seeds,
+        sampler_seed=sampler_seed,
+        pruner=pruner,
+        prune_startup=prune_startup,
+        prune_warmup=prune_warmup,
+        progress=progress,
+    )

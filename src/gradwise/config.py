@@ -556,6 +556,23 @@ def load_config(
     return _validate(raw, origin)
 
 
+def apply_overrides(cfg: Config, overrides: dict[str, Any], origin: str) -> Config:
+    """`cfg` with dotted keys set to new values, validated once.
+
+    Args:
+        overrides: `{"train.optimizer.lr": 3e-4}`.
+        origin: where the keys came from (a search-space file, say), named in errors.
+
+    Raises:
+        ConfigError: a key is unknown (with the key meant: "did you mean ...?") or a value is
+            invalid, as for a config file.
+    """
+    raw = cfg.model_dump(mode="json")
+    for key, value in overrides.items():
+        _set_dotted(raw, key, value)
+    return _validate(raw, origin)
+
+
 def dump_config(cfg: Config) -> str:
     """The resolved config as YAML, every default written out."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -49,15 +49,20 @@ def train_run(
     on_epoch_end: EpochFn | None = None,
     progress: ProgressFn | None = None,
     parallel: Parallel = Parallel(),
+    data: Dataset | None = None,
 ) -> Run:
     """Train `cfg` and write its run directory; see `gradwise.train` for the arguments.
 
     The data is read and checked before the run directory is created, so bad data leaves
     no half-made folder behind.
+
+    Args:
+        data: train on this dataset instead of reading `cfg.data.source` (the scikit-learn
+            estimators' in-memory arrays, see `gradwise.data.memory`).
     """
     with torch.random.fork_rng(devices=[]):  # the caller's random state is left untouched
         torch.manual_seed(cfg.seed)
-        data, loss_name, model, notes = prepare(cfg)
+        data, loss_name, model, notes = prepare(cfg, data)
         run_dir = resolve_out(out, cfg, resume, overwrite, parallel.is_main)
         if resume:
             cfg = _resume_config(run_dir, cfg)
@@ -107,9 +112,12 @@ def _fit_and_save(
     return Run(run_dir, cfg, data.schema, model.eval(), loss_name)
 
 
-def prepare(cfg: Config) -> tuple[Dataset, str, nn.Module, list[str]]:
+def prepare(cfg: Config, data: Dataset | None = None) -> tuple[Dataset, str, nn.Module, list[str]]:
     """The data, the loss name, a freshly initialised model and what preparing them did
     (imputation counts, loaded weights, frozen layers), for a config; the caller seeds.
+
+    Args:
+        data: use this dataset instead of reading `cfg.data.source`.
 
     Raises:
         ConfigError, DataError: before any training starts.
@@ -118,7 +126,8 @@ def prepare(cfg: Config) -> tuple[Dataset, str, nn.Module, list[str]]:
     own_loss = (
         denoising_loss_name(cfg.train.loss) if isinstance(cfg.model, DiffusionConfig) else None
     )
-    data = load_dataset(cfg.data, cfg.seed, tokenizer=source_tokenizer(cfg))
+    if data is None:
+        data = load_dataset(cfg.data, cfg.seed, tokenizer=source_tokenizer(cfg))
     notes = list(data.notes)
     n_classes = data.schema.n_outputs if data.schema.task == "classification" else 0
     loss_name = own_loss or resolve_loss_name(cfg.train.loss, data.schema.task, n_classes)
@@ -133,12 +142,14 @@ def prepare(cfg: Config) -> tuple[Dataset, str, nn.Module, list[str]]:
 
 
 def summarise(run: Run, data: Dataset, result: TrainResult) -> dict[str, Any]:
-    """metrics.json: train/val/test metrics of the final model and how training went."""
+    """metrics.json: train/val/test metrics of the final model and how training went (a
+    split without samples, like the estimators' absent test split, is left out)."""
     train_part = data.train
     if len(train_part) > TRAIN_METRICS_CAP:
         idx = torch.linspace(0, len(train_part) - 1, TRAIN_METRICS_CAP).long()
         train_part = type(train_part)(train_part.x[idx], train_part.y[idx])
     parts = {"train": train_part, "val": data.val, "test": data.test}
+    parts = {name: part for name, part in parts.items() if len(part)}
     objective = run.objective(data.train.y)
     summary: dict[str, Any] = {
         name: objective.metrics(run.model, part, run.eval_settings) for name, part in parts.items()
@@ -148,6 +159,7 @@ def summarise(run: Run, data: Dataset, result: TrainResult) -> dict[str, Any]:
         best_epoch=result.best_epoch,
         epochs=result.epochs,
         stopped_early=result.stopped_early,
+        stop_reason=result.stop_reason,
         restored_best=result.restored_best,
         wall_s=round(result.wall_s, 3),
         n_params=sum(p.numel() for p in run.model.parameters()),
@@ -159,6 +171,8 @@ def summarise(run: Run, data: Dataset, result: TrainResult) -> dict[str, Any]:
 
 
 def _log_summary(summary: dict[str, Any]) -> None:
+    if "test" not in summary:
+        return
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary["test"].items())
     log.info(
         "test: %s  (best epoch %d of %d, %.1f s)",

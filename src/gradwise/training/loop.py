@@ -52,6 +52,15 @@ class Parallel:
         return self.rank == 0
 
 
+class StopTraining(Exception):
+    """Raised by an `on_epoch_end` callback to end training after this epoch.
+
+    The run then ends as after an early stop: the weights and checkpoint are saved, the best
+    epoch's weights restored, and the run summarised; `TrainResult.stop_reason` (and
+    metrics.json's `stop_reason`) holds the message. The search prunes trials this way.
+    """
+
+
 @dataclass
 class TrainResult:
     history: list[dict[str, float]]
@@ -61,6 +70,7 @@ class TrainResult:
     wall_s: float
     restored_best: bool = False
     notes: list[str] = field(default_factory=list)
+    stop_reason: str | None = None  # why an on_epoch_end callback stopped training
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,6 +126,8 @@ def fit(
             the last epoch and at an early stop.
         resume: continue from `out/checkpoints/last.safetensors`.
         parallel: rank and world size under DDP.
+        on_epoch_end: called with each epoch's record; raising StopTraining from it ends
+            training after that epoch, saved and summarised like an early stop.
 
     Raises:
         TrainingDiverged: the loss became NaN/inf or the gradient norm exploded.
@@ -177,6 +189,7 @@ def fit(
     weights_epoch = -1  # the best epoch whose weights model.safetensors holds
     stopped_early = early.should_stop
     last_epoch = start_epoch - 1
+    stop_reason: str | None = None
     for epoch in range(start_epoch, tc.epochs + 1) if not stopped_early else ():
         t0 = time.perf_counter()
         if tc.unfreeze_epoch is not None and epoch >= tc.unfreeze_epoch and tc.freeze:
@@ -219,11 +232,12 @@ def fit(
             best_state = _copy_state(model)
         sched.epoch_end(record.get(early.metric), early.minimize)
         last_epoch = epoch
+        stop_reason = _epoch_end(on_epoch_end, record)
         if writes:
             assert out is not None
             with (out / "metrics.jsonl").open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            is_last = epoch == tc.epochs or early.should_stop
+            is_last = epoch == tc.epochs or early.should_stop or stop_reason is not None
             if is_last or time.perf_counter() - saved_at >= tc.checkpoint_every_s:
                 # model.safetensors holds the weights the run would end with now: the best
                 # epoch's (keep_best; written again only when a new epoch is best) or the latest.
@@ -239,8 +253,10 @@ def fit(
                     )
                 saved_at = time.perf_counter()
         log.info(_epoch_line(record, tc.epochs, early.metric))
-        if on_epoch_end is not None:
-            on_epoch_end(record)
+        if stop_reason is not None:
+            stopped_early = True
+            log.info("stopped after epoch %d: %s", epoch, stop_reason)
+            break
         if early.should_stop:
             stopped_early = True
             log.info(
@@ -272,7 +288,21 @@ def fit(
         stopped_early=stopped_early,
         wall_s=wall_before + time.perf_counter() - started,
         restored_best=restored,
+        stop_reason=stop_reason,
     )
+
+
+def _epoch_end(
+    on_epoch_end: Callable[[dict[str, float]], None] | None, record: dict[str, float]
+) -> str | None:
+    """Call the epoch callback; the reason it gives when it raises StopTraining, else None."""
+    if on_epoch_end is None:
+        return None
+    try:
+        on_epoch_end(record)
+    except StopTraining as stop:
+        return str(stop) or "stopped by the epoch callback"
+    return None
 
 
 def _train_epoch(
