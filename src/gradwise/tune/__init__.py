@@ -278,7 +278,9 @@ def _search_with_workers(
     logs = folder / "workers"
     logs.mkdir(exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // nproc)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    package_root = str(Path(__file__).resolve().parents[2])  # workers import this gradwise
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": path}
     procs = []
     for i in range(nproc):
         cmd = [sys.executable, "-m", "gradwise.tune.worker", str(folder), "--storage", url]

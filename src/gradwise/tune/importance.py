@@ -123,7 +123,8 @@ def importance(study: optuna.Study, metric: str, seed: int = 0) -> Importance | 
             study,
             evaluator=optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile),
         )
-    notes += sorted({str(w.message) for w in caught})
+    experimental = optuna.exceptions.ExperimentalWarning  # about optuna's API, not the data
+    notes += sorted({str(w.message) for w in caught if not issubclass(w.category, experimental)})
     names = list(dict.fromkeys([*fanova, *ped]))
     params = sorted(
         (ParamImportance(k, float(fanova.get(k, 0.0)), float(ped.get(k, 0.0))) for k in names),

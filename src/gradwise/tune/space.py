@@ -85,38 +85,34 @@ class Param:
         return self.kind in ("log_uniform", "log_int")
 
     def neighbours(self, value: Any) -> list[tuple[str, Any]]:
-        """(step, value) one step below and above `value`, inside the range (see STEPS)."""
-        found: list[tuple[str, Any]]
+        """(step, value) one step below and above `value` (see STEPS); a step past the end
+        of the range stops at the end and says so."""
+        raw: list[tuple[str, Any]]
         match self.kind:
             case "log_uniform":
-                found = [("/2", max(value / 2, self.low)), ("x2", min(value * 2, self.high))]
+                raw = [("/2", value / 2), ("x2", value * 2)]
             case "uniform":
                 step = (self.high - self.low) / 10
-                found = [
-                    (f"-{step:.3g}", max(value - step, self.low)),
-                    (f"+{step:.3g}", min(value + step, self.high)),
-                ]
+                raw = [(f"-{step:.3g}", value - step), (f"+{step:.3g}", value + step)]
             case "int":
-                found = [
-                    ("-1", max(value - 1, int(self.low))),
-                    ("+1", min(value + 1, int(self.high))),
-                ]
+                raw = [("-1", value - 1), ("+1", value + 1)]
             case "log_int":
-                found = [
-                    ("/2", max(round(value / 2), int(self.low))),
-                    ("x2", min(round(value * 2), int(self.high))),
-                ]
+                raw = [("/2", round(value / 2)), ("x2", round(value * 2))]
             case "choice":
                 i = list(self.choices).index(value)
-                found = [
+                return [
                     (label, self.choices[j])
                     for label, j in (("previous", i - 1), ("next", i + 1))
                     if 0 <= j < len(self.choices)
                 ]
         out: list[tuple[str, Any]] = []
-        for label, v in found:
-            if v != value and v not in [o[1] for o in out]:
-                out.append((label, v))
+        for label, v in raw:
+            clipped = min(max(v, self.low), self.high)
+            clipped = int(clipped) if "int" in self.kind else clipped
+            if clipped != v:
+                label += " (range end)"
+            if clipped != value and clipped not in [o[1] for o in out]:
+                out.append((label, clipped))
         return out
 
     def to_spec(self) -> Any:
