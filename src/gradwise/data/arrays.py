@@ -150,7 +150,13 @@ def build_arrays(
     seed: int,
     image_size: int | None = None,
     color: str | None = None,
+    indices: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Dataset:
+    """Arrays X (N, ...) and targets y as a Dataset, standardised with train statistics.
+
+    Args:
+        indices: the train, val and test sample positions; None: drawn from cfg.split.
+    """
     if cfg.limit is not None:
         x, y = x[: cfg.limit], y[: cfg.limit]
     check_arrays(x, y, cfg.source)
@@ -166,9 +172,10 @@ def build_arrays(
             f"{cfg.source}: classification takes one label per sample, but y has shape "
             f"{y.shape}; for several numeric targets set data.task: regression."
         )
-    tr, va, te = split_indices(
-        len(x), cfg.split, seed, stratify=y if task == "classification" else None
-    )
+    if indices is None:
+        stratify = y if task == "classification" else None
+        indices = split_indices(len(x), cfg.split, seed, stratify=stratify)
+    tr, va, te = indices
     norm = ArrayNormaliser.fit(x[tr])
     spec = (
         TargetSpec.fit_classes(y) if task == "classification" else TargetSpec.fit_regression(y[tr])

@@ -25,7 +25,17 @@ from gradwise.data.text import Tokenizer, build_text, build_text_table, read_tex
 from gradwise.data.timeseries import build_timeseries
 from gradwise.errors import DataError
 
-SOURCE_KINDS = ("builtin", "csv", "parquet", "npz", "images", "idx", "text", "timeseries")
+SOURCE_KINDS = (
+    "builtin",
+    "csv",
+    "parquet",
+    "npz",
+    "images",
+    "idx",
+    "text",
+    "timeseries",
+    "memory",  # arrays held in memory (gradwise.data.memory): written nowhere, never re-read
+)
 
 
 def parse_source(source: str, key: str = "data.source") -> tuple[str, str]:
@@ -95,6 +105,13 @@ def _build(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None) -> Dataset:
             return build_text(read_text(path, cfg.limit), cfg, tokenizer)
         case "timeseries":
             return build_timeseries(read_table(path, "csv", cfg), cfg)
+        case "memory":
+            raise DataError(
+                f"data.source {cfg.source}: this run was trained on arrays held in memory "
+                "(gradwise.sklearn), which were not saved, so its data cannot be read back; "
+                "evaluate it on data you pass in (gradwise evaluate RUN --data FILE, "
+                "Run.evaluate(split))."
+            )
     raise AssertionError(kind)
 
 

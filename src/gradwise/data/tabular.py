@@ -216,8 +216,16 @@ def _is_number(text: str) -> bool:
 # ------------------------------------------------------------------ building a dataset
 
 
-def build_tabular(df: pd.DataFrame, cfg: DataConfig, seed: int) -> Dataset:
+def build_tabular(
+    df: pd.DataFrame,
+    cfg: DataConfig,
+    seed: int,
+    indices: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> Dataset:
     """A table: the target column's classes or values from the other columns.
+
+    Args:
+        indices: the train, val and test row positions; None: drawn from cfg.split.
 
     Raises:
         DataError: the target or a dropped column is missing, or the target has gaps.
@@ -241,9 +249,10 @@ def build_tabular(df: pd.DataFrame, cfg: DataConfig, seed: int) -> Dataset:
                 "set data.task: classification or clean the column."
             )
     x_df = df.drop(columns=[target, *cfg.drop])
-    tr, va, te = split_indices(
-        len(df), cfg.split, seed, stratify=y_raw if task == "classification" else None
-    )
+    if indices is None:
+        stratify = y_raw if task == "classification" else None
+        indices = split_indices(len(df), cfg.split, seed, stratify=stratify)
+    tr, va, te = indices
     prep = TabularPreprocessor.fit(x_df.iloc[tr], cfg.categorical)
     notes = tuple(
         f"imputed {n} missing values in column {col!r} (train median or <missing> category)"
