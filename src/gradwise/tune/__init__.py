@@ -34,10 +34,12 @@ __all__ = ["TuneResult", "run_tune"]
 TUNE_FILE = "tune.json"
 SENSITIVITY_RULE = (
     "each important hyperparameter (fANOVA share of variance >= 5%, at most 3) is moved one "
-    "step either side of its best value: x2 and /2 on log scales, +1 and -1 for integers, a "
-    "tenth of the range for linear floats, the neighbouring entries for choices; each "
-    "neighbour trains over the best config's seeds, and a change in the mean within two "
-    "standard errors of a difference of means (2 * seed std * sqrt(2 / seeds)) is within noise"
+    "step either side of its best value: x2 and /2 on log scales, a tenth of the range for "
+    "linear floats, +-1 for integers (a tenth of the range when that is more), the "
+    "neighbouring entries for choices; each neighbour trains over the best config's seeds, "
+    "and a change of the mean within 2 * noise * sqrt(2 / seeds) (two standard errors of a "
+    "difference of means; noise: the seed std pooled over the best config and its "
+    "neighbours) is within noise"
 )
 ProgressFn = Callable[[int, int, float | None], None]  # trials done, budget, best value
 

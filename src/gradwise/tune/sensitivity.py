@@ -71,7 +71,8 @@ class Step:
         value: the neighbour's value.
         delta: its mean metric minus the best's (over the same seeds).
         threshold: |delta| at or below this is inside the seed noise: two standard errors
-            of a difference of two means over n seeds, 2 * std * sqrt(2 / n).
+            of a difference of two means over n seeds, 2 * std * sqrt(2 / n), with std the
+            seed standard deviation pooled over the best config and its neighbours.
     """
 
     param: str
@@ -129,7 +130,7 @@ def train_or_reuse(cfg: Config, run_dir: Path, train: TrainFn) -> dict[str, Any]
 
 
 def sensitivity(
-    best_cfg: Config,
+    base: Config,
     best_values: dict[str, Any],
     best_runs: SeedRuns,
     space: Space,
@@ -141,39 +142,41 @@ def sensitivity(
 ) -> list[Step]:
     """Each named parameter one step either side of its best value, over the best's seeds.
 
+    The seed noise is the pooled seed-to-seed standard deviation of the best config and
+    every neighbour (each trained over the same n seeds), so it rests on more than n runs;
+    a change within 2 * noise * sqrt(2 / n), two standard errors of a difference of two
+    means, is within noise.
+
     Args:
-        best_cfg: the base config the search started from (the values go on top).
+        base: the config the search started from (the values go on top).
         best_values: the best trial's values of every searched parameter.
-        best_runs: the best config over seeds: the reference mean and the noise.
+        best_runs: the best config over seeds: the reference mean.
         names: parameters to move (the important ones).
         folder: DIR/sensitivity; each neighbour trains into folder/<param>=<value>/.
     """
     n = len(best_runs.val)
-    noise = best_runs.val_std
-    threshold = 2 * noise * math.sqrt(2 / n) if n > 1 else math.nan
-    steps = []
+    moved: list[tuple[str, Any, str, SeedRuns]] = []
     for name in names:
-        param = space.param(name)
-        best = best_values[name]
-        for step, value in param.neighbours(best):
+        for step, value in space.param(name).neighbours(best_values[name]):
             values = {**best_values, name: value}
-            cfg = apply_overrides(best_cfg, space.overrides(values), "the sensitivity step")
+            cfg = apply_overrides(base, space.overrides(values), "the sensitivity step")
             shown = f"{value:.3g}" if isinstance(value, float) else str(value).replace(" ", "")
             runs = train_seeds(cfg, n, folder / f"{name}={shown}", metric, train)
-            delta = runs.val_mean - best_runs.val_mean
-            steps.append(
-                Step(
-                    name,
-                    best,
-                    value,
-                    step,
-                    runs,
-                    delta,
-                    threshold,
-                    _verdict(delta, threshold, maximize),
-                )
-            )
+            moved.append((name, value, step, runs))
+    noise = pooled_std([best_runs, *(runs for *_, runs in moved)])
+    threshold = 2 * noise * math.sqrt(2 / n) if n > 1 else math.nan
+    steps = []
+    for name, value, step, runs in moved:
+        delta = runs.val_mean - best_runs.val_mean
+        verdict = _verdict(delta, threshold, maximize)
+        steps.append(Step(name, best_values[name], value, step, runs, delta, threshold, verdict))
     return steps
+
+
+def pooled_std(groups: list[SeedRuns]) -> float:
+    """The seed-to-seed standard deviation pooled over configs (each over the same seeds)."""
+    variances = [statistics.variance(g.val) for g in groups if len(g.val) > 1]
+    return math.sqrt(statistics.fmean(variances)) if variances else math.nan
 
 
 def _verdict(delta: float, threshold: float, maximize: bool) -> Verdict:

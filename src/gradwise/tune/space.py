@@ -47,7 +47,7 @@ KINDS: tuple[Kind, ...] = ("log_uniform", "uniform", "int", "log_int", "choice")
 STEPS = {  # how far the sensitivity check moves a value, per kind
     "log_uniform": "x2 and /2",
     "uniform": "10% of the range either way",
-    "int": "+1 and -1",
+    "int": "+-1, or +- a tenth of the range when that is more (rounded)",
     "log_int": "x2 and /2 (rounded)",
     "choice": "the neighbouring choices in the list",
 }
@@ -95,7 +95,8 @@ class Param:
                 step = (self.high - self.low) / 10
                 raw = [(f"-{step:.3g}", value - step), (f"+{step:.3g}", value + step)]
             case "int":
-                raw = [("-1", value - 1), ("+1", value + 1)]
+                step = max(1, round((self.high - self.low) / 10))
+                raw = [(f"-{step}", value - step), (f"+{step}", value + step)]
             case "log_int":
                 raw = [("/2", round(value / 2)), ("x2", round(value * 2))]
             case "choice":
