@@ -109,12 +109,12 @@ def tune(
 
 def print_result(result: Any) -> None:
     """The study's counts, the best trial over seeds, importance and sensitivity."""
-    out_console.print(
-        f"{result.n_trials} trials: {result.n_complete} finished, {result.n_pruned} pruned, "
-        f"{result.n_failed} failed"
-        + (f", {result.n_interrupted} interrupted and run again" if result.n_interrupted else ""),
-        highlight=False,
-    )
+    counts = f"{result.n_complete} finished, {result.n_pruned} pruned, {result.n_failed} failed"
+    if result.n_interrupted:
+        counts += f", {result.n_interrupted} interrupted (run again)"
+    if result.n_running:
+        counts += f", {result.n_running} still running elsewhere"
+    out_console.print(f"{result.n_trials} trials: {counts}", highlight=False)
     out_console.print(
         f"best: trial {result.best_trial}, {result.metric} {result.best_value:.4f}", highlight=False
     )

@@ -81,6 +81,7 @@ class TuneResult:
     n_pruned: int
     n_failed: int
     n_interrupted: int
+    n_running: int  # trials other workers still ran when this one finished (--timeout)
     best_trial: int
     best_value: float
     best_params: dict[str, Any]
@@ -265,6 +266,28 @@ def _search_here(
 
     _report(study, settings, progress)
     Worker(study, base, space, settings, folder).search(deadline, on_trial)
+    _wait_for_others(study, folder, deadline)
+
+
+def _wait_for_others(study: Any, folder: Path, deadline: float | None) -> None:
+    """Once the budget is used, wait for the trials other workers (processes or machines
+    sharing the study) still run, so the results count them; a worker that died is found
+    and its trial failed meanwhile."""
+    from optuna.trial import TrialState
+
+    from gradwise.tune.study import fail_stale, study_lock
+
+    waiting = False
+    while deadline is None or time.time() < deadline:
+        with study_lock(folder):
+            fail_stale(study)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
+            return
+        if not waiting:
+            log.info("waiting for %d trial(s) other workers are running", len(running))
+            waiting = True
+        time.sleep(2.0)
 
 
 def _search_with_workers(

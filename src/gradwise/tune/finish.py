@@ -45,7 +45,8 @@ def finish(
 
     trials = study.get_trials(deepcopy=False)
     summaries = tuple(_summary(t, space) for t in trials)
-    counts = {s: sum(t.state == s for t in summaries) for s in ("complete", "pruned", "failed")}
+    states = ("complete", "pruned", "failed", "running")
+    counts = {s: sum(t.state == s for t in summaries) for s in states}
     if not counts["complete"]:
         errors = [t.note for t in summaries if t.state == "failed" and t.note]
         why = f"; the first error: {errors[0]}" if errors else ""
@@ -123,6 +124,7 @@ def finish(
         n_pruned=counts["pruned"],
         n_failed=counts["failed"],
         n_interrupted=sum(t.state == "interrupted" for t in summaries),
+        n_running=counts["running"],
         best_trial=best.number,
         best_value=float(best.value),  # type: ignore[arg-type]
         best_params=space.values(best.params),
