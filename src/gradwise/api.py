@@ -182,7 +182,7 @@ def tune(
     sampler_seed: int = 0,
     pruner: str = "median",
     prune_startup: int = 5,
-    prune_warmup: int = 1,
+    prune_warmup: int | None = None,
     progress: Any = None,
     **overrides: Any,
 ) -> TuneResult:
@@ -210,7 +210,9 @@ def tune(
         sampler_seed: seed of the TPE sampler.
         pruner: median, halving (successive halving) or none.
         prune_startup: trials that run to the end before the median pruner prunes.
-        prune_warmup: epochs of every trial the median pruner never prunes.
+        prune_warmup: the first epochs of every trial, which the median pruner never prunes
+            (a trial still warming up is not judged); default: a tenth of train.epochs, at
+            least 1.
         progress: called with (trials done, budget, best value so far) as trials finish.
         **overrides: dotted keys applied to `config` first, e.g. `**{"train.epochs": 20}`.
 

@@ -122,7 +122,7 @@ def run_tune(
     sampler_seed: int = 0,
     pruner: str = "median",
     prune_startup: int = 5,
-    prune_warmup: int = 1,
+    prune_warmup: int | None = None,
     progress: ProgressFn | None = None,
 ) -> TuneResult:
     """Search, then retrain the best over seeds, measure importance and sensitivity; see
@@ -143,7 +143,11 @@ def run_tune(
         direction=_direction(direction, metric),
         pruner=_pruner(pruner),
         prune_startup=_at_least(prune_startup, 0, "prune_startup"),
-        prune_warmup=_at_least(prune_warmup, 0, "prune_warmup"),
+        prune_warmup=_at_least(
+            max(1, base.train.epochs // 10) if prune_warmup is None else prune_warmup,
+            0,
+            "prune_warmup",
+        ),
         sampler_seed=sampler_seed,
     )
     _at_least(nproc, 1, "--nproc")

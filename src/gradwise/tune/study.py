@@ -59,7 +59,8 @@ class SearchSettings:
         pruner: median (stop a trial below the median of earlier trials at the same epoch),
             halving (successive halving) or none.
         prune_startup: trials that run to the end before pruning starts.
-        prune_warmup: epochs of every trial that are never pruned.
+        prune_warmup: the first epochs of every trial, never pruned (a trial in its
+            learning-rate warm-up is not judged yet).
         sampler_seed: seed of the TPE sampler (each worker derives its own from it).
     """
 
@@ -115,7 +116,9 @@ def load_study(
     storage: optuna.storages.RDBStorage, name: str, settings: SearchSettings, seed: int
 ) -> optuna.Study:
     """Create the study or load it (load_if_exists), with a TPE sampler seeded by `seed`."""
-    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    # multivariate: learning rate, batch size and warm-up act together; constant liar: a
+    # running trial counts as a poor one, so parallel workers spread out
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     return optuna.create_study(
         storage=storage,
         study_name=name,
@@ -130,7 +133,8 @@ def make_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
     match settings.pruner:
         case "median":
             return optuna.pruners.MedianPruner(
-                n_startup_trials=settings.prune_startup, n_warmup_steps=settings.prune_warmup
+                n_startup_trials=settings.prune_startup,
+                n_warmup_steps=settings.prune_warmup + 1,  # steps are epochs, from 1
             )
         case "halving":
             return optuna.pruners.SuccessiveHalvingPruner()
