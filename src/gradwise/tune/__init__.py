@@ -234,16 +234,24 @@ def _open(folder: Path, storage: str | None, base: Config, space: Any, settings:
     import yaml
 
     from gradwise.artifacts import atomic_write_text
-    from gradwise.tune.study import load_study, open_storage, storage_url, store_setup, worker_seed
+    from gradwise.tune.study import (
+        load_study,
+        open_storage,
+        storage_url,
+        store_setup,
+        study_lock,
+        worker_seed,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     url = storage_url(folder, storage)
-    rdb = open_storage(url)
     name = base.name
-    existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(rdb)}
-    seed = worker_seed(settings.sampler_seed, 0, existing.get(name, 0))
-    study = load_study(rdb, name, settings, seed)
-    store_setup(study, base, space, settings)
+    with study_lock(folder):  # two processes creating one SQLite file's tables would clash
+        rdb = open_storage(url)
+        existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(rdb)}
+        seed = worker_seed(settings.sampler_seed, 0, existing.get(name, 0))
+        study = load_study(rdb, name, settings, seed)
+        store_setup(study, base, space, settings)
     atomic_write_text(folder / "config.yaml", dump_config(base))
     atomic_write_text(folder / "space.yaml", yaml.safe_dump(space.to_dict(), sort_keys=False))
     if existing.get(name):
