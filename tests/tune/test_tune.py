@@ -127,3 +127,12 @@ def test_bad_arguments_exit_2_with_one_message(tmp_path: Path, extra: list[str],
     done = runner.invoke(app, args)
     assert done.exit_code == 2, done.output
     assert message in done.output and "Traceback" not in done.output
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90s", 90), ("10m", 600), ("2h", 7200), ("1h30m", 5400)]
+)
+def test_timeouts_read_as_people_write_them(text: str, seconds: float):
+    from gradwise.cli.tune import parse_duration
+
+    assert parse_duration(text) == seconds
