@@ -337,7 +337,7 @@ class Worker:
 
         started = time.perf_counter()
         values = self.space.suggest(trial)
-        reporter = _Reporter(trial, self.settings.metric)
+        reporter = _Reporter(trial, self.settings.metric, first_prunable_epoch(self.settings))
         with _heartbeat(trial):
             try:
                 cfg = apply_overrides(self.base, self.space.overrides(values), "the search space")
@@ -388,12 +388,24 @@ class _UnknownMetric(ConfigError):
     pass
 
 
+def first_prunable_epoch(settings: SearchSettings) -> float:
+    """The first epoch at which the pruner may stop a trial (asking it earlier costs a read of
+    the whole study per epoch for nothing)."""
+    match settings.pruner:
+        case "median":
+            return settings.prune_warmup + 1
+        case "halving":
+            return 1
+    return float("inf")
+
+
 class _Reporter:
     """The epoch callback: reports the metric to the pruner and stops a pruned trial."""
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+    def __init__(self, trial: optuna.Trial, metric: str, prune_from: float) -> None:
         self.trial = trial
         self.metric = metric
+        self.prune_from = prune_from
         self.pruned = ""
 
     def __call__(self, record: dict[str, float]) -> None:
@@ -404,7 +416,7 @@ class _Reporter:
             )
         epoch, value = int(record["epoch"]), float(record[self.metric])
         self.trial.report(value, epoch)
-        if self.trial.should_prune():
+        if epoch >= self.prune_from and self.trial.should_prune():
             self.pruned = f"pruned after epoch {epoch} ({self.metric} {value:.4f})"
             raise StopTraining(self.pruned)
 
