@@ -253,7 +253,8 @@ def _open(folder: Path, storage: str | None, base: Config, space: Any, settings:
         study = load_study(rdb, name, settings, seed)
         store_setup(study, base, space, settings)
     atomic_write_text(folder / "config.yaml", dump_config(base))
-    atomic_write_text(folder / "space.yaml", yaml.safe_dump(space.to_dict(), sort_keys=False))
+    space_yaml = yaml.safe_dump(space.to_dict(), sort_keys=False, default_flow_style=None)
+    atomic_write_text(folder / "space.yaml", space_yaml)
     if existing.get(name):
         log.info("continuing study %r: %d trials so far", name, existing[name])
     return study, url

@@ -183,30 +183,55 @@ def plot_slices(
 def _slice(
     ax: Any, trials: list[FrozenTrial], best: FrozenTrial, param: Param, metric: str
 ) -> None:
+    """One parameter's slice. The y range is the finished trials'; a pruned trial outside it
+    is drawn at the edge as a triangle, so a few hopeless trials do not flatten the rest."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     def position(t: FrozenTrial) -> Any:
         value = t.params[param.name]
         if param.kind == "choice":
             return [str(c) for c in _encoded(param)].index(str(value))
         return value
 
-    for state, marker, label in (
-        (TrialState.COMPLETE, "o", "finished"),
-        (TrialState.PRUNED, "x", "pruned (when stopped)"),
-    ):
-        shown = [t for t in trials if t.state == state and t.value is not None]
-        if shown:
+    finished = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.value is not None]
+    values = [float(t.value) for t in finished]  # type: ignore[arg-type]
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.15 or abs(high) * 0.01 or 0.01
+    bottom, top = low - pad, high + pad
+    ax.scatter([position(t) for t in finished], values, alpha=0.7, label="finished")
+    inside = [t for t in pruned if bottom <= float(t.value) <= top]  # type: ignore[arg-type]
+    below = [t for t in pruned if float(t.value) < bottom]  # type: ignore[arg-type]
+    above = [t for t in pruned if float(t.value) > top]  # type: ignore[arg-type]
+    if inside:
+        ax.scatter(
+            [position(t) for t in inside],
+            [t.value for t in inside],
+            marker="x",
+            alpha=0.6,
+            label="pruned (value when stopped)",
+        )
+    for group, edge, marker in ((below, bottom + pad / 3, "v"), (above, top - pad / 3, "^")):
+        if group:
             ax.scatter(
-                [position(t) for t in shown],
-                [t.value for t in shown],
+                [position(t) for t in group],
+                [edge] * len(group),
                 marker=marker,
-                alpha=0.7 if state == TrialState.COMPLETE else 0.5,
-                label=label,
+                alpha=0.5,
+                color="gray",
+                label=f"pruned, {'below' if marker == 'v' else 'above'} the range",
             )
     ax.scatter([position(best)], [best.value], marker="*", s=160, color="red", label="best")
+    ax.set_ylim(bottom, top)
     if param.kind == "choice":
         ax.set_xticks(range(len(param.choices)), [str(c) for c in param.choices])
     elif param.is_log:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if param.kind == "log_int":  # widths: powers of two read better than decades
+            k = range(math.ceil(math.log2(param.low)), math.floor(math.log2(param.high)) + 1)
+            ax.set_xticks([2**i for i in k])
     ax.set_xlabel(param.name)
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)

@@ -373,14 +373,10 @@ class Worker:
 
     def _finished(self, trial: optuna.Trial, started: float, note: str) -> FrozenTrial:
         frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
-        value = "" if frozen.value is None else f"{self.settings.metric} {frozen.value:.4f}"
-        log.info(
-            "trial %d: %s%s (%.1f s)",
-            trial.number,
-            value,
-            f" {note}" if note else "",
-            time.perf_counter() - started,
-        )
+        shown = frozen.value is not None and frozen.state == TrialState.COMPLETE
+        value = f"{self.settings.metric} {frozen.value:.4f}" if shown else ""
+        what = " ".join(part for part in (value, note) if part)
+        log.info("trial %d: %s (%.1f s)", trial.number, what, time.perf_counter() - started)
         return frozen
 
 
