@@ -187,6 +187,25 @@ def fit(
     penalty = _penalty(model, tc)
     started = saved_at = time.perf_counter()
     weights_epoch = -1  # the best epoch whose weights model.safetensors holds
+
+    def save_state(epoch: int) -> None:
+        """model.safetensors holds the weights the run would end with now: the best epoch's
+        (keep_best; written again only when a new epoch is best) or the latest; then the
+        checkpoint."""
+        nonlocal weights_epoch, saved_at
+        assert out is not None
+        if best_state is None or weights_epoch != early.best_epoch:
+            weights = model.state_dict() if best_state is None else best_state
+            save_tensors(out / "model.safetensors", weights)
+            weights_epoch = early.best_epoch
+        if tc.checkpoint:
+            best_apart = best_state if early.best_epoch != epoch else None
+            wall_s = wall_before + time.perf_counter() - started
+            _save_checkpoint(
+                out, model, best_apart, opt, sched, early, order, noise, history, wall_s
+            )
+        saved_at = time.perf_counter()
+
     stopped_early = early.should_stop
     last_epoch = start_epoch - 1
     stop_reason: str | None = None
@@ -232,28 +251,18 @@ def fit(
             best_state = _copy_state(model)
         sched.epoch_end(record.get(early.metric), early.minimize)
         last_epoch = epoch
-        stop_reason = _epoch_end(on_epoch_end, record)
         if writes:
             assert out is not None
             with (out / "metrics.jsonl").open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            is_last = epoch == tc.epochs or early.should_stop or stop_reason is not None
-            if is_last or time.perf_counter() - saved_at >= tc.checkpoint_every_s:
-                # model.safetensors holds the weights the run would end with now: the best
-                # epoch's (keep_best; written again only when a new epoch is best) or the latest.
-                if best_state is None or weights_epoch != early.best_epoch:
-                    weights = model.state_dict() if best_state is None else best_state
-                    save_tensors(out / "model.safetensors", weights)
-                    weights_epoch = early.best_epoch
-                if tc.checkpoint:
-                    best_apart = best_state if early.best_epoch != epoch else None
-                    wall_s = wall_before + time.perf_counter() - started
-                    _save_checkpoint(
-                        out, model, best_apart, opt, sched, early, order, noise, history, wall_s
-                    )
-                saved_at = time.perf_counter()
+        is_last = epoch == tc.epochs or early.should_stop
+        if writes and (is_last or time.perf_counter() - saved_at >= tc.checkpoint_every_s):
+            save_state(epoch)
         log.info(_epoch_line(record, tc.epochs, early.metric))
+        stop_reason = _epoch_end(on_epoch_end, record)
         if stop_reason is not None:
+            if writes and not is_last:  # the run ends here: saved as after its last epoch
+                save_state(epoch)
             stopped_early = True
             log.info("stopped after epoch %d: %s", epoch, stop_reason)
             break
