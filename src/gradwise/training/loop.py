@@ -315,7 +315,7 @@ def _train_epoch(
         if boundary:
             if tc.diagnostics and i + 1 == n_batches:
                 grad_norms = layer_grad_norms(model)
-            if tc.grad_clip is not None:
+            if tc.grad_clip:  # 0 or None: no clipping
                 norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
                 max_norm = norm if max_norm is None else torch.maximum(max_norm, norm)
             sched.apply(opt)
