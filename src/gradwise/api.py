@@ -55,7 +55,7 @@ def train(
         ConfigError, DataError: bad config or data, before any training starts.
         TrainingDiverged: the loss became NaN or the gradients exploded.
     """
-    from gradwise.pipeline import train_run
+    from gradwise.pipeline import given_text, train_run
     from gradwise.training.loop import Parallel
 
     cfg = load_config(config, overrides)
@@ -68,6 +68,7 @@ def train(
         on_epoch_end=on_epoch_end,
         progress=progress,
         parallel=parallel or Parallel(),
+        given=given_text(config, overrides),
     )
 
 

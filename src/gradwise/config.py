@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -94,8 +95,8 @@ class SplitConfig(_Strict):
     def _leaves_training_data(self) -> SplitConfig:
         if self.val + self.test >= 0.95:
             raise ValueError(
-                f"data.split.val + data.split.test = {self.val + self.test:.2f} leaves almost nothing to "
-                "train on; keep the sum below 0.95"
+                f"data.split.val + data.split.test = {self.val + self.test:.2f} leaves almost "
+                "nothing to train on; keep the sum below 0.95"
             )
         return self
 
@@ -141,9 +142,9 @@ class DataConfig(_Strict):
         "idx:PREFIX | text:PATH | timeseries:PATH",
     )
     target: str | None = Field(None, description="target column (csv, parquet, timeseries)")
-    task: Literal["auto", "classification", "regression", "seq2seq", "mlm"] = Field(
+    task: Literal["auto", "classification", "regression", "lm", "seq2seq", "mlm"] = Field(
         "auto",
-        description="auto infers classification/regression (or next-token prediction "
+        description="auto infers classification/regression (or lm, next-token prediction, "
         "for text:); seq2seq: text_column -> target text; mlm: masked-token pretraining",
     )
     split: SplitConfig = SplitConfig()
@@ -417,6 +418,11 @@ def load_config(
 ) -> Config:
     """Read a config from YAML (or a dict), apply `key=value` overrides, validate once.
 
+    A relative data path (`data.source: csv:data/train.csv`) in a YAML file is read from the
+    file's folder, as compose files and most tools do; one in a dict or an override, from the
+    current folder. Either way the Config holds it as an absolute path, so the run finds its
+    data from wherever it is used later.
+
     Args:
         source: path to a YAML file, a plain dict, or an existing Config.
         overrides: `{"train.epochs": 5}` or `["train.epochs=5"]` as given to `--set`.
@@ -425,6 +431,7 @@ def load_config(
         ConfigError: the file is missing or unreadable, a key is unknown, or a value is invalid.
     """
     origin = "config"
+    base = Path.cwd()
     if isinstance(source, Config):
         raw: dict[str, Any] = source.model_dump(mode="json")
     elif isinstance(source, dict):
@@ -443,12 +450,31 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of keys (name:, data:, model:, ...).")
         raw = loaded
+        base = path.parent
+    _absolute_source(raw, base)
     parsed = parse_overrides(overrides)
     if "model" not in raw and any(k.startswith("model.") for k in parsed):
         raw["model"] = {"arch": MLPConfig().arch}  # --set model.x on the default model (an MLP)
     for key, value in parsed.items():
         _set_dotted(raw, key, value)
+    _absolute_source(raw, Path.cwd())  # an override's path is relative to where it was typed
     return _validate(raw, origin)
+
+
+# the data sources whose location is a path (builtin names a data set; idx a path prefix)
+_PATH_KINDS = ("csv", "parquet", "npz", "images", "idx", "text", "timeseries")
+
+
+def _absolute_source(raw: dict[str, Any], base: Path) -> None:
+    """Make a relative path in raw["data"]["source"] absolute, relative to `base`."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("source"), str):
+        return
+    source: str = data["source"]
+    kind, sep, location = source.partition(":")
+    if sep and kind in _PATH_KINDS and location and not Path(location).expanduser().is_absolute():
+        absolute = os.path.normpath(base.absolute() / Path(location).expanduser())
+        data["source"] = f"{kind}:{absolute}"
 
 
 def dump_config(cfg: Config) -> str:

@@ -94,6 +94,11 @@ def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
     return contextlib.nullcontext
 
 
+def logged_metrics(objective: Objective) -> tuple[str, ...]:
+    """The metric names every epoch's record holds, which early stopping may watch."""
+    return ("train.loss", *(f"val.{name}" for name in objective.metric_names()))
+
+
 def fit(
     model: nn.Module,
     data: Dataset,
