@@ -182,6 +182,7 @@ def test_cli_usage_errors_are_one_line_with_exit_2():
     for argv, expected in [
         (["train", "x.yaml", "--set", "a=1", "b=2"], "repeat it for several"),
         (["trian"], "Did you mean 'train'"),
+        (["evaluate", "/no/such/run"], "not found"),  # a handled GradwiseError
     ]:
         proc = subprocess.run(
             [sys.executable, "-m", "gradwise", *argv], capture_output=True, text=True

@@ -57,8 +57,11 @@ def tables(draw: Any) -> pd.DataFrame:
 @st.composite
 def arrays(draw: Any) -> dict[str, np.ndarray]:
     shape = draw(st.sampled_from([(0, 4), (10, 4), (10, 1, 8, 8), (10, 3, 2), (10,), (5, 1, 4, 4)]))
-    x = np.asarray(draw(st.lists(cells.filter(lambda v: isinstance(v, (int, float))),
-                                 min_size=1, max_size=1)) * int(np.prod(shape)) or [0.0])
+    x = np.asarray(
+        draw(st.lists(cells.filter(lambda v: isinstance(v, (int, float))), min_size=1, max_size=1))
+        * int(np.prod(shape))
+        or [0.0]
+    )
     x = np.resize(x.astype(np.float64), shape)
     out = {"X": x}
     if draw(st.booleans()):
@@ -82,7 +85,10 @@ def configs(draw: Any, folder: Path) -> dict[str, Any]:
     kind = draw(st.sampled_from(["builtin", "csv", "npz", "text", "nonsense"]))
     if kind == "csv":
         draw(tables()).to_csv(folder / "t.csv", index=False)
-        cfg["data"] = {"source": f"csv:{folder / 't.csv'}", "target": draw(st.sampled_from(["label", "a", "zzz"]))}
+        cfg["data"] = {
+            "source": f"csv:{folder / 't.csv'}",
+            "target": draw(st.sampled_from(["label", "a", "zzz"])),
+        }
     elif kind == "npz":
         np.savez(folder / "a.npz", **draw(arrays()))
         cfg["data"] = {"source": f"npz:{folder / 'a.npz'}"}
@@ -91,17 +97,32 @@ def configs(draw: Any, folder: Path) -> dict[str, Any]:
         cfg["data"] = {"source": f"text:{folder / 'c.txt'}", "block_size": draw(st.integers(2, 40))}
         cfg["model"] = {"arch": "gpt", "n_layer": 1, "n_head": 2, "d_model": 8}
     elif kind == "nonsense":
-        cfg["data"] = {"source": draw(st.sampled_from(["digits", "csv:", "xls:f.xls", "builtin:nope"]))}
+        cfg["data"] = {
+            "source": draw(st.sampled_from(["digits", "csv:", "xls:f.xls", "builtin:nope"]))
+        }
     else:
-        cfg["data"] = {"source": draw(st.sampled_from(["builtin:iris", "builtin:digits"])), "limit": 60}
+        cfg["data"] = {
+            "source": draw(st.sampled_from(["builtin:iris", "builtin:digits"])),
+            "limit": 60,
+        }
     for _ in range(draw(st.integers(0, 3))):
         section, key = draw(
             st.sampled_from(
                 [
-                    ("model", "hidden"), ("model", "dropout"), ("model", "arch"), ("model", "hiden"),
-                    ("train", "epochs"), ("train", "batch_size"), ("train", "grad_clip"),
-                    ("data", "split"), ("data", "target"), ("data", "window"), ("data", "augment"),
-                    ("train", "early_stopping"), ("train", "optimizer"), ("seed", None),
+                    ("model", "hidden"),
+                    ("model", "dropout"),
+                    ("model", "arch"),
+                    ("model", "hiden"),
+                    ("train", "epochs"),
+                    ("train", "batch_size"),
+                    ("train", "grad_clip"),
+                    ("data", "split"),
+                    ("data", "target"),
+                    ("data", "window"),
+                    ("data", "augment"),
+                    ("train", "early_stopping"),
+                    ("train", "optimizer"),
+                    ("seed", None),
                 ]
             )
         )
@@ -136,7 +157,9 @@ def test_any_config_trains_or_exits_2_with_a_message(data: Any) -> None:
         folder = Path(tmp)
         cfg = data.draw(configs(folder))
         (folder / "c.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
-        result = runner.invoke(app, ["train", str(folder / "c.yaml"), "--out", str(folder / "r"), "-q"])
+        result = runner.invoke(
+            app, ["train", str(folder / "c.yaml"), "--out", str(folder / "r"), "-q"]
+        )
         CASES["train"] += 1
         _check(result)
 

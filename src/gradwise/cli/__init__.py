@@ -72,7 +72,8 @@ USAGE_HINTS = {
 def main(argv: list[str] | None = None) -> None:
     """The `gradwise` console script: usage errors become one line and exit code 2."""
     try:
-        app(args=argv, prog_name="gradwise", standalone_mode=False)
+        # without standalone mode the exit code of a handled error (typer.Exit) is returned
+        code = app(args=argv, prog_name="gradwise", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         where = f" ({ctx.command_path} --help shows the usage)" if ctx else ""
         print_error(f"{message}{'; ' + hint if hint else ''}{where}")
         sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
