@@ -345,6 +345,9 @@ class CalibrationAudit(_Strict):
     store_temperature: bool = Field(
         True, description="store the fitted temperature in the run (predict applies it)"
     )
+    max_tokens: int = Field(
+        200_000, ge=1, description="language models: test tokens whose predictions are scored"
+    )
 
 
 class UncertaintyAudit(_Strict):
