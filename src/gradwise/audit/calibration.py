@@ -344,8 +344,7 @@ def _language_model(run: Run, settings: CalibrationAudit, ctx: AuditContext) -> 
             f"the first max_tokens={settings.max_tokens:,} in order",
             temperature_tokens=f"the first validation tokens, at most {_MAX_LOGITS:,} "
             "logits (tokens x vocabulary)",
-            store_temperature="not applied to language models: generate has its own "
-            "--temperature",
+            store_temperature="not applied to language models: generate has its own --temperature",
         ),
         plots=(PLOT,),
     )
