@@ -355,8 +355,21 @@ class UncertaintyAudit(_Strict):
     method: Literal["aps", "lac"] = Field(
         "aps", description="classification score: adaptive sets (aps) or 1 - p(true) (lac)"
     )
+    randomised: bool = Field(
+        True,
+        description="aps: randomised sets (exact coverage); false: every class up to the one "
+        "that crosses the quantile (never empty, coverage at or above the target)",
+    )
+    regression_score: Literal["absolute", "normalised"] = Field(
+        "normalised",
+        description="regression: |residual| (one width), or |residual| / difficulty estimate "
+        "(narrower where the model is usually right)",
+    )
     coverage_tolerance: float = Field(
         0.03, ge=0, description="warn when test coverage falls this far below the target"
+    )
+    coverage_fail: float = Field(
+        0.1, ge=0, description="fail when test coverage falls this far below the target"
     )
     store: bool = Field(True, description="store the quantiles in the run (predict uses them)")
 
