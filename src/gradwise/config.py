@@ -327,8 +327,20 @@ class GeneralisationAudit(_Strict):
     )
     seeds: int = Field(2, ge=1, description="seeds per fraction below 0.5 (one above)")
     epochs: int | None = Field(None, ge=1, description="epochs per retrain; null: the run's")
-    gap_warn: float = Field(0.05, ge=0, description="train - test gap of the primary metric")
+    scale_epochs: bool = Field(
+        True,
+        description="multiply a retrain's epochs by 1 / fraction, so it takes as many "
+        "optimiser steps as the run (early stopping still ends it)",
+    )
+    learning_curve: bool = Field(True, description="retrain on the fractions (false: gap only)")
+    gap_warn: float = Field(
+        0.05, ge=0, description="train - test gap of a higher-is-better metric (accuracy)"
+    )
     gap_fail: float = Field(0.15, ge=0)
+    relative_gap_warn: float = Field(
+        0.2, ge=0, description="(test - train) / test of a lower-is-better metric (RMSE, loss)"
+    )
+    relative_gap_fail: float = Field(0.5, ge=0)
 
 
 class BaselineAudit(_Strict):
