@@ -344,9 +344,21 @@ class GeneralisationAudit(_Strict):
 
 
 class BaselineAudit(_Strict):
-    seeds: int = Field(3, ge=1, description="seeds of each baseline (the noise estimate)")
+    seeds: int = Field(3, ge=1, description="seeds of each stochastic baseline (its noise)")
+    metric: Literal["auto", "accuracy", "f1_macro", "rmse", "mae"] = Field(
+        "auto", description="test metric compared; auto: accuracy (classes) or rmse (values)"
+    )
     margin_warn: float = Field(
-        0.0, description="warn when the network beats the best baseline by less than this"
+        0.0, ge=0, description="warn when the network beats the best baseline by less than this"
+    )
+    max_train_rows: int = Field(
+        50_000, ge=10, description="training rows the baselines are fitted on (seeded subsample)"
+    )
+    season: int | None = Field(
+        None,
+        ge=2,
+        description="forecasting: season length of the seasonal naive forecast; "
+        "null: inferred from the training series' autocorrelation",
     )
 
 
