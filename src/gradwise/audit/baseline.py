@@ -247,21 +247,19 @@ def _verdict(margin: float, noise: float, margin_warn: float) -> Verdict:
 def _sentence(
     metric: str, network: float, best: dict[str, Any], margin: float, noise: float, v: Verdict
 ) -> str:
+    ours = f"The network's test {metric} {network:.4g}"
+    theirs = f"the best baseline, {best['name']} ({best['mean']:.4g})"
+    size = f"by {abs(margin):.2g}"
+    noise_text = f"noise ±{noise:.2g} (test-set bootstrap and baseline seeds)"
     if v == "pass":
-        what = "beats"
-    elif v == "fail":
-        what = "loses to"
-    elif margin > 2 * noise:
-        what = "beats, by less than audit.baseline.margin_warn,"
-    elif margin > 0:
-        what = "beats, by less than twice the noise,"
-    else:
-        what = "is no better than"
-    return (
-        f"The network's test {metric} {network:.4g} {what} the best baseline, {best['name']} "
-        f"({best['mean']:.4g}): a margin of {margin:+.3g} against a noise of {noise:.2g} "
-        "(test-set bootstrap and baseline seeds; the network's seed noise is not measured)."
-    )
+        return f"{ours} beats {theirs} {size}, more than twice the {noise_text}."
+    if v == "fail":
+        return f"{ours} loses to {theirs} {size}, more than twice the {noise_text}."
+    if margin > 2 * noise:
+        return f"{ours} beats {theirs} {size}, less than audit.baseline.margin_warn."
+    if margin > 0:
+        return f"{ours} beats {theirs} {size}, less than twice the {noise_text}: no clear win."
+    return f"{ours} is no better than {theirs}: within twice the {noise_text}."
 
 
 def _plot(path: Any, metric: str, network: float, noise: float, rows: list[dict[str, Any]]) -> None:
