@@ -87,3 +87,13 @@ def test_a_regression_gap_is_relative_and_the_curve_can_be_left_out(tmp_path):
     assert result.metrics["gap"] == pytest.approx(expected)
     assert result.metrics["learning_curve"] is None and result.plots == ()
     assert "relative" in result.summary
+
+
+def test_three_points_fit_exactly_without_a_warning():
+    import warnings
+
+    n = np.array([100.0, 300.0, 900.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        law = fit_power_law(n, PowerLaw(1.0, 0.5, 0.01)(n))
+    assert law(n) == pytest.approx(PowerLaw(1.0, 0.5, 0.01)(n), rel=1e-3)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradwise.audit.base import AuditContext, CheckResult, NotApplicable, Verdict
+from gradwise.audit.base import AuditContext, CheckResult, NotApplicable, Verdict, task_name
 
 if TYPE_CHECKING:
     from gradwise.config import BaselineAudit
@@ -106,7 +106,7 @@ def baselines_for(
     schema = run.schema
     if schema.task not in ("classification", "regression"):
         raise NotApplicable(
-            f"no classical baseline matches a {schema.task} run here (the check covers "
+            f"no classical baseline matches {task_name(schema.task)} here (the check covers "
             "classifiers and regressions: tables, text, images, sequences, forecasts)."
         )
     if schema.series is not None:

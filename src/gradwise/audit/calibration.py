@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradwise.audit.base import AuditContext, CheckResult, NotApplicable, grade
+from gradwise.audit.base import AuditContext, CheckResult, NotApplicable, grade, task_name
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -237,7 +237,8 @@ def check(run: Run, settings: CalibrationAudit, ctx: AuditContext) -> CheckResul
                 "regression: the uncertainty check measures the coverage of its intervals."
             )
     raise NotApplicable(
-        f"calibration needs a classifier or a language model; this run is {run.schema.task}."
+        "calibration needs a classifier or a language model; this run is "
+        f"{task_name(run.schema.task)}."
     )
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradwise.audit.base import AuditContext, CheckResult, NotApplicable, Verdict
+from gradwise.audit.base import AuditContext, CheckResult, NotApplicable, Verdict, task_name
 from gradwise.errors import GradwiseError
 
 if TYPE_CHECKING:
@@ -318,7 +318,8 @@ def check(run: Run, settings: UncertaintyAudit, ctx: AuditContext) -> CheckResul
 
             return classification_check(run, settings, ctx)
     raise NotApplicable(
-        f"conformal sets need a classifier or a regression; this run is {run.schema.task} "
+        "conformal sets need a classifier or a regression; this run is "
+        f"{task_name(run.schema.task)} "
         "(for a language model, the calibration check scores its next-token probabilities)."
     )
 

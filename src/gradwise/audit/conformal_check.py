@@ -78,7 +78,7 @@ def regression_check(run: Run, settings: UncertaintyAudit, ctx: AuditContext) ->
     _plot_regression(ctx.out / PLOT, pred_test, y_test, sigma_test, quantiles, settings.coverage)
     m, o = measured[chosen], measured[other]
     target = run.schema.target.name
-    units = f"{target}'s units" if target and len(target) < 30 else "the target's units"
+    units = f"the units of {target}" if target and len(target) < 30 else "the target's units"
     summary = (
         f"{settings.coverage:.0%} intervals ({chosen} score, fitted on {len(val)} validation "
         f"samples) hold {m['coverage']:.1%} of the test targets with a mean width of "

@@ -17,6 +17,7 @@ import logging
 import math
 import statistics
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ def fit_power_law(n: np.ndarray, error: np.ndarray) -> PowerLaw:
     Raises:
         ValueError: fewer than three distinct sizes (three parameters need three).
     """
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     n, error = np.asarray(n, dtype=np.float64), np.asarray(error, dtype=np.float64)
     if len(np.unique(n)) < 3:
@@ -79,14 +80,16 @@ def fit_power_law(n: np.ndarray, error: np.ndarray) -> PowerLaw:
     floor = float(error.min())
     c0 = 0.5 * max(floor, 0.0)
     a0 = max(float(error.max()) - c0, 1e-6) * float(x.min()) ** 0.5
-    (a, b, c), _ = curve_fit(
-        curve,
-        x,
-        error,
-        p0=(a0, 0.5, c0),
-        bounds=([0.0, 0.0, 0.0], [np.inf, 2.0, max(floor, 1e-12)]),
-        maxfev=20_000,
-    )
+    with warnings.catch_warnings():  # the covariance is not used: the band is bootstrapped
+        warnings.simplefilter("ignore", OptimizeWarning)
+        (a, b, c), _ = curve_fit(
+            curve,
+            x,
+            error,
+            p0=(a0, 0.5, c0),
+            bounds=([0.0, 0.0, 0.0], [np.inf, 2.0, max(floor, 1e-12)]),
+            maxfev=20_000,
+        )
     # a * (n / scale)^-b = (a * scale^b) * n^-b
     return PowerLaw(float(a * scale**b), float(b), float(c))
 
