@@ -205,6 +205,12 @@ def classification_check(run: Run, settings: UncertaintyAudit, ctx: AuditContext
         f"least covered class, {worst[0]}, is covered {worst[1]['coverage']:.0%}; {other} sets "
         f"average {measured[other]['mean_size']:.2f} classes."
     )
+    if m["empty"] > 0.01:
+        summary += (
+            f" {m['empty']:.0%} of the sets are empty: the model is right more often than the "
+            "target asks, so a higher audit.uncertainty.coverage gives sets that grow where "
+            "it is unsure instead."
+        )
     return CheckResult(
         check="uncertainty",
         verdict=coverage_verdict(m["coverage"], settings),
