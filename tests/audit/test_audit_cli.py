@@ -73,3 +73,15 @@ def test_the_python_api_returns_frozen_results_and_n_a_with_a_reason(tmp_path):
     assert "regression" in report["calibration"].summary
     with pytest.raises(AttributeError):
         report["calibration"].verdict = "pass"  # type: ignore[misc]
+
+
+def test_set_changes_a_check_setting_for_this_audit_only(run_dir):
+    args = ["audit", run_dir, "--checks", "calibration", "--set", "audit.calibration.bins=10"]
+    out = runner.invoke(app, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)[0]["settings"]["bins"] == 10
+    assert gradwise.load(run_dir).config.audit.calibration.bins == 15  # the run is unchanged
+    bad = runner.invoke(app, ["audit", run_dir, "--set", "train.epochs=3"])
+    assert bad.exit_code == 2 and "audit.<check>.<key>" in bad.output
+    typo = runner.invoke(app, ["audit", run_dir, "--set", "audit.calibration.binz=3"])
+    assert typo.exit_code == 2 and "did you mean audit.calibration.bins" in typo.output

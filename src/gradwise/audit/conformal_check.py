@@ -85,9 +85,15 @@ def regression_check(run: Run, settings: UncertaintyAudit, ctx: AuditContext) ->
         f"{m['mean_width']:.4g} in {units} (test std {y_test.std():.3g}); the {other} score "
         f"gives {o['mean_width']:.4g} at {o['coverage']:.1%} coverage."
     )
+    verdict = coverage_verdict(m["coverage"], settings)
+    if run.schema.series is not None and verdict != "pass":
+        summary += (
+            " The test windows come after the validation windows in time: a trend or drift "
+            "breaks the exchangeability the coverage guarantee rests on."
+        )
     return CheckResult(
         check="uncertainty",
-        verdict=coverage_verdict(m["coverage"], settings),
+        verdict=verdict,
         headline=f"coverage {m['coverage']:.1%}, width {m['mean_width']:.3g}",
         summary=summary,
         metrics={

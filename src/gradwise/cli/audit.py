@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -14,6 +14,7 @@ from gradwise.cli.console import (
     console_logging,
     handles_errors,
     out_console,
+    overrides_dict,
 )
 
 VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "n/a": "dim"}
@@ -38,6 +39,16 @@ def audit(
             "training data?",
         ),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="change a check's setting for this audit, e.g. --set "
+            "audit.uncertainty.coverage=0.99 --set audit.calibration.bins=10 (audit.* keys "
+            "only; defaults come from the run's config.yaml)",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -48,6 +59,8 @@ def audit(
 
     names = parse_checks(checks)
     run = gradwise.load(run_dir)  # a missing or unfinished run is reported before any check
+    if set_:
+        run.config = audit_settings(run.config, overrides_dict(set_))
     with console_logging(quiet or as_json, progress=False):
         report = gradwise.audit(run, checks=names, against=against)
     if as_json:
@@ -59,6 +72,25 @@ def audit(
     out_console.print(overall_line(report))
     plots = [f"{run_dir}/audit/{p}" for c in report.checks for p in c.plots]
     out_console.print(f"details: {run_dir}/audit/<check>.json" + _listed(" plots", plots))
+
+
+def audit_settings(config: Any, overrides: dict[str, Any]) -> Any:
+    """The run's config with `audit.*` overrides applied (checked as the config is).
+
+    Raises:
+        ConfigError: a key outside audit.*, an unknown key or a bad value.
+    """
+    from gradwise.config import load_config
+    from gradwise.errors import ConfigError
+
+    other = [k for k in overrides if not k.startswith("audit.")]
+    if other:
+        raise ConfigError(
+            f"audit --set changes the checks' settings only (audit.<check>.<key>); "
+            f"{', '.join(other)} would change the run itself: retrain with "
+            "gradwise train --set instead."
+        )
+    return load_config(config, overrides)
 
 
 def overall_line(report: object) -> str:
