@@ -5,11 +5,11 @@ accuracy reached with 100% within 1 point.
 
 The generalisation check's own machinery does the work: the digits MLP example
 (examples/digits-mlp.yaml) is retrained on 10, 20, 30, 40 and 50% of its training split
-(`--seeds` seeds at each fraction below 50%, one at 50%; the run's split, epochs scaled by
-1 / fraction), a power law error = a * n^-b + c is fitted to the test errors, and read at the
-full training-set size. The truth is the mean test accuracy of `--full-seeds` runs on 100%
-of the training data (same split, seeds 0, 1, ...). Prints the prediction, its 90% band, the
-truth, and the error in points.
+(`--seeds` seeds at each fraction below 50%, one at 50%; the run's split; epochs scaled by
+1 / fraction, or the run's 60 with `--no-scale-epochs`), a power law error = a * n^-b + c
+is fitted to the test errors, and read at the full training-set size. The truth is the mean
+test accuracy of `--full-seeds` runs on 100% of the training data (same split, seeds 0, 1,
+...). Prints the prediction, its 90% band, the truth, and the error in points.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3, help="seeds per fraction below 0.5")
     parser.add_argument("--full-seeds", type=int, default=3, help="runs on 100% (the truth)")
+    parser.add_argument(
+        "--no-scale-epochs",
+        action="store_true",
+        help="retrain every fraction for the run's epochs (audit.generalisation.scale_epochs off)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"# learning curve benchmark, {datetime.date.today()}, {platform.processor() or ''}")
@@ -48,14 +53,19 @@ def main() -> None:
             for s in range(args.full_seeds)
         ]
         truth = [r.metrics["test"]["accuracy"] for r in full]
-        settings = GeneralisationAudit(fractions=FRACTIONS, seeds=args.seeds)
+        settings = GeneralisationAudit(
+            fractions=FRACTIONS, seeds=args.seeds, scale_epochs=not args.no_scale_epochs
+        )
         run = full[0]
         result = check(run, settings, AuditContext(out=Path(tmp) / "audit", seed=0))
     curve = result.metrics["learning_curve"]
     at = curve["predictions"]["1x"]
     mean_truth = statistics.mean(truth)
     error = at["value"] - mean_truth
-    print(f"fractions {FRACTIONS}, {args.seeds} seeds below 0.5, {len(curve['points'])} runs")
+    print(
+        f"fractions {FRACTIONS}, {args.seeds} seeds below 0.5, {len(curve['points'])} runs, "
+        f"epochs {'the run' + chr(39) + 's' if args.no_scale_epochs else 'scaled by 1 / fraction'}"
+    )
     print("| fraction | seed | n_train | test accuracy |")
     print("|---|---|---|---|")
     for p in curve["points"]:
