@@ -283,6 +283,11 @@ def _classifier(run: Run, settings: CalibrationAudit, ctx: AuditContext) -> Chec
         f"{'brings' if settings.store_temperature else 'would bring'} it to {after.ece:.3f} "
         f"with accuracy unchanged at {after.accuracy:.3f}."
     )
+    if after.ece > before.ece:
+        summary += (
+            f" The temperature minimises the validation NLL, not the ECE: the test NLL goes "
+            f"from {before.nll:.3f} to {after.nll:.3f}."
+        )
     return CheckResult(
         check="calibration",
         verdict=grade(served.ece, settings.ece_warn, settings.ece_fail),
