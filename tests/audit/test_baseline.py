@@ -116,3 +116,39 @@ def test_the_paired_bootstrap_sees_no_noise_between_identical_predictions():
     b = np.where(rng.random(200) < 0.8, y, 1 - y)
     # two independent 80% classifiers: the difference's std is near sqrt(2 * 0.16 / 200)
     assert paired_bootstrap_std("accuracy", a, b, y, 500, 0) == pytest.approx(0.04, rel=0.35)
+
+
+def test_a_language_model_meets_unigram_and_bigram_baselines_on_its_own_tokens(tmp_path):
+    from collections import Counter
+
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(" ".join(rng.choice(["the cat sat", "on the mat", "a dog ran"], 400)))
+    cfg = {
+        "name": "lm",
+        "data": {"source": f"text:{corpus}", "tokenizer": "char", "block_size": 16},
+        "model": {"arch": "gpt", "n_layer": 1, "n_head": 2, "d_model": 16},
+        "train": {"epochs": 1, "batch_size": 32},
+    }
+    run = gradwise.train(cfg, out=tmp_path / "r")
+    result = run_checks(run, ["baseline"])["baseline"]
+    rows = {r["name"]: r["mean"] for r in result.metrics["baselines"]}
+    assert list(rows) == ["unigram frequencies", "bigram"] and result.metrics["metric"] == "loss"
+    assert result.metrics["network"] == pytest.approx(run.metrics["test"]["loss"], rel=1e-5)
+    # the bigram by hand, from the training windows' (previous, next) token pairs
+    lam, vocab = result.metrics["bigram_lambda"], run.schema.n_outputs
+    pairs = lambda s: [  # noqa: E731
+        (int(a), int(b)) for xs, ys in zip(s.x, s.y) for a, b in zip(xs, ys) if b != -100
+    ]
+    train = pairs(run.split("train"))
+    pair_count, prev_count = Counter(train), Counter(a for a, _ in train)
+    next_count = Counter(b for _, b in train)
+    nll = []
+    for a, b in pairs(run.split("test")):
+        uni = (next_count[b] + 1) / (len(train) + vocab)
+        if prev_count[a]:
+            nll.append(-np.log(lam * pair_count[(a, b)] / prev_count[a] + (1 - lam) * uni))
+        else:
+            nll.append(-np.log(uni))
+    assert rows["bigram"] == pytest.approx(np.mean(nll), rel=1e-9)
+    assert rows["bigram"] < rows["unigram frequencies"]  # the previous letter tells a lot

@@ -10,7 +10,9 @@ on its test split, next to the network:
     sequences: logistic regression / ridge and gradient boosting on the flattened windows;
     forecasting (series windows): the last value, the seasonal naive forecast (the value one
         season back; the season from settings or from the training series' autocorrelation),
-        and ridge regression on the lags.
+        and ridge regression on the lags;
+    language models: next-token frequencies and an interpolated bigram (baseline_ngram.py),
+        by cross-entropy per test token.
 
 The verdict weighs the network's margin over the best baseline against the noise: the
 paired bootstrap of the test rows (how much the difference moves with the test sample) and
@@ -53,7 +55,8 @@ class Baseline:
 
 
 def score(metric: str, pred: np.ndarray, y: np.ndarray) -> float:
-    """accuracy / f1_macro of class indices, rmse / mae of values (over every output)."""
+    """accuracy / f1_macro of class indices, rmse / mae of values (over every output), loss
+    (nats per token) of a language model's per-window NLL sums and token counts."""
     from sklearn.metrics import f1_score
 
     match metric:
@@ -65,6 +68,8 @@ def score(metric: str, pred: np.ndarray, y: np.ndarray) -> float:
             return float(np.sqrt(np.mean((pred - y) ** 2)))
         case "mae":
             return float(np.mean(np.abs(pred - y)))
+        case "loss":  # language models: per-window NLL sums over per-window token counts
+            return float(np.sum(pred) / max(float(np.sum(y)), 1.0))
     raise AssertionError(metric)
 
 
@@ -104,10 +109,15 @@ def baselines_for(
     )
 
     schema = run.schema
+    if schema.task == "lm":
+        from gradwise.audit.baseline_ngram import ngram_baselines
+
+        return ngram_baselines(run, train, run.split("val"), test)
     if schema.task not in ("classification", "regression"):
         raise NotApplicable(
             f"no classical baseline matches {task_name(schema.task)} here (the check covers "
-            "classifiers and regressions: tables, text, images, sequences, forecasts)."
+            "classifiers, regressions and language models: tables, text, images, sequences, "
+            "forecasts, corpora)."
         )
     if schema.series is not None:
         return forecasting_baselines(run, settings, train, test)
@@ -207,6 +217,15 @@ def check(run: Run, settings: BaselineAudit, ctx: AuditContext) -> CheckResult:
 
 
 def _metric(run: Run, settings: BaselineAudit) -> str:
+    if run.schema.task == "lm":
+        if settings.metric != "auto":
+            from gradwise.errors import ConfigError
+
+            raise ConfigError(
+                f"audit.baseline.metric {settings.metric} does not fit a language model, "
+                "which is compared by its test loss; use auto."
+            )
+        return "loss"
     classifier = run.schema.task == "classification"
     if settings.metric == "auto":
         return "accuracy" if classifier else "rmse"
@@ -222,6 +241,10 @@ def _metric(run: Run, settings: BaselineAudit) -> str:
 
 
 def _truth(run: Run, split: SplitView) -> np.ndarray:
+    if run.schema.task == "lm":
+        from gradwise.audit.baseline_ngram import scored_tokens
+
+        return scored_tokens(split.y)
     if run.schema.task == "classification":
         return split.y.numpy()
     enc = split.y.double().numpy().reshape(len(split.y), -1)
@@ -229,6 +252,10 @@ def _truth(run: Run, split: SplitView) -> np.ndarray:
 
 
 def _network_predictions(run: Run, split: SplitView) -> np.ndarray:
+    if run.schema.task == "lm":
+        from gradwise.audit.baseline_ngram import network_window_nll
+
+        return network_window_nll(run, split)
     logits = run.logits(split.x).double()
     if run.schema.task == "classification":
         return run.probabilities(logits, calibrated=False).argmax(axis=1)
