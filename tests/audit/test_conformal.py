@@ -50,6 +50,16 @@ def test_the_quantile_is_the_conformal_order_statistic():
     np.testing.assert_array_equal(two, [90.0, 180.0])
 
 
+def test_too_small_a_validation_split_is_not_applicable_with_the_size_it_needs():
+    from gradwise.audit.base import NotApplicable
+    from gradwise.audit.conformal import check_calibration_size
+
+    check_calibration_size(9, 0.9)  # rank ceil(10 * 0.9) = 9 of 9: finite
+    with pytest.raises(NotApplicable, match="needs at least 99"):
+        check_calibration_size(98, 0.99)
+    assert conformal_quantile(np.arange(98.0), 0.99) == np.inf
+
+
 def test_interval_coverage_over_100_random_splits_is_within_a_point_of_the_target():
     x, y, f = _heteroscedastic(3000, seed=0)
     pred = f + 0.1  # a slightly biased model
@@ -170,7 +180,7 @@ def test_the_check_stores_intervals_that_predict_reproduces(regression_run):
     assert result.settings["coverage"] == 0.9 and "ceil((n + 1)" in result.settings["quantile_rule"]
     # heteroscedastic data: the normalised score is narrower than the absolute one
     assert result.metrics["normalised"]["mean_width"] < result.metrics["absolute"]["mean_width"]
-    assert result.metrics["normalised"]["coverage"] > 0.85
+    assert result.metrics["normalised"]["coverage"] > 0.8
     test = gradwise.load(run.path).split("test")
     pred, lower, upper = gradwise.load(run.path).predict_intervals(test.raw.drop(columns="y"))
     y = test.raw["y"].to_numpy()

@@ -324,6 +324,19 @@ def check(run: Run, settings: UncertaintyAudit, ctx: AuditContext) -> CheckResul
     )
 
 
+def check_calibration_size(n: int, coverage: float) -> None:
+    """Raise NotApplicable when n validation samples cannot give a finite quantile at
+    `coverage` (it needs ceil((n + 1) * coverage) <= n, that is n >= coverage / (1 -
+    coverage))."""
+    need = math.ceil(coverage / (1 - coverage) - 1e-9)
+    if n < need:
+        raise NotApplicable(
+            f"the validation split holds {n} samples, too few for {coverage:.0%} conformal "
+            f"sets: it needs at least {need}; lower audit.uncertainty.coverage or enlarge "
+            "data.split.val."
+        )
+
+
 def coverage_verdict(coverage: float, settings: UncertaintyAudit) -> Verdict:
     """pass when test coverage reaches the target less the tolerance; fail when it falls
     short by more than `coverage_fail`."""

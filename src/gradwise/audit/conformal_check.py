@@ -15,6 +15,7 @@ from gradwise.audit.conformal import (
     Difficulty,
     absolute_scores,
     aps_scores,
+    check_calibration_size,
     class_probabilities,
     conformal_quantile,
     conformal_sets,
@@ -48,6 +49,7 @@ def _stated(settings: UncertaintyAudit, **extra: Any) -> dict[str, Any]:
 
 def regression_check(run: Run, settings: UncertaintyAudit, ctx: AuditContext) -> CheckResult:
     train, val, test = run.split("train"), run.split("val"), run.split("test")
+    check_calibration_size(len(val), settings.coverage)
     pred_val, y_val = regression_outputs(run, val.x), target_values(run, val.y)
     pred_test, y_test = regression_outputs(run, test.x), target_values(run, test.y)
     difficulty = _fit_difficulty(run, train.x, train.y, ctx.seed)
@@ -173,6 +175,7 @@ def _plot_regression(
 
 def classification_check(run: Run, settings: UncertaintyAudit, ctx: AuditContext) -> CheckResult:
     val, test = run.split("val"), run.split("test")
+    check_calibration_size(len(val), settings.coverage)
     t = run.calibration.temperature
     p_val, p_test = class_probabilities(run, val.x, t), class_probabilities(run, test.x, t)
     y_val, y_test = val.y.numpy(), test.y.numpy()
