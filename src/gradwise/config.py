@@ -327,14 +327,38 @@ class GeneralisationAudit(_Strict):
     )
     seeds: int = Field(2, ge=1, description="seeds per fraction below 0.5 (one above)")
     epochs: int | None = Field(None, ge=1, description="epochs per retrain; null: the run's")
-    gap_warn: float = Field(0.05, ge=0, description="train - test gap of the primary metric")
+    scale_epochs: bool = Field(
+        True,
+        description="multiply a retrain's epochs by 1 / fraction, so it takes as many "
+        "optimiser steps as the run (early stopping still ends it)",
+    )
+    learning_curve: bool = Field(True, description="retrain on the fractions (false: gap only)")
+    gap_warn: float = Field(
+        0.05, ge=0, description="train - test gap of a higher-is-better metric (accuracy)"
+    )
     gap_fail: float = Field(0.15, ge=0)
+    relative_gap_warn: float = Field(
+        0.2, ge=0, description="(test - train) / test of a lower-is-better metric (RMSE, loss)"
+    )
+    relative_gap_fail: float = Field(0.5, ge=0)
 
 
 class BaselineAudit(_Strict):
-    seeds: int = Field(3, ge=1, description="seeds of each baseline (the noise estimate)")
+    seeds: int = Field(3, ge=1, description="seeds of each stochastic baseline (its noise)")
+    metric: Literal["auto", "accuracy", "f1_macro", "rmse", "mae"] = Field(
+        "auto", description="test metric compared; auto: accuracy (classes) or rmse (values)"
+    )
     margin_warn: float = Field(
-        0.0, description="warn when the network beats the best baseline by less than this"
+        0.0, ge=0, description="warn when the network beats the best baseline by less than this"
+    )
+    max_train_rows: int = Field(
+        50_000, ge=10, description="training rows the baselines are fitted on (seeded subsample)"
+    )
+    season: int | None = Field(
+        None,
+        ge=2,
+        description="forecasting: season length of the seasonal naive forecast; "
+        "null: inferred from the training series' autocorrelation",
     )
 
 
@@ -345,6 +369,9 @@ class CalibrationAudit(_Strict):
     store_temperature: bool = Field(
         True, description="store the fitted temperature in the run (predict applies it)"
     )
+    max_tokens: int = Field(
+        200_000, ge=1, description="language models: test tokens whose predictions are scored"
+    )
 
 
 class UncertaintyAudit(_Strict):
@@ -352,8 +379,21 @@ class UncertaintyAudit(_Strict):
     method: Literal["aps", "lac"] = Field(
         "aps", description="classification score: adaptive sets (aps) or 1 - p(true) (lac)"
     )
+    randomised: bool = Field(
+        True,
+        description="aps: randomised sets (exact coverage); false: every class up to the one "
+        "that crosses the quantile (never empty, coverage at or above the target)",
+    )
+    regression_score: Literal["absolute", "normalised"] = Field(
+        "normalised",
+        description="regression: |residual| (one width), or |residual| / difficulty estimate "
+        "(narrower where the model is usually right)",
+    )
     coverage_tolerance: float = Field(
         0.03, ge=0, description="warn when test coverage falls this far below the target"
+    )
+    coverage_fail: float = Field(
+        0.1, ge=0, description="fail when test coverage falls this far below the target"
     )
     store: bool = Field(True, description="store the quantiles in the run (predict uses them)")
 
