@@ -30,7 +30,14 @@ from gradwise.audit.corruptions import EDIT_RATE, Corrupted, corruptions
 from gradwise.config import DiffusionConfig, RobustnessAudit
 from gradwise.models.blocks import eval_mode
 from gradwise.run import Run
-from gradwise.training.adversarial import AttackBudget, Norm, attack_budget, fgsm, pgd
+from gradwise.training.adversarial import (
+    AttackBudget,
+    AttackLoss,
+    Norm,
+    attack_budget,
+    fgsm,
+    pgd,
+)
 
 __all__ = ["check", "fgsm", "pgd", "running_worst", "eps_grid"]
 
@@ -118,7 +125,7 @@ def check(run: Run, settings: RobustnessAudit, ctx: AuditContext) -> CheckResult
     resolved: dict[str, Any] = {"seed": ctx.seed, "n_samples": len(x)}
     plots: list[str] = []
     if run.schema.kind != "tokens":
-        budget = attack_budget(run.schema, settings.units, run.split("train").x)
+        budget = attack_budget(run.schema, settings.units, run.split("train").x).covering(x)
         grid, reference = eps_grid(budget, settings)
         attacks = _attack_curves(run, scorer, x, y, clean, budget, grid, settings, ctx.seed)
         metrics.update(attacks)
@@ -261,7 +268,7 @@ def _attack(
     gen: torch.Generator,
 ) -> Tensor:
     """Adversarial inputs for x in batches on the run's device, returned on the CPU."""
-    loss = "mse" if run.schema.task == "regression" else "auto"
+    loss: AttackLoss = "mse" if run.schema.task == "regression" else "auto"
     model = run.model
     outs = []
     size = run.config.train.eval_batch_size

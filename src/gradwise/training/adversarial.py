@@ -14,6 +14,7 @@ robustness in the same units the training defended.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -204,18 +205,23 @@ class AttackBudget:
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device=x.device, dtype=x.dtype)
 
-        scale = move(self.scale)
-        assert scale is not None
-        return AttackBudget(
-            self.units,
-            scale,
-            move(self.low),
-            move(self.high),
-            move(self.mask),
-            self.value_range,
-            self.unit_name,
-            self.n_attacked,
+        return dataclasses.replace(
+            self,
+            scale=self.scale.to(device=x.device, dtype=x.dtype),
+            low=move(self.low),
+            high=move(self.high),
+            mask=move(self.mask),
         )
+
+    def covering(self, x: Tensor) -> AttackBudget:
+        """The same budget with bounds widened to hold every value of x (test inputs may lie
+        outside the training range; clipping them in would move them further than eps)."""
+        if self.low is None or self.high is None:
+            return self
+        dims = [d for d in range(x.dim()) if self.low.shape[d] == 1]
+        low = torch.minimum(self.low, x.amin(dim=dims, keepdim=True))
+        high = torch.maximum(self.high, x.amax(dim=dims, keepdim=True))
+        return dataclasses.replace(self, low=low, high=high)
 
 
 def resolve_units(schema: Schema, units: Literal["auto", "raw", "std"]) -> Units:
@@ -275,8 +281,9 @@ def attack_budget(
         scale[:n_num] = torch.tensor(prep.stds, dtype=torch.float32)
     mask = torch.zeros(n_features)
     mask[:n_num] = 1.0
-    lead = [1] * len(shape)  # (1, F) tables, (1, 1, F) series windows
-    low = high = None
+    lead = [1] * (len(shape) + 1)  # (1, F) tables, (1, 1, F) series windows
+    low: Tensor | None = None
+    high: Tensor | None = None
     if x_train is not None and schema.tabular is not None and len(x_train):
         fixed = torch.arange(n_features) >= n_num  # categorical columns: never moved
         low = x_train.amin(dim=0).float().masked_fill(fixed, -torch.inf).view(*lead[:-1], -1)
