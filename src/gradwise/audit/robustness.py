@@ -28,6 +28,7 @@ from gradwise.artifacts import new_figure, write_png
 from gradwise.audit.base import AuditContext, CheckResult, NotApplicable, grade
 from gradwise.audit.corruptions import EDIT_RATE, Corrupted, corruptions
 from gradwise.config import DiffusionConfig, RobustnessAudit
+from gradwise.errors import ConfigError
 from gradwise.models.blocks import eval_mode
 from gradwise.run import Run
 from gradwise.training.adversarial import (
@@ -97,6 +98,15 @@ def eps_grid(budget: AttackBudget, settings: RobustnessAudit) -> tuple[list[floa
     if budget.units == "raw" and budget.value_range:
         default = [budget.value_range * f for f in RANGE_FRACTIONS]
         reference = budget.value_range * REFERENCE_FRACTION
+    elif budget.units == "raw" and settings.eps is None:
+        raise ConfigError(
+            "audit.robustness.units is raw, but this table's columns each have their own unit, "
+            "so no default radius fits them all; give audit.robustness.eps (a list of radii) "
+            "and reference_eps, or use units: std."
+        )
+    elif budget.units == "raw":
+        assert settings.eps is not None
+        default, reference = [], float(np.median([e for e in settings.eps if e > 0] or [0.0]))
     else:
         default, reference = list(STD_GRID), REFERENCE_STD
     grid = list(settings.eps) if settings.eps is not None else default

@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradwise.config import AdversarialConfig, Config
+from gradwise.data.arrays import ArrayNormaliser
 from gradwise.data.schema import Schema
+from gradwise.data.tabular import TabularPreprocessor
 from gradwise.errors import ConfigError
 from gradwise.models.blocks import eval_mode
 
@@ -248,24 +250,8 @@ def attack_budget(
         ConfigError: the inputs are token ids, which no gradient attack can change.
     """
     unit = resolve_units(schema, units)
-    shape = [int(s) for s in schema.input_shape]
     if schema.array is not None:
-        norm = schema.array
-        view = [1] * (len(shape) + 1)
-        view[norm.channel_axis] = -1
-        mean = torch.tensor(norm.mean, dtype=torch.float32).view(view)
-        std = torch.tensor(norm.std, dtype=torch.float32).view(view)
-        scale = std if unit == "raw" else torch.ones_like(std)
-        low = (norm.pixel_low - mean) / std
-        high = (norm.pixel_high - mean) / std
-        span = norm.pixel_high - norm.pixel_low
-        if unit == "raw":
-            name = f"raw units, range {norm.pixel_low:g} to {norm.pixel_high:g}"
-            value_range: float | None = span
-        else:
-            name = "standard deviations of each channel"
-            value_range = float(span / np.median(norm.std))
-        return AttackBudget(unit, scale, low, high, None, value_range, name, int(np.prod(shape)))
+        return _array_budget(schema.array, unit, [int(s) for s in schema.input_shape])
     prep = schema.tabular if schema.tabular is not None else None
     if prep is None and schema.series is not None:
         prep = schema.series.features
@@ -274,30 +260,52 @@ def attack_budget(
             f"{schema.kind} inputs are token ids: discrete, so no gradient attack can change "
             "them; robustness of text is measured by character edits instead."
         )
-    n_features = shape[-1]
-    n_num = len(prep.numeric)
+    bounds_from = x_train if schema.tabular is not None else None  # series: unbounded
+    return _column_budget(prep, unit, [int(s) for s in schema.input_shape], bounds_from)
+
+
+def _array_budget(norm: ArrayNormaliser, unit: Units, shape: list[int]) -> AttackBudget:
+    """Arrays and images: every value may change, within the raw value range."""
+    view = [1] * (len(shape) + 1)
+    view[norm.channel_axis] = -1
+    mean = torch.tensor(norm.mean, dtype=torch.float32).view(view)
+    std = torch.tensor(norm.std, dtype=torch.float32).view(view)
+    span = norm.pixel_high - norm.pixel_low
+    if unit == "raw":
+        scale, value_range = std, span
+        name = f"raw units, range {norm.pixel_low:g} to {norm.pixel_high:g}"
+    else:
+        scale, value_range = torch.ones_like(std), float(span / np.median(norm.std))
+        name = "standard deviations of each channel"
+    low, high = (norm.pixel_low - mean) / std, (norm.pixel_high - mean) / std
+    return AttackBudget(unit, scale, low, high, None, value_range, name, int(np.prod(shape)))
+
+
+def _column_budget(
+    prep: TabularPreprocessor, unit: Units, shape: list[int], x_train: Tensor | None
+) -> AttackBudget:
+    """Tables (F,) and series windows (T, F): numeric columns change, categorical ones stay."""
+    n_features, n_num = shape[-1], len(prep.numeric)
+    lead = [1] * len(shape)  # (1, F) tables, (1, 1, F) series windows
     scale = torch.ones(n_features)
     if unit == "raw":
         scale[:n_num] = torch.tensor(prep.stds, dtype=torch.float32)
-    mask = torch.zeros(n_features)
-    mask[:n_num] = 1.0
-    lead = [1] * (len(shape) + 1)  # (1, F) tables, (1, 1, F) series windows
+    mask = (torch.arange(n_features) < n_num).float()
     low: Tensor | None = None
     high: Tensor | None = None
-    if x_train is not None and schema.tabular is not None and len(x_train):
-        fixed = torch.arange(n_features) >= n_num  # categorical columns: never moved
-        low = x_train.amin(dim=0).float().masked_fill(fixed, -torch.inf).view(*lead[:-1], -1)
-        high = x_train.amax(dim=0).float().masked_fill(fixed, torch.inf).view(*lead[:-1], -1)
+    if x_train is not None and len(x_train):
+        fixed = mask == 0  # categorical columns: never moved, so never bounded
+        low = x_train.amin(dim=0).float().masked_fill(fixed, -torch.inf).view(*lead, -1)
+        high = x_train.amax(dim=0).float().masked_fill(fixed, torch.inf).view(*lead, -1)
     n_steps = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-    name = "raw units of each column" if unit == "raw" else "standard deviations of each column"
     return AttackBudget(
         unit,
-        scale.view(*lead[:-1], -1),
+        scale.view(*lead, -1),
         low,
         high,
-        mask.view(*lead[:-1], -1) if n_num < n_features else None,
+        mask.view(*lead, -1) if n_num < n_features else None,
         None,
-        name,
+        "raw units of each column" if unit == "raw" else "standard deviations of each column",
         n_num * n_steps,
     )
 
