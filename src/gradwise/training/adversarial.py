@@ -93,14 +93,14 @@ def pgd(
     scale_t = torch.as_tensor(scale, dtype=x.dtype, device=x.device)
     keep = None if mask is None else torch.as_tensor(mask, dtype=x.dtype, device=x.device)
     alpha = step_size if step_size is not None else 2.5 * eps / steps
-    # work in raw units: delta_raw = (x_adv - x) * scale
+    if norm == "linf":
+        return _pgd_linf(
+            model, x, y, eps, steps, alpha, scale_t, low, high, random_start, generator, keep, loss
+        )
+    # L2 works in raw units: delta_raw = (x_adv - x) * scale, its norm taken over the sample
     delta = torch.zeros_like(x)
     if random_start:
-        if norm == "linf":
-            noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-            delta = (noise * 2 - 1) * eps
-        else:
-            delta = _random_l2(x, eps, generator)
+        delta = _random_l2(x, eps, generator)
         delta = delta if keep is None else _project(delta * keep, eps, norm)
         delta = (_clip(x + delta / scale_t, low, high) - x) * scale_t
     for _ in range(steps):
@@ -110,14 +110,50 @@ def pgd(
         with torch.no_grad():
             if keep is not None:
                 grad = grad * keep
-            if norm == "linf":
-                delta = delta + alpha * grad.sign()
-            else:
-                delta = delta + alpha * grad / _l2(grad).clamp(min=1e-12)
+            delta = delta + alpha * grad / _l2(grad).clamp(min=1e-12)
             delta = _project(delta, eps, norm)
             # keep x + delta valid: project back into the bounds, in raw units
             delta = (_clip(x + delta / scale_t, low, high) - x) * scale_t
     return _clip(x + delta.detach() / scale_t, low, high).detach()
+
+
+def _pgd_linf(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    steps: int,
+    alpha: float,
+    scale: Tensor,
+    low: Tensor | float | None,
+    high: Tensor | float | None,
+    random_start: bool,
+    generator: torch.Generator | None,
+    keep: Tensor | None,
+    loss: AttackLoss,
+) -> Tensor:
+    """L-inf PGD in model units: the L-inf ball of eps raw units is a box of eps / scale
+    model units around x, so the box and the valid range meet in one pair of bounds computed
+    once, and each step is a signed step and a clamp (the sign of the gradient is the same
+    in raw and model units)."""
+    radius = eps / scale if keep is None else eps / scale * keep  # masked values: radius 0
+    lo, hi = x - radius, x + radius
+    if low is not None:
+        lo = torch.maximum(lo, torch.as_tensor(low, dtype=x.dtype, device=x.device))
+    if high is not None:
+        hi = torch.minimum(hi, torch.as_tensor(high, dtype=x.dtype, device=x.device))
+    lo, hi = torch.minimum(lo, x), torch.maximum(hi, x)  # x itself is always allowed
+    step = alpha / scale  # broadcasts against x: (1, C, 1, 1), (1, F) or a scalar
+    x_adv = x.clone()
+    if random_start:
+        noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        x_adv = torch.clamp(x + (noise * 2 - 1) * radius, lo, hi)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        objective = _loss(model(x_adv), y, loss)
+        (grad,) = torch.autograd.grad(objective, x_adv)
+        x_adv = torch.clamp(torch.addcmul(x_adv.detach(), step, grad.sign()), lo, hi)
+    return x_adv.detach()
 
 
 def fgsm(
