@@ -61,7 +61,7 @@ def explain(
 
 def rows_table(result: Any) -> Table:
     """One line per explained row: its prediction and its largest attributions."""
-    what = "tokens" if "tokens" in str(result.baseline) else "features"
+    what = {"tokens": "tokens", "image": "pixels"}.get(result.kind, "features")
     table = Table(
         title=f"{result.method} attributions on the {result.split} split "
         f"(baseline: {result.baseline})",

@@ -9,7 +9,8 @@ gradients, layer GradientSHAP), since token ids themselves have no gradient.
 The baseline ("the input with nothing in it") is the training mean in model units: the
 standardised zero for numeric values, the category frequencies for one-hot columns, the most
 frequent code for embedded categories. GradientSHAP draws its baselines from the training
-inputs instead. Text's baseline replaces every non-special token by <pad>.
+inputs instead. Text's baseline replaces every non-special token by <unk>: the same text
+length and padding (so the same attention mask and pooled position), with no word in it.
 """
 
 from __future__ import annotations
@@ -158,49 +159,42 @@ def input_attributions(
     return Attributions(values.detach().float().cpu(), gaps, targets)
 
 
-def token_attributions(run: Run, ids: Tensor, method: Method, seed: int) -> Attributions:
-    """(N, T) per-token attributions of labelled text, through the token embedding.
+def token_attributions(run: Run, ids: Tensor, method: Method) -> Attributions:
+    """(N, T) per-token attributions of labelled text: integrated gradients through the token
+    embedding (the path runs from the baseline's embeddings to the text's), summed over the
+    embedding's width.
 
     Raises:
-        ConfigError: saliency or KernelSHAP, which apply to continuous inputs and tables.
+        ConfigError: any other method: saliency and KernelSHAP need continuous inputs or
+            columns, and GradientSHAP interpolates the inputs themselves, which token ids
+            cannot be.
     """
-    from captum.attr import LayerGradientShap, LayerIntegratedGradients
+    from captum.attr import LayerIntegratedGradients
 
-    if method not in ("ig", "gradshap"):
+    if method != "ig":
         raise ConfigError(
             f"--method {method} does not apply to text: token ids are discrete, so text is "
-            "attributed through its embedding layer; use --method ig or gradshap."
+            "attributed through its embedding layer with integrated gradients; use --method ig."
         )
     model = run.model
-    specials = torch.tensor(run.schema.tokenizer.specials.all() if run.schema.tokenizer else ())
-    pad = run.schema.tokenizer.specials.pad if run.schema.tokenizer else 0
+    tok = run.schema.tokenizer
+    assert tok is not None
+    specials = torch.tensor(tok.specials.all(), device=run.device)
     ids = ids.to(run.device)
-    base = torch.where(torch.isin(ids, specials.to(ids.device)), ids, torch.full_like(ids, pad))
+    base = torch.where(torch.isin(ids, specials), ids, torch.full_like(ids, tok.specials.unk))
     with eval_mode(model), torch.no_grad():
         targets = explained_targets(run, model(ids).float().cpu())
-    t = targets.to(run.device)
-    layer = token_embedding(model)
-    gaps = None
     with eval_mode(model), torch.enable_grad():
-        if method == "ig":
-            values, delta = LayerIntegratedGradients(model, layer).attribute(
-                ids, baselines=base, target=t, n_steps=N_STEPS, return_convergence_delta=True
-            )
-            gaps = delta.detach().abs().cpu()
-        else:
-            with _seeded(seed):
-                rows = [
-                    LayerGradientShap(model, layer).attribute(
-                        ids[i : i + 1],
-                        baselines=base[i : i + 1],
-                        target=t[i : i + 1],
-                        n_samples=GRADSHAP_SAMPLES,
-                        stdevs=0.0,
-                    )
-                    for i in range(len(ids))
-                ]
-            values = torch.cat(rows)
-    return Attributions(values.detach().float().sum(dim=-1).cpu(), gaps, targets)
+        values, delta = LayerIntegratedGradients(model, token_embedding(model)).attribute(
+            ids,
+            baselines=base,
+            target=targets.to(run.device),
+            n_steps=N_STEPS,
+            return_convergence_delta=True,
+        )
+    return Attributions(
+        values.detach().float().sum(dim=-1).cpu(), delta.detach().abs().cpu(), targets
+    )
 
 
 @contextlib.contextmanager

@@ -106,6 +106,7 @@ class Explanation:
     """Everything `explain` measured for one run; written to RUN/explain/explain.json.
 
     Attributes:
+        kind: the run's inputs: tabular, image, sequence or tokens.
         method: the attribution method (ig, gradshap, kernelshap, saliency), or None when no
             attribution applies (language models).
         split: the split the rows come from.
@@ -121,6 +122,7 @@ class Explanation:
     """
 
     run: str
+    kind: str
     method: str | None
     split: str
     baseline: str | None

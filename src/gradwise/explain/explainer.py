@@ -78,9 +78,9 @@ def explain_run(
             "statistics are given instead."
         )
     elif run.schema.kind == "tokens":
-        a = attr.token_attributions(run, x, method, seed)
+        a = attr.token_attributions(run, x, method)
         explained = _token_rows(run, view, positions, x, a)
-        baseline_text = "every token except the special ones replaced by <pad>"
+        baseline_text = "every token but the special ones replaced by <unk> (padding kept)"
     else:
         a = attr.input_attributions(run, x, method, x_train, seed)
         explained = _input_rows(run, view, positions, x, a)
@@ -113,6 +113,7 @@ def explain_run(
         notes.append("the model has no activation layers gradwise reads")
     result = Explanation(
         run=str(run.path),
+        kind=run.schema.kind,
         method=used_method,
         split=split,
         baseline=baseline_text,
