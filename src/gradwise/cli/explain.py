@@ -78,7 +78,11 @@ def rows_table(result: Any) -> Table:
 
 def importance_table(imp: Any, method: str) -> Table:
     """Global importance of each raw column, by both measures, most important first."""
-    table = Table(title=f"feature importance over {imp.n_rows} test rows", title_justify="left")
+    table = Table(
+        title=f"feature importance on the test split ({imp.n_rows} rows attributed, "
+        f"{imp.n_permutation_rows} shuffled)",
+        title_justify="left",
+    )
     table.add_column("feature")
     table.add_column(f"mean |{method}|", justify="right")
     table.add_column(

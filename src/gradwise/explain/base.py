@@ -46,7 +46,9 @@ class FeatureImportance:
         permutation_std: its standard deviation over the repeats.
         score: what the permutation drop is measured on (accuracy, neg_rmse).
         top_agree: whether both rankings put the same column first.
-        n_rows, n_repeats: the rows and shuffles used.
+        n_rows: test rows the attributions are averaged over.
+        n_permutation_rows: test rows the shuffles are scored on.
+        n_repeats: shuffles per column.
     """
 
     features: tuple[str, ...]
@@ -56,6 +58,7 @@ class FeatureImportance:
     score: str
     top_agree: bool
     n_rows: int
+    n_permutation_rows: int
     n_repeats: int
 
 

@@ -85,6 +85,18 @@ def explain_run(
         a = attr.input_attributions(run, x, method, x_train, seed)
         explained = _input_rows(run, view, positions, x, a)
         baseline_text = _baseline_text(run, method)
+        prep = run.schema.tabular
+        if (
+            prep is not None
+            and prep.encoding == "embed"
+            and prep.categorical
+            and method != "kernelshap"
+        ):
+            notes.append(
+                f"{method} follows gradients, and embedded category codes have none: the "
+                f"categorical columns ({', '.join(prep.categorical[:4])}, ...) get 0 here; "
+                "--method kernelshap attributes them."
+            )
         if run.schema.kind == "image":
             heat = a.values.sum(dim=1).numpy()  # (N, H, W): channels summed
             plots.image_attributions(out / "attributions.png", _raw_images(run, x), heat, explained)

@@ -65,7 +65,11 @@ def importance(path: Path, imp: FeatureImportance, method: str) -> None:
         xerr=[imp.permutation_std[i] for i in order],
         color="tab:green",
     )
-    ax.set_title(f"permutation: drop of {imp.score} ({imp.n_repeats} shuffles)", fontsize=8)
+    ax.set_title(
+        f"permutation: drop of {imp.score} ({imp.n_permutation_rows} rows, {imp.n_repeats} "
+        "shuffles)",
+        fontsize=8,
+    )
     ax.tick_params(labelsize=7, labelleft=False)
     write_png(path, fig)
 
