@@ -69,6 +69,18 @@ def baseline(run: Run, x_train: Tensor) -> Tensor:
     return base
 
 
+def _path_start(run: Run, base: Tensor, x: Tensor) -> Tensor:
+    """(N, ...) where each row's integration path starts: the baseline, except that embedded
+    category codes stay at the row's own (a path through fractional codes would cut through
+    the model's rounding to whole codes, and the codes have no gradient to attribute)."""
+    start = base.expand_as(x).clone()
+    prep = run.schema.tabular
+    if prep is not None and prep.encoding == "embed" and prep.categorical:
+        n_num = len(prep.numeric)
+        start[:, n_num:] = x[:, n_num:].detach()
+    return start
+
+
 def feature_groups(run: Run) -> tuple[list[str], Tensor] | None:
     """Raw columns of a table and, per model column, the raw column it belongs to (one-hot
     columns of a categorical feature share one); None for other data."""
@@ -112,7 +124,7 @@ def input_attributions(
             case "ig":
                 values, delta = IntegratedGradients(model).attribute(
                     x,
-                    baselines=base.expand_as(x),
+                    baselines=_path_start(run, base, x),
                     target=t,
                     n_steps=n_steps,
                     return_convergence_delta=True,

@@ -94,8 +94,13 @@ def explain_run(
         ):
             notes.append(
                 f"{method} follows gradients, and embedded category codes have none: the "
-                f"categorical columns ({', '.join(prep.categorical[:4])}, ...) get 0 here; "
-                "--method kernelshap attributes them."
+                f"categorical columns ({', '.join(prep.categorical[:4])}, ...) get 0 here"
+                + (
+                    " (integrated gradients hold them at each row's own values)"
+                    if method == "ig"
+                    else ""
+                )
+                + "; --method kernelshap attributes them."
             )
         if run.schema.kind == "image":
             heat = a.values.sum(dim=1).numpy()  # (N, H, W): channels summed
@@ -268,8 +273,14 @@ def _baseline_text(run: Run, method: Method) -> str:
         case "saliency":
             return "none (saliency is the gradient's magnitude at the input)"
     base = "the training mean in model units (0 for standardised values"
-    if run.schema.tabular is not None and run.schema.tabular.categorical:
-        base += ", category frequencies for one-hot columns, the most frequent embedded code"
+    prep = run.schema.tabular
+    if prep is not None and prep.categorical:
+        if prep.encoding == "onehot":
+            base += ", category frequencies for one-hot columns"
+        elif method == "ig":
+            base += ", each row's own embedded category codes"
+        else:
+            base += ", the most frequent code of each embedded category"
     return base + ")"
 
 
