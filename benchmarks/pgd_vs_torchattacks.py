@@ -18,9 +18,10 @@ The threat set is the same: eps pixel levels = eps / 16 in torchattacks' units =
 the model's units; both clip to the valid pixel range. Step size 2.5 * eps / steps. Without
 random start both are deterministic; with random start the uniform noise comes from the same
 seed (torchattacks draws from the global generator, gradwise from a seeded Generator: the same
-stream). Times are the best of `--repeats` rounds of the whole attack on the test split, the
-two taking turns in every round; robust accuracy is re-scored by the model
-on each attack's returned images.
+stream). Each of `--repeats` rounds times the whole attack on the test split both ways, one
+after the other; the table gives each one's best time and the median over rounds of the
+paired ratio (both halves of a pair see the same load on a shared machine). Robust accuracy
+is re-scored by the model on each attack's returned images.
 
 torchattacks is installed with `pip install --no-deps torchattacks` (its dependencies pull a
 torchvision that breaks beside the CPU torch); its PGD imports torch alone.
@@ -62,17 +63,17 @@ def train(arch: str, out: Path) -> gradwise.Run:
 
 def timed_alternately(
     repeats: int, fns: dict[str, Callable[[], torch.Tensor]]
-) -> dict[str, tuple[float, torch.Tensor]]:
-    """Each function's best wall time over `repeats` rounds, the functions taking turns in
-    every round (so a busy spell on the shared machine hits both), and its last output."""
-    best: dict[str, float] = dict.fromkeys(fns, float("inf"))
+) -> dict[str, tuple[list[float], torch.Tensor]]:
+    """Each function's wall times over `repeats` rounds, the functions taking turns in every
+    round (so a busy spell on the shared machine hits both alike), and its last output."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
     outs: dict[str, torch.Tensor] = {}
     for _ in range(repeats):
         for name, fn in fns.items():
             started = time.perf_counter()
             outs[name] = fn()
-            best[name] = min(best[name], time.perf_counter() - started)
-    return {name: (best[name], outs[name]) for name in fns}
+            times[name].append(time.perf_counter() - started)
+    return {name: (times[name], outs[name]) for name in fns}
 
 
 def compare(run: gradwise.Run, eps: float, steps: int, repeats: int, random_start: bool) -> dict:
@@ -121,7 +122,8 @@ def compare(run: gradwise.Run, eps: float, steps: int, repeats: int, random_star
         clean = float((model(x).argmax(1) == y).float().mean())
     theirs(), ours()  # warm-up: first-call allocations
     timed = timed_alternately(repeats, {"theirs": theirs, "ours": ours})
-    (t_theirs, adv_theirs), (t_ours, adv) = timed["theirs"], timed["ours"]
+    (times_theirs, adv_theirs), (times_ours, adv) = timed["theirs"], timed["ours"]
+    paired = [o / t for o, t in zip(times_ours, times_theirs)]  # same round, same load
     with torch.no_grad():
         acc_theirs = float((model(adv_theirs).argmax(1) == y).float().mean())
         acc_ours = float((model(adv).argmax(1) == y).float().mean())
@@ -132,8 +134,9 @@ def compare(run: gradwise.Run, eps: float, steps: int, repeats: int, random_star
         "clean": clean,
         "ours": acc_ours,
         "theirs": acc_theirs,
-        "t_ours": t_ours,
-        "t_theirs": t_theirs,
+        "t_ours": min(times_ours),
+        "t_theirs": min(times_theirs),
+        "median_ratio": float(torch.tensor(paired).median()),
         "max_change": max_change,
         "max_image_gap": same_images,
         "eps_model": eps / float(std.mean()),
@@ -160,11 +163,11 @@ def main() -> None:
     )
     print(
         "| model | random start | clean acc | gradwise robust acc | torchattacks robust acc "
-        "| gap (points) | largest image difference (levels) | gradwise s | torchattacks s "
-        "| time ratio (gradwise / torchattacks) |"
+        "| gap (points) | largest image difference (levels) | gradwise s (best) "
+        "| torchattacks s (best) | ratio of bests | median ratio of paired rounds |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    ok = True
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ok, eps_model = True, float("nan")
     with tempfile.TemporaryDirectory() as tmp:
         for arch in CONFIGS:
             run = train(arch, Path(tmp))
@@ -172,15 +175,21 @@ def main() -> None:
                 r = compare(run, args.eps, args.steps, args.repeats, random_start)
                 gap = 100 * (r["ours"] - r["theirs"])
                 ratio = r["t_ours"] / r["t_theirs"]
-                ok = ok and abs(gap) <= 1.0 and ratio <= 1.0
+                ok = ok and abs(gap) <= 1.0 and r["median_ratio"] <= 1.0
                 print(
                     f"| {arch} | {'yes (same seed)' if random_start else 'no'} | "
                     f"{r['clean']:.4f} | {r['ours']:.4f} | {r['theirs']:.4f} | {gap:+.2f} | "
                     f"{r['max_image_gap']:.2e} | {r['t_ours']:.4f} | {r['t_theirs']:.4f} | "
-                    f"{ratio:.3f} |"
+                    f"{ratio:.3f} | {r['median_ratio']:.3f} |"
                 )
                 assert r["max_change"] <= args.eps + 1e-4, r["max_change"]
-    print(f"\nclaim (within 1 point, at most torchattacks' time): {'holds' if ok else 'FAILS'}")
+                eps_model = r["eps_model"]
+    print(
+        f"\neps {args.eps:g} pixel level = {args.eps / 16:.4f} in torchattacks' [0, 1] pixels = "
+        f"{eps_model:.4f} in the model's standardised units (std {args.eps / eps_model:.3f})"
+    )
+    verdict = "holds" if ok else "FAILS"
+    print(f"claim (within 1 point; median paired time ratio <= 1): {verdict}")
 
 
 if __name__ == "__main__":
