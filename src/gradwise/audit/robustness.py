@@ -122,6 +122,11 @@ def check(run: Run, settings: RobustnessAudit, ctx: AuditContext) -> CheckResult
         NotApplicable: the run generates (diffusion, language models) or translates text.
     """
     _check_applies(run)
+    if run.schema.kind == "tokens" and not settings.corruptions:
+        raise NotApplicable(
+            "labelled text has no gradient attack (token ids are discrete); it is measured by "
+            "character edits, which audit.robustness.corruptions: false turns off."
+        )
     scorer = _Scorer(run)
     x, y, raw, n_test = _sample(run, settings.max_samples, ctx.seed)
     clean = scorer.per_sample(x, y)

@@ -16,7 +16,7 @@ length and padding (so the same attention mask and pooled position), with no wor
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +27,9 @@ from gradwise.explain.base import Method
 from gradwise.models.blocks import eval_mode
 from gradwise.run import Run
 
-N_STEPS = 64  # integrated gradients: Gauss-Legendre points on the path
+N_STEPS = 64  # integrated gradients: Gauss-Legendre points on the path, doubled while
+MAX_STEPS = 512  # a row's completeness gap exceeds GAP_TOLERANCE (absolute, or relative to
+GAP_TOLERANCE = 0.02  # |f(x) - f(baseline)|), up to MAX_STEPS
 GRADSHAP_BACKGROUND = 64  # training inputs GradientSHAP draws baselines from
 GRADSHAP_SAMPLES = 32  # draws per row
 KERNELSHAP_SAMPLES = 256  # coalitions per row
@@ -43,11 +45,13 @@ class Attributions:
         gaps: (N,) |sum of attributions - (f(x) - f(baseline))| (integrated gradients), or
             None.
         targets: (N,) the output index each row's attributions explain.
+        steps: integration steps used (integrated gradients), or None.
     """
 
     values: Tensor
     gaps: Tensor | None
     targets: Tensor
+    steps: int | None = None
 
 
 def explained_targets(run: Run, logits: Tensor) -> Tensor:
@@ -103,7 +107,6 @@ def input_attributions(
     method: Method,
     x_train: Tensor,
     seed: int,
-    n_steps: int = N_STEPS,
 ) -> Attributions:
     """Attributions of continuous inputs x (model units) for the explained outputs.
 
@@ -122,14 +125,13 @@ def input_attributions(
     with eval_mode(model), torch.enable_grad():
         match method:
             case "ig":
-                values, delta = IntegratedGradients(model).attribute(
-                    x,
-                    baselines=_path_start(run, base, x),
-                    target=t,
-                    n_steps=n_steps,
-                    return_convergence_delta=True,
+                ig, start = IntegratedGradients(model), _path_start(run, base, x)
+                values, gaps, steps = _integrate(
+                    lambda n: ig.attribute(
+                        x, baselines=start, target=t, n_steps=n, return_convergence_delta=True
+                    )
                 )
-                gaps = delta.detach().abs().cpu()
+                return Attributions(values, gaps, targets, steps)
             case "gradshap":
                 g = torch.Generator().manual_seed(seed)
                 pick = torch.randperm(len(x_train), generator=g)[:GRADSHAP_BACKGROUND]
@@ -196,17 +198,33 @@ def token_attributions(run: Run, ids: Tensor, method: Method) -> Attributions:
     base = torch.where(torch.isin(ids, specials), ids, torch.full_like(ids, tok.specials.unk))
     with eval_mode(model), torch.no_grad():
         targets = explained_targets(run, model(ids).float().cpu())
+    lig, t = LayerIntegratedGradients(model, token_embedding(model)), targets.to(run.device)
     with eval_mode(model), torch.enable_grad():
-        values, delta = LayerIntegratedGradients(model, token_embedding(model)).attribute(
-            ids,
-            baselines=base,
-            target=targets.to(run.device),
-            n_steps=N_STEPS,
-            return_convergence_delta=True,
+        values, gaps, steps = _integrate(
+            lambda n: lig.attribute(
+                ids, baselines=base, target=t, n_steps=n, return_convergence_delta=True
+            )
         )
-    return Attributions(
-        values.detach().float().sum(dim=-1).cpu(), delta.detach().abs().cpu(), targets
-    )
+    return Attributions(values.sum(dim=-1), gaps, targets, steps)
+
+
+def _integrate(
+    attribute: Callable[[int], tuple[Tensor, Tensor]],
+) -> tuple[Tensor, Tensor, int]:
+    """Integrated gradients with N_STEPS points, doubled while a row's completeness gap is
+    above GAP_TOLERANCE (absolute, or relative to its f(x) - f(baseline)), up to MAX_STEPS.
+
+    Returns:
+        Attributions (float, CPU), each row's |gap| and the number of steps used.
+    """
+    steps = N_STEPS
+    while True:
+        values, delta = attribute(steps)
+        values, gaps = values.detach().float().cpu(), delta.detach().abs().float().cpu()
+        change = (values.flatten(1).sum(dim=1) - delta.detach().float().cpu()).abs()
+        if steps >= MAX_STEPS or bool((gaps <= GAP_TOLERANCE * change.clamp(min=1.0)).all()):
+            return values, gaps, steps
+        steps *= 2
 
 
 @contextlib.contextmanager

@@ -70,6 +70,7 @@ def explain_run(
     used_method: str | None = method
     baseline_text: str | None = None
     x_train = run.split("train").x
+    ig_steps: int | None = None
     if run.schema.task in ("lm", "mlm", "seq2seq"):
         used_method = None
         notes.append(
@@ -79,10 +80,12 @@ def explain_run(
         )
     elif run.schema.kind == "tokens":
         a = attr.token_attributions(run, x, method)
+        ig_steps = a.steps
         explained = _token_rows(run, view, positions, x, a)
         baseline_text = "every token but the special ones replaced by <unk> (padding kept)"
     else:
         a = attr.input_attributions(run, x, method, x_train, seed)
+        ig_steps = a.steps
         explained = _input_rows(run, view, positions, x, a)
         baseline_text = _baseline_text(run, method)
         prep = run.schema.tabular
@@ -140,7 +143,7 @@ def explain_run(
         activations=layers,
         files=tuple([*files, "explain.json"]),
         notes=tuple(notes),
-        settings=_settings(method, split, positions, view, seed, len(probe)),
+        settings=_settings(method, split, positions, view, seed, len(probe), ig_steps),
         wall_s=round(time.perf_counter() - started, 3),
     )
     write_json(out / "explain.json", result.to_dict())
@@ -294,7 +297,13 @@ def _no_attention(run: Run) -> str:
 
 
 def _settings(
-    method: Method, split: str, positions: np.ndarray, view: SplitView, seed: int, n_probe: int
+    method: Method,
+    split: str,
+    positions: np.ndarray,
+    view: SplitView,
+    seed: int,
+    n_probe: int,
+    ig_steps: int | None,
 ) -> dict[str, Any]:
     from gradwise.explain.importance import N_REPEATS, N_ROWS, N_ROWS_KERNELSHAP
 
@@ -303,8 +312,10 @@ def _settings(
         "split": split,
         "rows": [int(view.rows[p]) for p in positions],
         "seed": seed,
-        "ig_steps": attr.N_STEPS,
-        "ig_integration": "gauss-legendre",
+        "ig_steps": ig_steps,
+        "ig_integration": f"gauss-legendre, {attr.N_STEPS} steps doubled while a row's "
+        f"completeness gap exceeds {attr.GAP_TOLERANCE} x max(1, |f(x) - f(baseline)|), "
+        f"up to {attr.MAX_STEPS}",
         "gradshap": {"background": attr.GRADSHAP_BACKGROUND, "samples": attr.GRADSHAP_SAMPLES},
         "kernelshap_samples": attr.KERNELSHAP_SAMPLES,
         "importance": {
