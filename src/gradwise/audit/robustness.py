@@ -423,9 +423,9 @@ def _judge(
     norm = "linf" if "linf" in per_norm else "l2"
     value = per_norm[norm]
     metrics["at_reference"] = {"eps": ref, **per_norm, "verdict_norm": norm}
-    what = f"PGD ({_NORM_NAME[norm]}) at eps {ref:g} ({resolved['unit_name']})"
+    what = f"PGD ({_NORM_NAME[norm]}) at eps {ref:.3g} ({resolved['unit_name']})"
     extra = "".join(
-        f"; {_NORM_NAME[n]} (RMS {ref:g} per value): {v:.3g}"
+        f"; {_NORM_NAME[n]} (RMS {ref:.3g} per value): {v:.3g}"
         for n, v in per_norm.items()
         if n != norm
     )

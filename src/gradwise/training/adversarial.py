@@ -309,7 +309,7 @@ def _array_budget(norm: ArrayNormaliser, unit: Units, shape: list[int]) -> Attac
     span = norm.pixel_high - norm.pixel_low
     if unit == "raw":
         scale, value_range = std, span
-        name = f"raw units, range {norm.pixel_low:g} to {norm.pixel_high:g}"
+        name = f"raw units, range {norm.pixel_low:.4g} to {norm.pixel_high:.4g}"
     else:
         scale, value_range = torch.ones_like(std), float(span / np.median(norm.std))
         name = "standard deviations of each channel"
