@@ -31,8 +31,11 @@ def explain(
     split: Annotated[str, typer.Option(metavar="SPLIT", help="train, val or test")] = "test",
     as_json: JsonOpt = False,
 ) -> None:
-    """Attributions per row, feature importance (tables), attention maps (transformers) and
-    activation statistics; writes RUN/explain/explain.json and its pictures."""
+    """Why the run decides what it decides: attributions, importance, attention, activations.
+
+    Attributions per row, feature importance (tables), attention maps (transformers) and
+    activation statistics; writes RUN/explain/explain.json and its pictures.
+    """
     import json
 
     import gradwise
