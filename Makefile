@@ -29,6 +29,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	# torchattacks: its attacks import torch alone; its requirements would pull torchvision
+	$(BIN)/pip install --quiet --no-deps torchattacks
 	$(BIN)/python benchmarks/train_overhead.py
 
 clean:

@@ -261,15 +261,22 @@ class EarlyStoppingConfig(_Strict):
 
 
 class AdversarialConfig(_Strict):
-    """Adversarial training (Madry et al.): each batch is replaced by PGD examples found
-    within `eps` of it, in the data's own units (normalisation undone first)."""
+    """Adversarial training (Madry et al.): a share `mix` of each batch is replaced by PGD
+    examples found within `eps` of it (L-inf), made with the current weights in eval mode."""
 
-    eps: float = Field(..., gt=0, description="L-inf radius, in the raw data's units")
-    steps: int = Field(3, ge=1, description="PGD steps per batch (1: FGSM)")
+    eps: float = Field(
+        ..., gt=0, description="L-inf radius, in `units` (the raw data's units for arrays)"
+    )
+    steps: int = Field(3, ge=1, description="PGD steps per batch (1: FGSM-like)")
     step_size: float | None = Field(
-        None, gt=0, description="per-step size in raw units; null: 2.5 * eps / steps"
+        None, gt=0, description="per-step size in eps units; null: 2.5 * eps / steps"
     )
     mix: float = Field(0.5, ge=0, le=1, description="share of each batch replaced by attacks")
+    units: Literal["auto", "raw", "std"] = Field(
+        "auto",
+        description="raw: the data's own units (normalisation undone); std: standard "
+        "deviations of each column; auto: raw for arrays and images, std for tables",
+    )
 
 
 class TrainConfig(_Strict):
@@ -400,13 +407,36 @@ class UncertaintyAudit(_Strict):
 
 class RobustnessAudit(_Strict):
     eps: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="L-inf radii in the raw data's units; null: fractions of its range"
+        None,
+        description="attack radii in `units` (0 is always added); null: 0 and 1/64 .. 1/4 of "
+        "the raw value range (arrays, images), 0 .. 1 standard deviation (tables)",
+    )
+    reference_eps: float | None = Field(
+        None,
+        gt=0,
+        description="the radius the verdict reads; null: 1/16 of the raw value range "
+        "(arrays, images) or 0.25 standard deviations (tables)",
+    )
+    units: Literal["auto", "raw", "std"] = Field(
+        "auto",
+        description="raw: the data's own units (normalisation undone first); std: standard "
+        "deviations of each column; auto: raw for arrays and images, std for tables",
     )
     steps: int = Field(10, ge=1, description="PGD steps")
-    restarts: int = Field(1, ge=1)
-    norm: Literal["linf", "l2", "both"] = "both"
-    max_samples: int = Field(1000, ge=1, description="test samples attacked")
-    drop_warn: float = Field(0.1, ge=0, description="accuracy lost at the reference eps")
+    step_size: float | None = Field(
+        None, gt=0, description="PGD step as a fraction of eps; null: 2.5 / steps"
+    )
+    restarts: int = Field(
+        1, ge=1, description="PGD runs per radius: the first from x, the others from random starts"
+    )
+    norm: Literal["linf", "l2", "both"] = Field(
+        "both", description="L2 radii are eps * sqrt(d): at most eps root-mean-square per value"
+    )
+    max_samples: int = Field(1000, ge=1, description="test samples attacked (seeded sample)")
+    corruptions: bool = Field(True, description="also measure common corruptions")
+    drop_warn: float = Field(
+        0.1, ge=0, description="accuracy lost at the reference eps (regression: RMSE increase)"
+    )
     drop_fail: float = Field(0.3, ge=0)
 
 

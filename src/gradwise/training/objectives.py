@@ -63,8 +63,13 @@ class Supervised:
 
 
 def make_objective(cfg: Config, schema: Schema, criterion: LossFn, model: nn.Module) -> Objective:
-    """The objective for a config: supervised unless the task or architecture brings its own."""
+    """The objective for a config: supervised unless the task or architecture brings its own;
+    with train.adversarial, supervised on batches partly replaced by PGD examples."""
     moe = tuple(moe_layers(model))
+    if cfg.train.adversarial is not None:
+        from gradwise.training.adversarial import adversarial_objective
+
+        return adversarial_objective(Supervised(criterion, schema, moe), cfg, schema, model)
     match cfg.model:
         case DiffusionConfig():
             from gradwise.training.denoising import Denoising
