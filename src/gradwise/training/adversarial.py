@@ -424,3 +424,6 @@ class AdversarialSupervised:
 
     def metrics(self, model: nn.Module, split: Split, settings: EvalSettings) -> dict[str, float]:
         return self.base.metrics(model, split, settings)
+
+    def metric_names(self) -> tuple[str, ...]:
+        return self.base.metric_names()
