@@ -9,27 +9,27 @@ import time
 from pathlib import Path
 
 import optuna
-import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
 import gradwise
-from gradwise.tune.study import storage_url
+from gradwise.tune.study import open_storage, storage_url
 from tests.conftest import tiny_config
 
 SRC = str(Path(gradwise.__file__).resolve().parents[1])
 
 
 def _trials(out: Path) -> list[optuna.trial.FrozenTrial]:
-    storage = optuna.storages.RDBStorage(storage_url(out, None), skip_table_creation=True)
+    storage = open_storage(storage_url(out, None))
     return optuna.load_study(study_name="tiny", storage=storage).get_trials()
 
 
 def _trials_while_running(out: Path) -> list[optuna.trial.FrozenTrial]:
-    """The trials so far; none while the study is still being created."""
+    """The trials so far; none while the study is still being created or the database is
+    busy (the next poll reads it)."""
     try:
         return _trials(out)
-    except (KeyError, sqlalchemy.exc.OperationalError):
+    except Exception:
         return []
 
 
@@ -52,7 +52,8 @@ def test_sigkill_mid_study_then_rerun_continues_with_every_finished_trial(tmp_pa
         if (out / "study.sqlite3").is_file():
             trials = _trials_while_running(out)
             finished = [t for t in trials if t.state == TrialState.COMPLETE]
-            running = [t for t in trials if t.state == TrialState.RUNNING and t.params]
+            # a trial training: all nine parameters of the default space suggested
+            running = [t for t in trials if t.state == TrialState.RUNNING and len(t.params) == 9]
             if len(finished) >= 2 and running:
                 os.kill(proc.pid, signal.SIGKILL)
                 break

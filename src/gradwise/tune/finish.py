@@ -71,7 +71,8 @@ def finish(
     )
 
     def train(c: Config, run_dir: Path) -> dict[str, Any]:
-        return train_run(c, run_dir, overwrite=True).metrics
+        # RUN/config.given.yaml keeps the config asked for: a rerun finds the run and reuses it
+        return train_run(c, run_dir, overwrite=True, given=dump_config(c)).metrics
 
     seeds = None
     if n_seeds:

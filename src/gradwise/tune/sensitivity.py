@@ -123,7 +123,7 @@ def train_or_reuse(cfg: Config, run_dir: Path, train: TrainFn) -> dict[str, Any]
     from gradwise.artifacts import read_json
 
     done = run_dir / "metrics.json"
-    saved = run_dir / "config.yaml"
+    saved = run_dir / "config.given.yaml"  # config.yaml is the resolved config, not the asked
     if done.is_file() and saved.is_file() and load_config(saved) == cfg:
         return dict(read_json(done))
     return train(cfg, run_dir)
