@@ -179,11 +179,15 @@ def store_setup(study: optuna.Study, base: Config, space: Space, settings: Searc
     Raises:
         ConfigError: the study exists with other contents.
     """
+    from gradwise.config import load_config
+
     setup = {"config": base.model_dump(mode="json"), "space": space.to_dict()}
     stored = study.user_attrs.get(ATTR)
     if stored is not None:
+        # read through today's Config: keys added since the study began take their defaults
+        then = {**stored, "config": load_config(stored["config"]).model_dump(mode="json")}
         for key, what in (("config", "config"), ("space", "search space")):
-            if stored[key] != setup[key]:
+            if then[key] != setup[key]:
                 raise ConfigError(
                     f"study {study.study_name!r} was started with another {what}; continue it "
                     "with the same config and --space, or choose another --out (or study)."
