@@ -6,7 +6,10 @@ forest's variance into each parameter's main effect: its number is the fraction 
 metric's variance over the search space that the parameter explains alone (the rest is
 interactions). PED-ANOVA (Watanabe et al. 2023) compares where the best trials (top
 `target_quantile`) lie against all trials: its number is each parameter's share of the
-total divergence. They answer different questions, so both are shown.
+total divergence. They answer different questions, so both are shown; tables and the
+sentence rank by fANOVA. Both see only the trials the search ran, and TPE spends most of them
+near what worked early, so with a few dozen trials the ranking below the top is noisy
+(benchmarks/RESULTS.md: two sampler seeds on digits name different top hyperparameters).
 """
 
 from __future__ import annotations
