@@ -511,7 +511,18 @@ class DataQualityAudit(_Strict):
     epochs: int | None = Field(None, ge=1, description="epochs per fold; null: the run's")
     label_issue_warn: float = Field(0.01, ge=0, description="share of likely label errors")
     label_issue_fail: float = Field(0.05, ge=0)
-    near_duplicate_cosine: float = Field(0.995, gt=0, le=1)
+    near_duplicate_cosine: float = Field(
+        0.995, gt=0, le=1, description="cosine of centred embeddings that counts as a near copy"
+    )
+    leakage_fail: float = Field(
+        0.01, ge=0, description="share of val/test samples exactly in training that fails"
+    )
+    missing_warn: float = Field(
+        0.3, gt=0, le=1, description="share of missing values that makes a column missing-heavy"
+    )
+    imbalance_warn: float = Field(
+        10.0, ge=1, description="largest / smallest class count that warns"
+    )
     max_listed: int = Field(20, ge=1, description="worst rows listed by row number")
 
 
