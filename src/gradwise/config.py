@@ -512,7 +512,11 @@ class DataQualityAudit(_Strict):
     label_issue_warn: float = Field(0.01, ge=0, description="share of likely label errors")
     label_issue_fail: float = Field(0.05, ge=0)
     near_duplicate_cosine: float = Field(
-        0.995, gt=0, le=1, description="cosine of centred embeddings that counts as a near copy"
+        0.999,
+        gt=0,
+        le=1,
+        description="cosine of centred embeddings that counts as a near copy (0.995 also "
+        "pairs distinct samples whose embeddings a trained model has collapsed together)",
     )
     leakage_fail: float = Field(
         0.01, ge=0, description="share of val/test samples exactly in training that fails"

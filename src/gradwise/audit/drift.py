@@ -59,6 +59,7 @@ from gradwise.errors import ConfigError, DataError
 Detector = Literal["ks", "chi2", "psi", "wasserstein", "mmd", "domain_auc"]
 DETECTORS: tuple[Detector, ...] = ("ks", "chi2", "psi", "wasserstein", "mmd", "domain_auc")
 PSI_FLOOR = 1e-4  # proportions below this count as this in the PSI's logarithm
+_KS_LIMIT_N = 10_000  # above this effective size, KS p-values use Kolmogorov's limit
 CHUNK = 1 << 22  # elements per block of the column-wise and permutation work
 
 
@@ -436,9 +437,12 @@ def _numeric_scores(ref: Reference, cur: np.ndarray, bins: int) -> tuple[np.ndar
     ks_d, en, w1, psi, chi, df = (np.zeros(k) for _ in range(6))
     n, m = len(ref), len(cur)
     probs = np.linspace(0, 1, bins + 1)[1:-1]
-    for j, col in enumerate(ref.numeric):
-        b = cur[:, col]
-        b = np.sort(b[np.isfinite(b)])
+    step = max(1, CHUNK // max(1, m))
+    for j in range(len(ref.numeric)):
+        if j % step == 0:  # sort the next block of current columns (missing last, as inf)
+            block = _sorted_columns(cur, ref.numeric[j : j + step])
+        b = block[j % step]
+        b = b[: np.searchsorted(b, np.inf)]
         na, nb = int(ref.n_valid[j]), len(b)
         a = ref.sorted_numeric[j, :na]
         if na and nb:
@@ -451,8 +455,19 @@ def _numeric_scores(ref: Reference, cur: np.ndarray, bins: int) -> tuple[np.ndar
         count_b = np.append(count_b, m - nb)
         psi[j] = _psi(count_a, count_b)
         chi[j], df[j] = _chi2(count_a, count_b)
-    ks_p = np.where(en > 0, stats.kstwo.sf(ks_d, np.maximum(en, 1)), 1.0)
-    return ks_d, ks_p, w1, psi, chi, df
+    return ks_d, _ks_p_values(ks_d, en), w1, psi, chi, df
+
+
+def _ks_p_values(d: np.ndarray, en: np.ndarray) -> np.ndarray:
+    """Asymptotic two-sample KS p-values, as scipy's ks_2samp(method="asymp"): Kolmogorov's
+    distribution for n = en = na * nb / (na + nb); above en = 10,000, where that costs
+    ~10 ms a column, its limit (within 1% of it there, and never smaller)."""
+    p = np.ones_like(d)
+    small = (en > 0) & (en <= _KS_LIMIT_N)
+    large = en > _KS_LIMIT_N
+    p[small] = stats.kstwo.sf(d[small], en[small])
+    p[large] = stats.kstwobign.sf(d[large] * np.sqrt(en[large]))
+    return p
 
 
 def _ks_w1(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -461,12 +476,13 @@ def _ks_w1(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     both = np.concatenate([a, b])
     order = np.argsort(both, kind="stable")  # merges two sorted runs: linear time
     pooled = both[order]
-    in_a = np.cumsum(order < na)  # a-values up to each pooled position
-    in_b = np.arange(1, na + nb + 1) - in_a
-    gap = np.abs(in_a * nb - in_b * na)  # |F_a - F_b| * na * nb, exact in integers
-    last = np.append(pooled[1:] != pooled[:-1], True)  # CDFs hold at a tie's last copy
+    # F_a - F_b, scaled by na * nb, steps up by nb at an a-value, down by na at a b-value;
+    # integers below 2^53 are exact in float64
+    gap = np.abs(np.cumsum((order < na) * float(na + nb) - na))
+    dx = np.diff(pooled)
     scale = float(na) * float(nb)
-    return float(gap[last].max()) / scale, float(np.dot(gap[:-1], np.diff(pooled))) / scale
+    ks = float(gap[:-1][dx > 0].max(initial=0.0))  # CDFs hold at a tie's last copy
+    return ks / scale, float(np.dot(gap[:-1], dx)) / scale
 
 
 def _categorical_scores(
