@@ -244,3 +244,13 @@ def test_bad_inputs_are_named():
         DriftSettings(detectors=("ks", "kl"))  # type: ignore[arg-type]
     with pytest.raises(DataError, match="no"):
         chi2_test(a, a)
+
+
+def test_sparse_categories_are_pooled_before_the_chi2_test():
+    # categories 3 and 4 are expected to hold under 5 rows of the smaller sample: one bin
+    a = np.repeat([0.0, 1.0, 2.0, 3.0, 4.0], [200, 150, 100, 8, 6])[:, None]
+    b = np.repeat([0.0, 1.0, 2.0, 3.0, 4.0], [90, 80, 40, 4, 3])[:, None]
+    result = chi2_test(a, b, categorical=[0])
+    ref = stats.chi2_contingency([[200, 150, 100, 14], [90, 80, 40, 7]], correction=False)
+    assert result.statistic == pytest.approx(ref.statistic)
+    assert result.p_value == pytest.approx(ref.pvalue)

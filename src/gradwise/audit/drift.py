@@ -19,7 +19,8 @@ category codes as floats. Each detector returns a `DriftResult`:
     ks           numeric columns: Kolmogorov-Smirnov D, asymptotic p-value (as scipy's
                  ks_2samp(method="asymp")); effect: D.
     chi2         categorical columns: chi-squared test on the category counts (missing is
-                 a category of its own; no continuity correction); effect: Cramer's V.
+                 a category of its own; categories expected to hold fewer than 5 rows of
+                 the smaller sample pooled; no continuity correction); effect: Cramer's V.
     psi          every column: population stability index over `bins` bins cut at the
                  reference's quantiles (the categories for categorical columns; missing
                  values in a bin of their own; proportions floored at 1e-4); its p-value
@@ -59,6 +60,7 @@ from gradwise.errors import ConfigError, DataError
 Detector = Literal["ks", "chi2", "psi", "wasserstein", "mmd", "domain_auc"]
 DETECTORS: tuple[Detector, ...] = ("ks", "chi2", "psi", "wasserstein", "mmd", "domain_auc")
 PSI_FLOOR = 1e-4  # proportions below this count as this in the PSI's logarithm
+_MIN_EXPECTED = 5.0  # chi-squared bins expected to hold fewer rows than this are pooled
 _KS_LIMIT_N = 10_000  # above this effective size, KS p-values use Kolmogorov's limit
 CHUNK = 1 << 22  # elements per block of the column-wise and permutation work
 
@@ -512,13 +514,28 @@ def _psi(count_a: np.ndarray, count_b: np.ndarray) -> float:
 
 
 def _chi2(count_a: np.ndarray, count_b: np.ndarray) -> tuple[float, int]:
-    """Pearson's chi-squared of the 2 x bins table (bins empty on both sides dropped)."""
-    keep = (count_a + count_b) > 0
-    a, b = count_a[keep].astype(np.float64), count_b[keep].astype(np.float64)
+    """Pearson's chi-squared of the 2 x bins table and its degrees of freedom.
+
+    Bins empty on both sides are dropped; bins whose expected count in the smaller sample
+    is below 5 (Cochran's rule) are pooled into one, and that pool, if still too small,
+    into the smallest other bin: sparse categories would otherwise flag too often.
+    """
+    a, b = count_a.astype(np.float64), count_b.astype(np.float64)
+    keep = (a + b) > 0
+    a, b = a[keep], b[keep]
+    n, m = a.sum(), b.sum()
+    share = min(n, m) / (n + m)
+    sparse = (a + b) * share < _MIN_EXPECTED
+    if sparse.any() and len(a) > 1:
+        a = np.append(a[~sparse], a[sparse].sum())
+        b = np.append(b[~sparse], b[sparse].sum())
+        if (a[-1] + b[-1]) * share < _MIN_EXPECTED and len(a) > 2:
+            j = int(np.argmin((a + b)[:-1]))
+            a[j], b[j] = a[j] + a[-1], b[j] + b[-1]
+            a, b = a[:-1], b[:-1]
     if len(a) < 2:
         return 0.0, 0
     total = a + b
-    n, m = a.sum(), b.sum()
     ea, eb = total * n / (n + m), total * m / (n + m)
     return float(((a - ea) ** 2 / ea).sum() + ((b - eb) ** 2 / eb).sum()), len(a) - 1
 

@@ -13,6 +13,7 @@ Shifts and their grids (the unit of each magnitude):
     noise     gaussian noise of m feature standard deviations added to every numeric value
               (tokens: a share m of the tokens replaced by random ones)
     scale     every numeric value multiplied by 1 + m (images: clipped to the pixel range)
+              (after noise or scaling, columns of whole numbers are rounded to whole numbers)
     drop      a share m of the features lost: missing in tables, the background value in
               images, the training mean in sequences (at least one feature)
     rotation  images turned by m degrees
@@ -22,6 +23,7 @@ Shifts and their grids (the unit of each magnitude):
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +150,20 @@ def detection_power(
     has flagged `target` of `repeats` already, or missed too often to get there. Its power
     at that magnitude is the share of the repeats it ran (`PowerCurve.trials`).
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # many small problems: BLAS threads only wait on each other
+        return _detection_power(space, settings, n, repeats, target, seed)
+
+
+def _detection_power(
+    space: ShiftSpace,
+    settings: DriftSettings,
+    n: int,
+    repeats: int,
+    target: float,
+    seed: int,
+) -> PowerReport:
     rng = np.random.default_rng(seed)
     stats = _PoolStats.of(space)
     pool = np.concatenate([space.train, space.test])
@@ -222,6 +238,7 @@ class _PoolStats:
     high: float
     mean: np.ndarray
     numeric: np.ndarray  # (d,) bool: table columns the numeric shifts touch
+    integer: np.ndarray  # bool, broadcastable: values that are whole numbers stay so
 
     @staticmethod
     def of(space: ShiftSpace) -> _PoolStats:
@@ -236,13 +253,19 @@ class _PoolStats:
             case "tokens":
                 axes = tuple(range(x.ndim))
         finite = np.where(np.isfinite(x), x, np.nan)
-        std = np.nan_to_num(np.nanstd(finite, axis=axes, keepdims=True)[0])
-        mean = np.nan_to_num(np.nanmean(finite, axis=axes, keepdims=True)[0])
+        with warnings.catch_warnings():  # a column with no values at all: std and mean 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            std = np.nan_to_num(np.nanstd(finite, axis=axes, keepdims=True)[0])
+            mean = np.nan_to_num(np.nanmean(finite, axis=axes, keepdims=True)[0])
+            low, high = float(np.nanmin(finite)), float(np.nanmax(finite))
+        whole = np.isnan(finite) | (finite == np.round(finite))
         numeric = np.ones(x.shape[-1] if space.kind == "table" else 1, dtype=bool)
         if space.kind == "table":
             numeric[list(space.categorical)] = False
-        low, high = float(np.nanmin(finite)), float(np.nanmax(finite))
-        return _PoolStats(std, low, high, mean, numeric)
+            integer = whole.all(axis=0)
+        else:
+            integer = np.array(whole.all())
+        return _PoolStats(std, low, high, mean, numeric, integer)
 
 
 def _rows(
@@ -291,14 +314,16 @@ def _current(
             factor = np.where(stats.numeric, 1.0 + m, 1.0) if space.kind == "table" else 1.0 + m
             x = x * factor
         case "drop":
-            x = _drop(x, m, space, stats, rng)
+            return _drop(x, m, space, stats, rng)
         case "rotation":
             from scipy.ndimage import rotate
 
             x = rotate(x, m, axes=(2, 3), reshape=False, order=1, mode="constant", cval=stats.low)
     if space.kind == "image":
         x = np.clip(x, stats.low, stats.high)
-    return x
+    # counts and pixel levels stay whole numbers: tiny noise on an integer column would
+    # otherwise be trivially visible to any test (its ties break)
+    return np.where(stats.integer, np.round(x), x)
 
 
 def _drop(
