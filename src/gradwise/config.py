@@ -499,6 +499,12 @@ class ShiftAudit(_Strict):
         "quadratic",
         description="domain classifier: logistic regression on x and x^2, or gradient boosting",
     )
+    embedding_components: int = Field(
+        32,
+        ge=0,
+        description="images, text, sequences: the detectors compare this many principal "
+        "components of the embeddings (fitted on training embeddings); 0: every dimension",
+    )
     power: bool = Field(True, description="measure detection power with simulated shifts")
     power_repeats: int = Field(20, ge=2, description="repeats per simulated shift (power)")
     power_target: float = Field(
@@ -508,7 +514,9 @@ class ShiftAudit(_Strict):
 
 class DataQualityAudit(_Strict):
     folds: int = Field(5, ge=2, description="k-fold retrains for out-of-fold probabilities")
-    epochs: int | None = Field(None, ge=1, description="epochs per fold; null: the run's")
+    epochs: int | None = Field(
+        None, ge=1, description="epochs per fold; null: the run's best epoch (metrics.json)"
+    )
     label_issue_warn: float = Field(0.01, ge=0, description="share of likely label errors")
     label_issue_fail: float = Field(0.05, ge=0)
     near_duplicate_cosine: float = Field(

@@ -100,7 +100,7 @@ def test_power_on_images_writes_the_table_and_plot(tmp_path: Path):
     table = (tmp_path / "run" / "audit" / "shift_power.txt").read_text()
     assert "rotation (degrees)" in table and "false alarms" in table
     power = result.metrics["power"]
-    assert power["n"] == 150 and result.metrics["space"] == "embeddings"
+    assert power["n"] == 150 and result.metrics["space"] == "embedding dimensions"
     assert [c["shift"] for c in power["curves"]] == ["noise", "scale", "drop", "rotation", "prior"]
     assert "measures power" in result.summary
 

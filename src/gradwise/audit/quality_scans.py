@@ -11,8 +11,11 @@ outlier_scores(embeddings, seed)                       IsolationForest anomaly s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradwise.logs import LOG
 from gradwise.run import Run
 
 CHUNK = 1 << 22  # similarities held at once (block x rows)
@@ -31,7 +35,11 @@ def out_of_fold_probabilities(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n_train, K) class probabilities of each training sample from a model that never saw
     it: the run's config retrained `folds` times, each time without one fold of the training
-    split (same preprocessing, val split and seed), into a temporary folder.
+    split (same preprocessing, val split and seed), quietly, into a temporary folder.
+
+    Args:
+        epochs: epochs per retrain; None: the run's best epoch (metrics.json), since its
+            early stopping would otherwise spend its patience on every fold too.
 
     Returns:
         The probabilities (uncalibrated softmax), and each sample's fold.
@@ -48,20 +56,38 @@ def out_of_fold_probabilities(
         if counts.min() >= folds
         else KFold(folds, shuffle=True, random_state=seed)
     )
-    update: dict[str, Any] = {"checkpoint": False, "diagnostics": False}
-    if epochs is not None:
-        update["epochs"] = epochs
+    if epochs is None:
+        epochs = max(1, int(run.metrics.get("best_epoch") or run.config.train.epochs))
+    update: dict[str, Any] = {"checkpoint": False, "diagnostics": False, "epochs": epochs}
     cfg = run.config.model_copy(update={"train": run.config.train.model_copy(update=update)})
     n_classes = run.schema.n_outputs
     probs = np.zeros((len(y), max(n_classes, 2)))
     fold_of = np.zeros(len(y), dtype=np.int64)
-    with tempfile.TemporaryDirectory(prefix="gradwise-folds-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gradwise-folds-") as tmp, _only_warnings():
         for k, (keep, held_out) in enumerate(splitter.split(np.zeros(len(y)), y)):
             fold_run = train_run(cfg, Path(tmp) / f"fold{k}", quiet=True, train_rows=keep)
             logits = fold_run.logits(train.x[held_out])
             probs[held_out] = fold_run.probabilities(logits, calibrated=False)
             fold_of[held_out] = k
     return probs, fold_of
+
+
+class _WarningsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def _only_warnings() -> Iterator[None]:
+    """Drop gradwise's info lines (the retrains' epochs) while the folds train, also from a
+    console the CLI set up; warnings and errors still show."""
+    log = logging.getLogger(LOG)
+    quiet = _WarningsOnly()
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
 
 
 def label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -13,11 +13,14 @@ sample size (`gradwise.audit.shift_power`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 
 from gradwise.audit.base import AuditContext, CheckResult, NotApplicable, Verdict
 from gradwise.audit.drift import DriftReport, DriftSettings, detect, prepare
@@ -37,6 +40,7 @@ from gradwise.run import Run
 PLOT = "shift_power.png"
 TABLE = "shift_power.txt"
 _LISTED = 10  # most-drifted features named in the JSON
+_PCA_ROWS = 5000  # training rows the embeddings' principal components are fitted on
 _NOISY_LEVEL = 0.01  # false alarms beyond chance at this level make the power verdict warn
 
 
@@ -44,10 +48,11 @@ def check(run: Run, settings: ShiftAudit, ctx: AuditContext) -> CheckResult:
     """The shift check (see the module docstring)."""
     if isinstance(run.config.model, DiffusionConfig):
         raise NotApplicable("a diffusion model has no embeddings to compare; shift needs one")
-    space, names = shift_space(run)
+    view = shift_view(run, settings.embedding_components, ctx.seed)
+    space = view.space
     drift = drift_settings(settings)
     rng = np.random.default_rng(ctx.seed)
-    metrics: dict[str, Any] = {"space": "raw columns" if space.kind == "table" else "embeddings"}
+    metrics: dict[str, Any] = {"space": "raw columns" if space.kind == "table" else view.what}
     plots: tuple[str, ...] = ()
     power: PowerReport | None = None
     if settings.power:
@@ -73,11 +78,11 @@ def check(run: Run, settings: ShiftAudit, ctx: AuditContext) -> CheckResult:
         metrics["train_vs_test"] = split.to_dict()
         verdict, headline, summary = _power_verdict(power, drift, space.kind, split)
     else:
-        current = against_sample(run, space, ctx.against, settings.sample_size, rng)
+        current = against_sample(run, view, ctx.against, settings.sample_size, rng)
         report = detect(prepare(reference, space.categorical), current, drift, seed=rng)
         metrics["against"] = {"data": ctx.against, **report.to_dict()}
-        metrics["most_drifted"] = _most_drifted(report, names)
-        verdict, headline, summary = _against_verdict(report, settings, ctx.against, space)
+        metrics["most_drifted"] = _most_drifted(report, view.names)
+        verdict, headline, summary = _against_verdict(report, settings, ctx.against, view)
     return CheckResult(
         check="shift",
         verdict=verdict,
@@ -109,9 +114,32 @@ def drift_settings(settings: ShiftAudit) -> DriftSettings:
 # ---------------------------------------------------------------- where the detectors look
 
 
-def shift_space(run: Run) -> tuple[ShiftSpace, list[str] | None]:
-    """The run's training and test splits in the form the shifts change, how the detectors
-    see them, and the names of the tested columns (tables)."""
+@dataclass(frozen=True)
+class View:
+    """What the detectors compare for a run.
+
+    Attributes:
+        space: the splits in the form the simulated shifts change, and how the detectors
+            see such rows.
+        names: the tested columns' names (tables); None for embeddings.
+        from_inputs: model-ready inputs to the detectors' space (embeddings, then their
+            principal components); None for tables, which are compared on raw columns.
+        what: what one tested feature is, in words.
+    """
+
+    space: ShiftSpace
+    names: list[str] | None
+    from_inputs: Callable[[Tensor], np.ndarray] | None
+    what: str
+
+
+def shift_view(run: Run, components: int, seed: int) -> View:
+    """The run's training and test splits as the detectors see them (see `View`).
+
+    Args:
+        components: principal components of the embeddings kept (fitted on the training
+            embeddings); 0 keeps every dimension.
+    """
     schema = run.schema
     train, test = run.split("train"), run.split("test")
     labels = None
@@ -120,27 +148,28 @@ def shift_space(run: Run) -> tuple[ShiftSpace, list[str] | None]:
     if schema.tabular is not None:
         prep = schema.tabular
         categorical = tuple(range(len(prep.numeric), len(prep.columns)))
-        space = ShiftSpace(
-            "table",
-            table_matrix(train.raw, prep),
-            table_matrix(test.raw, prep),
-            lambda x: x,
-            labels,
-            categorical,
-        )
-        return space, list(prep.columns)
+        pools = table_matrix(train.raw, prep), table_matrix(test.raw, prep)
+        space = ShiftSpace("table", *pools, lambda x: x, labels, categorical)
+        return View(space, list(prep.columns), None, "features")
 
-    def embed_raw(x: np.ndarray) -> np.ndarray:
-        return run.embed(run.transform(x.astype(np.float32))).numpy().astype(np.float64)
+    fit_rows = torch.from_numpy(_sample(len(train), _PCA_ROWS, np.random.default_rng(seed)))
+    project, what = _projection(_embed(run, train.x[fit_rows]), components)
 
-    def embed_ids(x: np.ndarray) -> np.ndarray:
-        return run.embed(torch.as_tensor(x)).numpy().astype(np.float64)
+    def from_inputs(x: Tensor) -> np.ndarray:
+        return project(_embed(run, x))
+
+    def from_raw(x: np.ndarray) -> np.ndarray:
+        return from_inputs(run.transform(x.astype(np.float32)))
+
+    def from_ids(x: np.ndarray) -> np.ndarray:
+        return from_inputs(torch.as_tensor(x))
 
     if schema.kind == "image":
-        return ShiftSpace("image", _floats(train.raw), _floats(test.raw), embed_raw, labels), None
+        space = ShiftSpace("image", _floats(train.raw), _floats(test.raw), from_raw, labels)
+        return View(space, None, from_inputs, what)
     if schema.kind == "sequence" and schema.series is not None:
-        pools = _floats(train.raw), _floats(test.raw)
-        return ShiftSpace("sequence", *pools, embed_raw, labels), None
+        space = ShiftSpace("sequence", _floats(train.raw), _floats(test.raw), from_raw, labels)
+        return View(space, None, from_inputs, what)
     tok = schema.tokenizer
     if schema.kind != "tokens" or tok is None:
         raise NotApplicable(f"shift does not know how to read {schema.kind} inputs of this run")
@@ -148,12 +177,30 @@ def shift_space(run: Run) -> tuple[ShiftSpace, list[str] | None]:
         "tokens",
         train.x.numpy(),
         test.x.numpy(),
-        embed_ids,
+        from_ids,
         labels,
         specials=tuple(tok.specials.all()),
         vocab_size=tok.vocab_size,
     )
-    return space, None
+    return View(space, None, from_inputs, what)
+
+
+def _embed(run: Run, x: Tensor) -> np.ndarray:
+    return run.embed(x).numpy().astype(np.float64)
+
+
+def _projection(
+    embeddings: np.ndarray, components: int
+) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """Centring and projection onto the top principal components of training embeddings
+    (fewer, decorrelated features: fewer tests to correct for, faster multivariate tests)."""
+    d = embeddings.shape[1]
+    if components == 0 or d <= components:
+        return (lambda z: z), "embedding dimensions"
+    mean = embeddings.mean(axis=0)
+    _, _, vt = np.linalg.svd(embeddings - mean, full_matrices=False)
+    basis = vt[:components].T  # (d, components)
+    return (lambda z: (z - mean) @ basis), f"principal components of the {d}-d embeddings"
 
 
 def _floats(x: Any) -> np.ndarray:
@@ -186,7 +233,7 @@ def table_matrix(df: pd.DataFrame, prep: TabularPreprocessor) -> np.ndarray:
 
 
 def against_sample(
-    run: Run, space: ShiftSpace, location: str, size: int, rng: np.random.Generator
+    run: Run, view: View, location: str, size: int, rng: np.random.Generator
 ) -> np.ndarray:
     """At most `size` rows of the --against data as the detectors see them.
 
@@ -196,7 +243,7 @@ def against_sample(
     from gradwise.data.readers import load_labelled, read_inputs
 
     schema, cfg = run.schema, run.config.data
-    if space.kind == "table":
+    if view.from_inputs is None:
         assert schema.tabular is not None
         raw = read_inputs(location, schema, cfg)
         rows = table_matrix(raw, schema.tabular)
@@ -207,8 +254,7 @@ def against_sample(
         x = run.transform(read_inputs(location, schema, cfg))
     if len(x) < 2:
         raise DataError(f"--against {location} holds {len(x)} samples; give at least 2.")
-    x = x[torch.from_numpy(_sample(len(x), size, rng))]
-    return run.embed(x).numpy().astype(np.float64)
+    return view.from_inputs(x[torch.from_numpy(_sample(len(x), size, rng))])
 
 
 def _sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -219,7 +265,7 @@ def _sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _against_verdict(
-    report: DriftReport, settings: ShiftAudit, location: str, space: ShiftSpace
+    report: DriftReport, settings: ShiftAudit, location: str, view: View
 ) -> tuple[Verdict, str, str]:
     psi, auc, mmd = report.get("psi"), report.get("domain_auc"), report.get("mmd")
     verdict: Verdict = "warn" if report.drifted else "pass"
@@ -227,7 +273,7 @@ def _against_verdict(
         auc is not None and auc.drifted and auc.effect >= settings.auc_fail
     ):
         verdict = "fail"
-    what = "features" if space.kind == "table" else "embedding dimensions"
+    what = view.what
     flagged = _flagged_columns(report)
     numbers = []
     if psi is not None:
@@ -239,7 +285,7 @@ def _against_verdict(
         f"({', '.join(numbers)})"
     )
     if mmd is not None:
-        on = "" if space.kind == "table" else " on embeddings"
+        on = "" if view.from_inputs is None else " on embeddings"
         summary += f"; MMD{on} {_p_text(mmd.p_value)}, MMD^2 {mmd.effect:.4f}"
     summary += f" ({report.n_reference} vs {report.n_current} rows)."
     headline = ", ".join(

@@ -44,7 +44,7 @@ GRIDS: dict[Shift, tuple[float, ...]] = {
 TOKEN_NOISE_GRID = (0.02, 0.05, 0.1, 0.2, 0.3)
 UNITS: dict[str, str] = {
     "noise": "feature std",
-    "scale": "x (1 + m)",
+    "scale": "factor 1 + m",
     "drop": "share of features",
     "rotation": "degrees",
     "prior": "share from the rarest class",
