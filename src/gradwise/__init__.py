@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
 
 if TYPE_CHECKING:
-    from gradwise.api import audit, compare, load, lr_find, train
+    from gradwise.api import audit, compare, explain, load, lr_find, train
     from gradwise.run import Run
 
 __version__ = "0.1.0"
@@ -27,6 +27,7 @@ _LAZY = {
     "Run": "gradwise.run",
     "audit": "gradwise.audit",  # the package, callable as gradwise.api.audit
     "compare": "gradwise.api",
+    "explain": "gradwise.explain",  # the package, callable as gradwise.api.explain
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
     "train": "gradwise.api",
@@ -41,6 +42,7 @@ __all__ = [
     "TrainingDiverged",
     "audit",
     "compare",
+    "explain",
     "load",
     "lr_find",
     "train",

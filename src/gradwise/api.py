@@ -11,10 +11,11 @@ from gradwise.run import Run
 if TYPE_CHECKING:
     from gradwise.audit import AuditReport
     from gradwise.evaluate.compare import Comparison
+    from gradwise.explain import Explanation
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
 
-__all__ = ["audit", "compare", "load", "lr_find", "train"]
+__all__ = ["audit", "compare", "explain", "load", "lr_find", "train"]
 
 ConfigSource = str | Path | dict[str, Any] | Config
 
@@ -55,7 +56,7 @@ def train(
         ConfigError, DataError: bad config or data, before any training starts.
         TrainingDiverged: the loss became NaN or the gradients exploded.
     """
-    from gradwise.pipeline import train_run
+    from gradwise.pipeline import given_text, train_run
     from gradwise.training.loop import Parallel
 
     cfg = load_config(config, overrides)
@@ -68,6 +69,7 @@ def train(
         on_epoch_end=on_epoch_end,
         progress=progress,
         parallel=parallel or Parallel(),
+        given=given_text(config, overrides),
     )
 
 
@@ -164,3 +166,39 @@ def audit(
     from gradwise.audit import run_checks
 
     return run_checks(run if isinstance(run, Run) else load(run), checks, against)
+
+
+def explain(
+    run: Run | str | Path,
+    rows: list[int] | None = None,
+    *,
+    method: str = "ig",
+    split: str = "test",
+    seed: int | None = None,
+) -> Explanation:
+    """Why the run decides what it decides; writes RUN/explain/explain.json and its pictures.
+
+    Args:
+        run: a Run or its directory.
+        rows: source row numbers (0-based) in `split` to explain; None: its first four.
+        method: ig (integrated gradients), gradshap, kernelshap (tables) or saliency.
+        split: train, val or test.
+        seed: for the sampled parts; None: the run's seed.
+
+    Returns:
+        An Explanation: per-row attributions, global importance (tables), attention per
+        layer and head (transformers), activation statistics per layer, the files written.
+    """
+    from gradwise.explain import METHODS, explain_run
+
+    if method not in METHODS:
+        from gradwise.errors import ConfigError
+
+        raise ConfigError(f"--method {method!r} is not one of {', '.join(METHODS)}.")
+    return explain_run(
+        run if isinstance(run, Run) else load(run),
+        rows,
+        method,  # type: ignore[arg-type]
+        split,
+        seed,
+    )

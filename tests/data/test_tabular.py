@@ -304,3 +304,14 @@ def test_a_semicolon_separated_csv_reads_like_a_comma_one(tmp_path: Path):
     from_semicolons = load_dataset(cfg, seed=0)
     assert from_semicolons.schema.tabular == from_commas.schema.tabular
     assert torch.equal(from_semicolons.train.x, from_commas.train.x)
+
+
+def test_text_in_a_numeric_column_at_predict_time_names_the_column_and_rows(tmp_path: Path):
+    data = _load(_frame(), tmp_path)
+    new = _frame().head(8).copy()
+    new["income"] = new["income"].astype(object)
+    new.loc[[2, 5], "income"] = "n/a?"
+    with pytest.raises(DataError, match=r"Column 'income' is numeric.*2 row\(s\) \(rows 2, 5"):
+        data.schema.transform(new)
+    new.loc[[2, 5], "income"] = None  # an empty value is imputed as in training
+    assert np.isfinite(data.schema.transform(new)).all()

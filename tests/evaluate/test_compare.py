@@ -29,6 +29,14 @@ def test_a_clear_gap_names_the_winner_and_respects_lower_is_better():
     assert _verdict(_arm("a", [0.8]), _arm("b", [0.9]), "test.accuracy").winner is None
 
 
+def test_zero_variance_in_both_arms_runs_no_test_and_says_so():
+    same = _verdict(_arm("a", [0.9, 0.9, 0.9]), _arm("b", [0.9, 0.9, 0.9]), "test.accuracy")
+    assert same.winner is None and same.p_value is None and "no test run" in same.text
+    exact = _verdict(_arm("a", [0.8, 0.8]), _arm("b", [0.9, 0.9]), "test.accuracy")
+    assert exact.winner == "b" and exact.p_value is None
+    assert "no test was run" in exact.text and "p=" not in exact.text
+
+
 def test_both_configs_see_the_same_splits_and_subsets(tmp_path: Path):
     a = tiny_config(name="narrow", model={"hidden": [8]}, train={"epochs": 1})
     b = tiny_config(name="wide", model={"hidden": [64]}, train={"epochs": 1})

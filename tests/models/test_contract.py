@@ -10,7 +10,7 @@ from pydantic import TypeAdapter
 from gradwise.config import ModelConfig
 from gradwise.data.text import BOS, N_SPECIAL, PAD
 from gradwise.errors import ConfigError
-from gradwise.models import InputSpec, build_model
+from gradwise.models import Embedder, InputSpec, build_model
 from gradwise.training.checkpoint import load_weights, save_weights
 
 CASES = [
@@ -74,6 +74,10 @@ CASES = [
         {"arch": "bert", "n_layer": 1, "n_head": 2, "d_model": 16, "dropout": 0.0},
         InputSpec("tokens", (9,), 11, vocab_size=11, per_token=True),
     ),
+    (
+        {"arch": "gpt", "n_layer": 2, "n_head": 2, "d_model": 16, "positions": "rotary"},
+        InputSpec("tokens", (9,), 3, vocab_size=11),
+    ),
 ]
 
 
@@ -117,6 +121,14 @@ def test_architecture_contract(raw, spec, tmp_path: Path):
     out = model(x)
     expected = (16, *spec.shape, spec.n_outputs) if spec.per_token else (16, spec.n_outputs)
     assert out.shape == expected
+    assert isinstance(model, Embedder)
+    model.eval()
+    with torch.no_grad():
+        features = model.features(x)
+        assert features.shape[0] == 16 and features.dim() == 2
+        if not spec.per_token:  # the head reads exactly the features
+            torch.testing.assert_close(model.head(features), model(x))
+    model.train()
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = _loss(model(x), y).item()

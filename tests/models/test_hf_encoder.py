@@ -64,7 +64,7 @@ def test_pooled_embedding_is_the_mean_of_automodels_real_token_states(minilm: HF
 
 
 def test_one_epoch_of_fine_tuning_on_64_messages_runs_and_predicts(
-    minilm: HFEncoderConfig, tmp_path: Path
+    minilm: HFEncoderConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     rng = np.random.default_rng(0)
     spam = ["WIN a FREE prize! Call 0906170 now", "URGENT: claim your £500 cash, txt WIN"]
@@ -91,12 +91,22 @@ def test_one_epoch_of_fine_tuning_on_64_messages_runs_and_predicts(
     }
     run = gradwise.train(cfg, out=tmp_path / "run")
     assert run.metrics["epochs"] == 1 and 60 <= run.metrics["n_train"] <= 68
+    assert (run.path / "encoder" / "config.json").is_file()  # the run carries its encoder's files
     assert run.schema.tokenizer.kind == "hf"
     texts = pd.DataFrame({"text": ["see you at lunch?", "WIN a FREE prize! Call 0906170 now"]})
     again = gradwise.load(run.path)  # the tokenizer.json and special ids are in model.json
     assert again.schema.tokenizer == run.schema.tokenizer
     np.testing.assert_allclose(again.predict_proba(texts), run.predict_proba(texts), atol=1e-6)
     assert set(run.predict(texts)) <= {"spam", "ham"}
+    # on a machine without the package the run still loads: nothing asks for its folder
+    import gradwise.models.hf_encoder as hf
+
+    def no_package(cfg: HFEncoderConfig) -> Path:
+        raise ConfigError("the package is not installed")
+
+    monkeypatch.setattr(hf, "model_folder", no_package)
+    elsewhere = gradwise.load(run.path)
+    np.testing.assert_allclose(elsewhere.predict_proba(texts), run.predict_proba(texts), atol=1e-6)
 
 
 def test_a_missing_model_folder_says_how_to_install_one(tmp_path: Path):

@@ -8,7 +8,7 @@ import torch
 
 import gradwise
 from gradwise.config import load_config
-from gradwise.errors import TrainingDiverged
+from gradwise.errors import ConfigError, TrainingDiverged
 from gradwise.pipeline import prepare
 from gradwise.run import Run
 from gradwise.training.loop import fit
@@ -170,3 +170,10 @@ def test_bce_uses_one_logit_and_gives_two_column_probabilities(tmp_path: Path):
     proba = run.predict_proba(frame.iloc[:10])
     assert proba.shape == (10, 2)
     assert run.metrics["test"]["roc_auc"] > 0.95
+
+
+def test_a_typo_in_the_early_stopping_metric_stops_before_training(tmp_path: Path):
+    cfg = tiny_config(train={"epochs": 2, "early_stopping": {"metric": "val.acuracy"}})
+    with pytest.raises(ConfigError, match="'val.acuracy' is not logged.*did you mean val.accuracy"):
+        gradwise.train(cfg, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # nothing was created

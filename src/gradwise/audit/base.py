@@ -94,3 +94,17 @@ def grade(value: float, warn: float, fail: float, higher_is_worse: bool = True) 
     if higher_is_worse:
         return "fail" if value >= fail else "warn" if value >= warn else "pass"
     return "fail" if value <= fail else "warn" if value <= warn else "pass"
+
+
+TASK_NAMES = {
+    "classification": "a classifier",
+    "regression": "a regression",
+    "lm": "a language model",
+    "seq2seq": "a sequence-to-sequence model",
+    "mlm": "masked-token pretraining",
+}
+
+
+def task_name(task: str) -> str:
+    """The task as a sentence names it: "a language model" for lm."""
+    return TASK_NAMES.get(task, task)

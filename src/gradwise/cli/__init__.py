@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import ClickException, UsageError  # typer vendors click
 
 from gradwise import __version__
-from gradwise.cli import audit, datasets, generate, predict, train
+from gradwise.cli import audit, datasets, explain, generate, predict, train
 from gradwise.cli.console import Command, Group, print_error
 
 app = typer.Typer(
@@ -57,6 +57,7 @@ VERBS: list[tuple[str, Callable[..., Any]]] = [
     ("generate", generate.generate),
     ("sample", generate.sample),
     ("audit", audit.audit),
+    ("explain", explain.explain),
     ("datasets", datasets.datasets),
 ]
 for name, fn in VERBS:
@@ -72,7 +73,8 @@ USAGE_HINTS = {
 def main(argv: list[str] | None = None) -> None:
     """The `gradwise` console script: usage errors become one line and exit code 2."""
     try:
-        app(args=argv, prog_name="gradwise", standalone_mode=False)
+        # without standalone mode the exit code of a handled error (typer.Exit) is returned
+        code = app(args=argv, prog_name="gradwise", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         where = f" ({ctx.command_path} --help shows the usage)" if ctx else ""
         print_error(f"{message}{'; ' + hint if hint else ''}{where}")
         sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import typer
 from gradwise.cli.console import (
     JsonOpt,
     RunArg,
+    flag,
     handles_errors,
     metrics_table,
     out_console,
@@ -84,6 +85,15 @@ def predict(
             help="input columns to copy into the output (ids), so rows can be matched back",
         ),
     ] = None,
+    intervals: Annotated[
+        bool,
+        flag(
+            "--intervals",
+            help="add split-conformal uncertainty from `gradwise audit RUN --checks "
+            "uncertainty`: lower/upper columns (regression) or a `set` column of the classes "
+            "that hold the truth at the audited coverage, joined by | (classification)",
+        ),
+    ] = False,
 ) -> None:
     """Predict on new raw data with the run's own preprocessing (and its calibration)."""
     import gradwise
@@ -92,7 +102,7 @@ def predict(
     run = gradwise.load(run_dir)
     run.check_predicts()
     raw = read_inputs(inputs, run.schema, run.config.data, header=header)
-    frame = prediction_frame(run, raw, _columns(keep))
+    frame = prediction_frame(run, raw, _columns(keep), intervals)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
@@ -105,8 +115,9 @@ def _columns(keep: str | None) -> list[str]:
     return [c.strip() for c in keep.split(",") if c.strip()] if keep else []
 
 
-def prediction_frame(run: Any, raw: Any, keep: list[str]) -> Any:
-    """One row per input: the prediction, class probabilities (p_<class>) and kept columns."""
+def prediction_frame(run: Any, raw: Any, keep: list[str], intervals: bool = False) -> Any:
+    """One row per input: the prediction, class probabilities (p_<class>) and kept columns;
+    with `intervals`, the conformal set (classification) or lower/upper bounds (regression)."""
     import numpy as np
     import pandas as pd
 
@@ -118,6 +129,23 @@ def prediction_frame(run: Any, raw: Any, keep: list[str]) -> Any:
         frame = pd.DataFrame({"prediction": run.schema.target.decode(proba.argmax(axis=1))})
         for i, cls in enumerate(run.schema.classes):
             frame[f"p_{str(cls).strip(chr(39) + chr(34))}"] = np.round(proba[:, i], 6)
+        if intervals:
+            names = [str(c) for c in run.schema.classes]
+            members = run.predict_sets(raw)
+            frame["set"] = ["|".join(n for n, m in zip(names, row) if m) for row in members]
+    elif intervals:
+        values, lower, upper = run.predict_intervals(raw)
+        columns = {"prediction": values, "lower": lower, "upper": upper}
+        if values.ndim == 1:
+            frame = pd.DataFrame(columns)
+        else:
+            frame = pd.DataFrame(
+                {
+                    f"{name}_{i + 1}": column[:, i]
+                    for i in range(values.shape[1])
+                    for name, column in columns.items()
+                }
+            )
     else:
         values = np.asarray(run.predict(raw))
         if values.ndim == 1:

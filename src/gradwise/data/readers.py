@@ -69,7 +69,11 @@ def _check_exists(location: str, kind: str, flag: str) -> None:
 
 
 def read_new_table(
-    path: Path, kind: Literal["csv", "parquet"], cfg: DataConfig, header: bool | None
+    path: Path,
+    kind: Literal["csv", "parquet"],
+    cfg: DataConfig,
+    header: bool | None,
+    expected: list[str] | None = None,
 ) -> pd.DataFrame:
     """A table shaped like the training file.
 
@@ -78,6 +82,8 @@ def read_new_table(
             without a header, the column names (data.columns).
         header: whether the first row names the columns; None: like the training file, unless
             the first row of a file trained without a header holds exactly those names.
+        expected: the columns the run reads (to say so when a header-less file is given to a
+            run trained with a header).
     """
     if kind == "parquet":
         return read_table(path, "parquet", cfg)
@@ -86,11 +92,14 @@ def read_new_table(
         header = names is None or _first_row(path, cfg) == [str(c) for c in names]
     if header:
         df = read_table(path, "csv", cfg.model_copy(update={"columns": None, "limit": None}))
-        if names is None and looks_headerless(df):
-            df.attrs["hint"] = (
-                "the first row looks like data, not a header; pass --no-header if the file "
-                "has none (the run names its columns with data.columns)"
-            )
+        if names is None and looks_headerless(df) and expected is not None:
+            missing = [c for c in expected if c not in df.columns]
+            if missing:
+                raise DataError(
+                    f"The first row of {path} looks like data, not a header, and the file lacks "
+                    f"the columns the run was trained on ({', '.join(expected)}); add the "
+                    "header row the training file had."
+                )
         return df
     if names is None:
         raise DataError(
@@ -129,7 +138,7 @@ def read_inputs(
         case "idx":
             return read_idx(where)[0]
         case "csv" | "parquet" if schema.kind in ("tabular", "sequence") and schema.array is None:
-            return read_new_table(path, kind, cfg, header)  # type: ignore[arg-type]
+            return read_new_table(path, kind, cfg, header, _columns(schema))  # type: ignore[arg-type]
         case "csv" | "parquet" if schema.text_column is not None:
             return read_new_table(path, kind, cfg, header)  # type: ignore[arg-type]
         case "npz":
@@ -147,6 +156,12 @@ def read_inputs(
         f"Cannot read {path} as input for a {schema.kind} model; give {_needed(schema)} "
         "(a file of another name can be given as KIND:PATH, e.g. csv:rows.dat)."
     )
+
+
+def _columns(schema: Schema) -> list[str] | None:
+    if schema.tabular is not None:
+        return schema.tabular.columns
+    return schema.series.features.columns if schema.series is not None else None
 
 
 def _needed(schema: Schema) -> str:
@@ -197,7 +212,7 @@ def load_labelled(
             loaded = (
                 load_builtin(location)
                 if kind == "builtin"
-                else read_new_table(path, kind, cfg, header)  # type: ignore[arg-type]
+                else read_new_table(path, kind, cfg, header, _columns(schema))  # type: ignore[arg-type]
             )
             if not isinstance(loaded, pd.DataFrame):
                 x, y = loaded

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from gradwise.config import SplitConfig
+from gradwise.errors import DataError
 
 log = logging.getLogger("gradwise")
 
@@ -27,7 +28,13 @@ def split_indices(
         seed: the run's seed; the same seed always gives the same split.
         stratify: (n,) class labels to keep class proportions in every split.
     """
-    _, n_val, n_test = split_sizes(n, cfg)
+    n_train, n_val, n_test = split_sizes(n, cfg)
+    if min(n_train, n_val, n_test) < 1:
+        raise DataError(
+            f"{n} samples are too few to split into train ({n_train}), validation ({n_val}) "
+            f"and test ({n_test}) with data.split val={cfg.val}, test={cfg.test}; give more "
+            "data, or larger split fractions."
+        )
     idx = np.arange(n)
     strat = stratify if stratify is not None and _can_stratify(stratify, n_val, n_test) else None
     if stratify is not None and strat is None:

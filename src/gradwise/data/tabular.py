@@ -169,7 +169,9 @@ class TabularPreprocessor:
                 f"Input lacks the column(s) {', '.join(missing)} the model was trained on; "
                 f"expected columns: {', '.join(self.columns)}."
             )
-        num = df[self.numeric].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+        given = df[self.numeric]
+        num = given.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+        _check_numeric(given, num)
         num = num.fillna(pd.Series(self.medians, index=self.numeric))
         parts = [((num.to_numpy() - np.array(self.means)) / np.array(self.stds))]
         for col, vocab in zip(self.categorical, self.vocab):
@@ -180,6 +182,24 @@ class TabularPreprocessor:
             else:
                 parts.append(np.eye(len(vocab))[codes])
         return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _check_numeric(given: pd.DataFrame, parsed: pd.DataFrame) -> None:
+    """A value that is there but is not a number (text in a numeric column) is an error, not a
+    missing value to impute: imputing it would predict from a number nobody gave."""
+    bad = parsed.isna().to_numpy() & given.notna().to_numpy()
+    if not bad.any():
+        return
+    col = int(np.flatnonzero(bad.any(axis=0))[0])
+    rows = np.flatnonzero(bad[:, col])
+    name = given.columns[col]
+    shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+    example = given.iloc[rows[0], col]
+    raise DataError(
+        f"Column {name!r} is numeric in training but holds text in {len(rows)} row(s) "
+        f"(rows {shown}; e.g. {example!r}); fix those values, or leave them empty to have them "
+        "imputed."
+    )
 
 
 def _column_kinds(df: pd.DataFrame) -> tuple[list[str], list[str]]:

@@ -88,7 +88,16 @@ def _plain(value: Any) -> Any:
 
 
 def infer_task(y: np.ndarray, requested: str) -> str:
-    """'classification' or 'regression' from the target's values, unless the config says."""
+    """'classification' or 'regression' from the target's values, unless the config says.
+
+    Raises:
+        DataError: the config asks for a text task (lm, seq2seq, mlm) on data with a target.
+    """
+    if requested in ("lm", "seq2seq", "mlm"):
+        raise DataError(
+            f"data.task {requested} does not apply to data with a target column or labels; it "
+            "is for text (lm, mlm: a corpus, text:PATH; seq2seq: csv: with data.text_column)."
+        )
     if requested != "auto":
         return requested
     if y.dtype.kind in "OUSb":

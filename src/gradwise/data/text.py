@@ -246,7 +246,7 @@ def build_text(text: str, cfg: DataConfig, tokenizer: Tokenizer | None = None) -
     `lm` (the default) predicts each next token; `mlm` keeps the windows whole for masked-token
     pretraining (the objective masks them batch by batch).
     """
-    if cfg.task not in ("auto", "mlm"):
+    if cfg.task not in ("auto", "lm", "mlm"):
         raise DataError(
             f"data.task {cfg.task} does not apply to a text corpus (text:); for labelled text "
             "use csv: with data.text_column and data.target."

@@ -16,6 +16,7 @@ from typing import Any
 
 from scipy import stats
 
+from gradwise.artifacts import atomic_write_text
 from gradwise.config import Config, load_config
 from gradwise.evaluate.metrics import lower_is_better
 
@@ -127,7 +128,7 @@ def compare(
     verdicts = [_verdict(a, b, chosen) for a, b in zip(arms[0::2], arms[1::2])]
     result = Comparison(chosen, names[0], names[1], list(range(seeds)), arms, verdicts)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(result.to_json())
+    atomic_write_text(out / "compare.json", result.to_json())
     return result
 
 
@@ -142,10 +143,19 @@ def _verdict(a: Arm, b: Arm, metric: str) -> Verdict:
             None,
             "no verdict: one seed cannot show the noise; use --seeds 3 or more",
         )
+    better_b = diff < 0 if lower else diff > 0
+    winner = b.name if better_b else a.name
     if statistics.pvariance(a.values) + statistics.pvariance(b.values) == 0:
-        p = 0.0 if diff != 0 else 1.0
-    else:
-        p = float(stats.ttest_ind(b.values, a.values, equal_var=False).pvalue)
+        # every seed gave the same value on each side: nothing to test, the gap is exact
+        if diff == 0:
+            text = "no difference: both configs gave the same value at every seed (no test run)"
+            return Verdict(a.fraction, None, diff, None, text)
+        text = (
+            f"{winner} is better by {abs(diff):.4f} {metric} at every seed; neither arm "
+            "varied from seed to seed, so no test was run"
+        )
+        return Verdict(a.fraction, winner, diff, None, text)
+    p = float(stats.ttest_ind(b.values, a.values, equal_var=False).pvalue)
     noise = max(a.std, b.std)
     if p >= 0.05:
         return Verdict(
@@ -156,8 +166,6 @@ def _verdict(a: Arm, b: Arm, metric: str) -> Verdict:
             f"no clear winner: the difference {diff:+.4f} is within the seed-to-seed "
             f"noise (std up to {noise:.4f}, Welch p={p:.2f})",
         )
-    better_b = diff < 0 if lower else diff > 0
-    winner = b.name if better_b else a.name
     return Verdict(
         a.fraction,
         winner,

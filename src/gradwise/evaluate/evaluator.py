@@ -58,6 +58,17 @@ def predict_logits(model: nn.Module, x: Tensor, settings: EvalSettings = EvalSet
     return torch.cat(outs) if outs else torch.empty(0)
 
 
+def task_metric_names(schema: Schema) -> tuple[str, ...]:
+    """The names `split_metrics` gives besides `loss` (ROC-AUC only for two classes, and only
+    when both occur in the split)."""
+    if schema.task == "classification":
+        binary = ("roc_auc",) if schema.n_outputs == 2 else ()
+        return ("accuracy", "f1_macro", "log_loss", *binary)
+    if schema.task in ("lm", "seq2seq", "mlm"):
+        return ("perplexity", "bits_per_token", "accuracy")
+    return ("rmse", "mae", "r2")
+
+
 def split_metrics(
     logits: Tensor, y: Tensor, schema: Schema, loss_fn: Callable[[Tensor, Tensor], Tensor]
 ) -> dict[str, float]:

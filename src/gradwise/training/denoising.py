@@ -77,6 +77,9 @@ class Denoising:
         x_t = q_sample(x, t, noise, self.alpha_bar)
         return F.mse_loss(forward(x_t, t, labels).float(), noise)
 
+    def metric_names(self) -> tuple[str, ...]:
+        return ("loss", "loss_uncond") if self.cfg.conditional else ("loss",)
+
     @torch.no_grad()
     def metrics(self, model: nn.Module, split: Split, settings: EvalSettings) -> dict[str, float]:
         """Denoising loss over a split, with fixed noise; conditional models add the loss

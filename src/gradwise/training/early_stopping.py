@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,6 +26,18 @@ class EarlyStopping:
     def from_config(cfg: EarlyStoppingConfig) -> EarlyStopping:
         minimize = lower_is_better(cfg.metric) if cfg.mode == "auto" else cfg.mode == "min"
         return EarlyStopping(cfg.metric, minimize, cfg.patience, cfg.min_delta)
+
+    def check_metric(self, logged: tuple[str, ...]) -> None:
+        """Before training: the metric is one the loop will log, or a ConfigError with the
+        closest name."""
+        if self.metric in logged:
+            return
+        close = difflib.get_close_matches(self.metric, logged, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"train.early_stopping.metric {self.metric!r} is not logged for this run; {hint}"
+            f"choose one of {', '.join(logged)}."
+        )
 
     def update(self, record: dict[str, Any], epoch: int) -> bool:
         """Record an epoch's metrics; True if it is the best so far."""

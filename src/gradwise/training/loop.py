@@ -94,6 +94,11 @@ def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
     return contextlib.nullcontext
 
 
+def logged_metrics(objective: Objective) -> tuple[str, ...]:
+    """The metric names every epoch's record holds, which early stopping may watch."""
+    return ("train.loss", *(f"val.{name}" for name in objective.metric_names()))
+
+
 def fit(
     model: nn.Module,
     data: Dataset,
@@ -315,7 +320,7 @@ def _train_epoch(
         if boundary:
             if tc.diagnostics and i + 1 == n_batches:
                 grad_norms = layer_grad_norms(model)
-            if tc.grad_clip is not None:
+            if tc.grad_clip:  # 0 or None: no clipping
                 norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
                 max_norm = norm if max_norm is None else torch.maximum(max_norm, norm)
             sched.apply(opt)

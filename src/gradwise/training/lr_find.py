@@ -70,7 +70,7 @@ def lr_find(
             loss = objective.loss(model, xb, yb, order)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.train.grad_clip is not None:
+            if cfg.train.grad_clip:  # 0 or None: no clipping
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
             opt.step()
             value = loss.item()

@@ -98,6 +98,9 @@ class MaskedLM:
             loss = loss + layer.aux_loss
         return loss
 
+    def metric_names(self) -> tuple[str, ...]:
+        return ("loss", "accuracy", "perplexity")
+
     @torch.no_grad()
     def metrics(self, model: nn.Module, split: Split, settings: EvalSettings) -> dict[str, float]:
         """Loss, accuracy and perplexity on the picked tokens of a whole split, with masks

@@ -16,7 +16,12 @@ from torch import Tensor, nn
 from gradwise.config import Config, DiffusionConfig
 from gradwise.data.dataset import Split
 from gradwise.data.schema import Schema
-from gradwise.evaluate.evaluator import EvalSettings, predict_logits, split_metrics
+from gradwise.evaluate.evaluator import (
+    EvalSettings,
+    predict_logits,
+    split_metrics,
+    task_metric_names,
+)
 from gradwise.models.moe import MoEFeedForward, moe_layers
 from gradwise.training.losses import LossFn
 
@@ -28,6 +33,10 @@ class Objective(Protocol):
 
     def metrics(self, model: nn.Module, split: Split, settings: EvalSettings) -> dict[str, float]:
         """`loss` plus the task's metrics over a whole split, in eval mode."""
+        ...
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The keys `metrics` returns, known before any training (to check config names)."""
         ...
 
 
@@ -49,10 +58,18 @@ class Supervised:
         logits = predict_logits(model, split.x, settings)
         return split_metrics(logits, split.y, self.schema, self.criterion)
 
+    def metric_names(self) -> tuple[str, ...]:
+        return ("loss", *task_metric_names(self.schema))
+
 
 def make_objective(cfg: Config, schema: Schema, criterion: LossFn, model: nn.Module) -> Objective:
-    """The objective for a config: supervised unless the task or architecture brings its own."""
+    """The objective for a config: supervised unless the task or architecture brings its own;
+    with train.adversarial, supervised on batches partly replaced by PGD examples."""
     moe = tuple(moe_layers(model))
+    if cfg.train.adversarial is not None:
+        from gradwise.training.adversarial import adversarial_objective
+
+        return adversarial_objective(Supervised(criterion, schema, moe), cfg, schema, model)
     match cfg.model:
         case DiffusionConfig():
             from gradwise.training.denoising import Denoising

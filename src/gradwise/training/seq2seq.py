@@ -14,7 +14,12 @@ from gradwise.data.dataset import Split
 from gradwise.data.schema import Schema
 from gradwise.data.text import EOS, IGNORE
 from gradwise.errors import ConfigError
-from gradwise.evaluate.evaluator import EvalSettings, predict_logits, split_metrics
+from gradwise.evaluate.evaluator import (
+    EvalSettings,
+    predict_logits,
+    split_metrics,
+    task_metric_names,
+)
 from gradwise.models.seq2seq import Seq2Seq, translate
 from gradwise.training.losses import LossFn
 
@@ -54,6 +59,9 @@ class Seq2SeqObjective:
         out = split_metrics(logits, split.y, self.schema, self.criterion)
         out["exact_match"] = exact_match(model, split, self.cfg.beam_size, settings)
         return out
+
+    def metric_names(self) -> tuple[str, ...]:
+        return ("loss", *task_metric_names(self.schema), "exact_match")
 
 
 def exact_match(model: Seq2Seq, split: Split, beam_size: int, settings: EvalSettings) -> float:
