@@ -131,6 +131,8 @@ def _labels(
         "worst": listed,
     }
     verdict = grade(share, settings.label_issue_warn, settings.label_issue_fail)
+    if oof_accuracy < _WEAK and verdict == "fail":
+        verdict = "warn"  # weak folds: the flags are evidence of little, not of bad labels
     rows = ", ".join(str(r["row"]) for r in listed[:5])
     text = (
         f"{share:.1%} of training labels look wrong ({len(issues)} of {len(y)}"
@@ -138,7 +140,10 @@ def _labels(
         + f"; out-of-fold accuracy {oof_accuracy:.1%})"
     )
     if oof_accuracy < _WEAK:
-        text += " - the fold models are weak, so many flags are their own mistakes"
+        text += (
+            f" - the fold models are weak (under {_WEAK:.0%}), so many flags are their own "
+            "mistakes and the verdict is at most warn"
+        )
     return metrics, (verdict, text)
 
 
