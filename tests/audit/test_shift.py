@@ -135,3 +135,20 @@ def test_prior_shift_draws_the_asked_share_from_the_rarest_class():
     assert len(set(rows)) == 200 and set(rows) <= set(rest)
     base = space.labels[rest].mean()
     assert space.labels[rows].mean() == pytest.approx(0.3 + 0.7 * base, abs=0.06)
+
+
+def test_images_against_npz_compares_embeddings(tmp_path: Path):
+    import gradwise
+
+    cfg = tiny_config(train={"epochs": 3}, audit={"shift": {"power": False}})
+    run = train_run(load_config(cfg), tmp_path / "run")
+    test = run.split("test")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "same.npz", X=test.raw, y=test.y.numpy())
+    noisy = np.clip(test.raw + rng.normal(0, 4, test.raw.shape), 0, 16).astype(np.float32)
+    np.savez(tmp_path / "noisy.npz", X=noisy)  # unlabelled: read as inputs
+    same = gradwise.audit(run, checks=["shift"], against=str(tmp_path / "same.npz"))["shift"]
+    moved = gradwise.audit(run, checks=["shift"], against=str(tmp_path / "noisy.npz"))["shift"]
+    assert same.verdict == "pass", same.summary
+    assert moved.verdict == "fail", moved.summary
+    assert "embedding dimensions drifted" in moved.summary and "on embeddings" in moved.summary

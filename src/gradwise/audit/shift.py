@@ -6,9 +6,10 @@
 The detectors (`gradwise.audit.drift`) compare the training split with other data: on the raw
 columns for tables (numeric columns with KS, PSI and Wasserstein; categorical columns with
 chi-squared and PSI; all with MMD and a domain classifier), on the model's embeddings
-(`Run.embed`) for images, sequences and text. Without --against they compare it with the test
-split under simulated shifts instead, to measure what the detectors can notice at the chosen
-sample size (`gradwise.audit.shift_power`).
+(`Run.embed`, reduced to principal components) for images, sequences and text. The check
+also measures detection power: what the detectors notice at the chosen sample size when rows
+of the training and test splits are shifted on purpose (`gradwise.audit.shift_power`).
+Without --against, that power (and the test split against the training split) is the verdict.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from gradwise.artifacts import atomic_write_text
 from gradwise.audit.base import AuditContext, CheckResult, NotApplicable, Verdict
 from gradwise.audit.drift import DriftReport, DriftSettings, detect, prepare
 from gradwise.audit.shift_power import (
@@ -53,6 +55,9 @@ def check(run: Run, settings: ShiftAudit, ctx: AuditContext) -> CheckResult:
     drift = drift_settings(settings)
     rng = np.random.default_rng(ctx.seed)
     metrics: dict[str, Any] = {"space": "raw columns" if space.kind == "table" else view.what}
+    current = None  # read before the power measurement, so bad --against data fails at once
+    if ctx.against is not None:
+        current = against_sample(run, view, ctx.against, settings.sample_size, rng)
     plots: tuple[str, ...] = ()
     power: PowerReport | None = None
     if settings.power:
@@ -64,13 +69,11 @@ def check(run: Run, settings: ShiftAudit, ctx: AuditContext) -> CheckResult:
         )
         ctx.out.mkdir(parents=True, exist_ok=True)
         plot_power(power, ctx.out / PLOT)
-        from gradwise.artifacts import atomic_write_text
-
         atomic_write_text(ctx.out / TABLE, power_table(power))
         metrics["power"] = power.to_dict()
         plots = (PLOT,)
     reference = space.represent(space.train[_sample(len(space.train), settings.sample_size, rng)])
-    if ctx.against is None:
+    if ctx.against is None or current is None:
         if power is None:
             raise NotApplicable("no --against data and audit.shift.power is off: nothing to do")
         test = space.represent(space.test[_sample(len(space.test), settings.sample_size, rng)])
@@ -78,7 +81,6 @@ def check(run: Run, settings: ShiftAudit, ctx: AuditContext) -> CheckResult:
         metrics["train_vs_test"] = split.to_dict()
         verdict, headline, summary = _power_verdict(power, drift, space.kind, split)
     else:
-        current = against_sample(run, view, ctx.against, settings.sample_size, rng)
         report = detect(prepare(reference, space.categorical), current, drift, seed=rng)
         metrics["against"] = {"data": ctx.against, **report.to_dict()}
         metrics["most_drifted"] = _most_drifted(report, view.names)
@@ -269,9 +271,12 @@ def _against_verdict(
 ) -> tuple[Verdict, str, str]:
     psi, auc, mmd = report.get("psi"), report.get("domain_auc"), report.get("mmd")
     verdict: Verdict = "warn" if report.drifted else "pass"
-    if (psi is not None and psi.drifted and psi.effect >= settings.psi_fail) or (
-        auc is not None and auc.drifted and auc.effect >= settings.auc_fail
-    ):
+    psi_fails = (
+        psi is not None
+        and psi.features is not None
+        and bool((psi.features.drifted & (psi.features.effect >= settings.psi_fail)).any())
+    )
+    if psi_fails or (auc is not None and auc.drifted and auc.effect >= settings.auc_fail):
         verdict = "fail"
     what = view.what
     flagged = _flagged_columns(report)
