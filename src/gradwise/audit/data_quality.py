@@ -9,7 +9,8 @@ Measured on the run's own splits (`gradwise.audit.quality_scans` holds the measu
   (classification);
 - exact duplicates (equal raw samples) and near duplicates (cosine of the model's centred
   embeddings at least `near_duplicate_cosine`) within the training split;
-- leakage: validation and test samples that are exact or near copies of training samples;
+- leakage: validation and test samples that are exact or near copies of training samples
+  (neither scan for series, whose windows overlap by construction);
 - class imbalance (largest / smallest class in training), constant and missing-heavy
   columns (tables, raw training rows), constant input features (arrays);
 - outliers: IsolationForest on the training embeddings.
@@ -40,6 +41,7 @@ from gradwise.run import Run, SplitView
 
 _ORDER = {"pass": 0, "warn": 1, "fail": 2}
 _WEAK = 0.9  # out-of-fold accuracy below which the summary warns that flags are unreliable
+_OVERLAPPING = "the windows of a series share all but one step with their neighbours"
 
 
 def check(run: Run, settings: DataQualityAudit, ctx: AuditContext) -> CheckResult:
@@ -64,21 +66,26 @@ def check(run: Run, settings: DataQualityAudit, ctx: AuditContext) -> CheckResul
         findings.append(found)
         metrics["classes"], found = _imbalance(run, train, settings)
         findings.append(found)
-    metrics["duplicates"], found = _duplicates(train, keys["train"], emb["train"], settings)
-    findings.append(found)
-    metrics["leakage"], found = _leakage(splits, keys, emb, settings)
-    findings.append(found)
+    if run.schema.series is None:
+        metrics["duplicates"], found = _duplicates(train, keys["train"], emb["train"], settings)
+        findings.append(found)
+        metrics["leakage"], found = _leakage(splits, keys, emb, settings)
+        findings.append(found)
+    else:  # a series' windows overlap their neighbours by construction
+        metrics["duplicates"] = metrics["leakage"] = {"skipped": _OVERLAPPING}
+        findings.append(("pass", f"no duplicate or leakage scan: {_OVERLAPPING}"))
     metrics["features"], found = _features(run, train, settings)
     findings.append(found)
     metrics["outliers"], found = _outliers(train, emb["train"], settings, ctx.seed)
     findings.append(found)
     verdict: Verdict = max((v for v, _ in findings), key=_ORDER.__getitem__)
     said = [text for _, text in sorted(findings, key=lambda f: -_ORDER[f[0]]) if text]
-    headline = (
-        f"label issues {metrics['labels']['share']:.1%}"
-        if "labels" in metrics
-        else f"{metrics['duplicates']['n_exact_rows']} duplicates"
-    )
+    if "labels" in metrics:
+        headline = f"label issues {metrics['labels']['share']:.1%}"
+    elif "n_exact_rows" in metrics["duplicates"]:
+        headline = f"{metrics['duplicates']['n_exact_rows']} duplicates"
+    else:
+        headline = f"{metrics['outliers']['n_outliers']} outliers"
     return CheckResult(
         check="data_quality",
         verdict=verdict,
