@@ -57,6 +57,22 @@ from scipy import stats
 
 from gradwise.errors import ConfigError, DataError
 
+__all__ = [
+    "DETECTORS",
+    "DriftReport",
+    "DriftResult",
+    "DriftSettings",
+    "FeatureDrift",
+    "Reference",
+    "adjust_p_values",
+    "chi2_test",
+    "detect",
+    "ks_test",
+    "prepare",
+    "psi_test",
+    "wasserstein_test",
+]
+
 Detector = Literal["ks", "chi2", "psi", "wasserstein", "mmd", "domain_auc"]
 DETECTORS: tuple[Detector, ...] = ("ks", "chi2", "psi", "wasserstein", "mmd", "domain_auc")
 PSI_FLOOR = 1e-4  # proportions below this count as this in the PSI's logarithm

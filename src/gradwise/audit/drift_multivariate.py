@@ -23,6 +23,8 @@ from gradwise.audit.drift import (
     prepare,
 )
 
+__all__ = ["domain_classifier_test", "median_distance", "mmd_test", "random_fourier_features"]
+
 _BANDWIDTH_ROWS = 500  # pooled rows that set the median-heuristic bandwidth
 
 
