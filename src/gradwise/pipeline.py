@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,8 +70,11 @@ def train_run(
     RUN/config.given.yaml.
 
     Args:
-        data: train on this dataset instead of reading `cfg.data.source` (the scikit-learn
-            estimators' in-memory arrays, see `gradwise.data.memory`).
+        quiet: no log lines on the console (train.log gets them all).
+        data: train on this dataset instead of reading `cfg.data.source`: the scikit-learn
+            estimators' in-memory arrays (`gradwise.data.memory`), or a run's own data with
+            only some training rows kept (`Dataset.keep_train`: k-fold retrains); val, test
+            and the preprocessing fitted on the whole training split stay as they are.
     """
     with torch.random.fork_rng(devices=[]):  # the caller's random state is left untouched
         torch.manual_seed(cfg.seed)
@@ -189,8 +193,6 @@ def environment(device: str) -> dict[str, Any]:
     """The versions and the machine a run was trained with (kept in metrics.json)."""
     import platform
 
-    import numpy as np
-
     from gradwise import __version__
 
     return {
@@ -226,7 +228,9 @@ def prepare(cfg: Config, data: Dataset | None = None) -> tuple[Dataset, str, nn.
     (imputation counts, loaded weights, frozen layers), for a config; the caller seeds.
 
     Args:
-        data: use this dataset instead of reading `cfg.data.source`.
+        data: use this dataset instead of reading `cfg.data.source` (in-memory arrays of
+            the scikit-learn estimators; a run's own data with some training rows kept, as
+            `Dataset.keep_train` gives, for k-fold retrains).
 
     Raises:
         ConfigError, DataError: before any training starts.
@@ -375,10 +379,13 @@ def run_logging(path: Path | None, quiet: bool) -> Iterator[None]:
     if path is not None:
         handlers.append(logging.FileHandler(path, encoding="utf-8"))
         handlers[-1].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    has_console = any(h.get_name() == CONSOLE_HANDLER for h in log.handlers)
-    if not quiet and not has_console:
+    console = [h for h in log.handlers if h.get_name() == CONSOLE_HANDLER]
+    if not quiet and not console:
         handlers.append(logging.StreamHandler(sys.stderr))
         handlers[-1].setFormatter(logging.Formatter("%(message)s"))
+    hush = _WarningsOnly()
+    for h in console if quiet else []:  # a quiet run inside a CLI verb (audit retrains, tune)
+        h.addFilter(hush)
     previous = log.level
     log.setLevel(logging.INFO)
     for h in handlers:
@@ -392,7 +399,14 @@ def run_logging(path: Path | None, quiet: bool) -> Iterator[None]:
         for h in handlers:
             log.removeHandler(h)
             h.close()
+        for h in console:
+            h.removeFilter(hush)
         log.setLevel(previous)
+
+
+class _WarningsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
 
 
 # ------------------------------------------------------------------ the per-rank worker
