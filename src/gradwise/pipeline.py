@@ -31,12 +31,14 @@ from gradwise.run import Run, input_spec, write_config
 from gradwise.training.denoising import denoising_loss_name
 from gradwise.training.loop import Parallel, ProgressFn, TrainResult, fit
 from gradwise.training.losses import resolve_loss_name
+from gradwise.training.objectives import Objective
 from gradwise.training.transfer import freeze, init_from, source_tokenizer
 
 log = logging.getLogger(LOG)
 
 TRAIN_METRICS_CAP = 20_000  # train metrics are measured on at most this many samples
 EpochFn = Callable[[dict[str, float]], None]
+ObjectiveFn = Callable[[Objective], Objective]
 
 
 def train_run(
@@ -49,11 +51,16 @@ def train_run(
     on_epoch_end: EpochFn | None = None,
     progress: ProgressFn | None = None,
     parallel: Parallel = Parallel(),
+    wrap_objective: ObjectiveFn | None = None,
 ) -> Run:
     """Train `cfg` and write its run directory; see `gradwise.train` for the arguments.
 
     The data is read and checked before the run directory is created, so bad data leaves
     no half-made folder behind.
+
+    Args:
+        wrap_objective: replaces the config's objective with one built on it (knowledge
+            distillation mixes a teacher's soft targets into the supervised loss).
     """
     with torch.random.fork_rng(devices=[]):  # the caller's random state is left untouched
         torch.manual_seed(cfg.seed)
@@ -66,7 +73,16 @@ def train_run(
             for note in notes:
                 log.info(note)
             return _fit_and_save(
-                cfg, run_dir, data, loss_name, model, resume, parallel, on_epoch_end, progress
+                cfg,
+                run_dir,
+                data,
+                loss_name,
+                model,
+                resume,
+                parallel,
+                on_epoch_end,
+                progress,
+                wrap_objective,
             )
 
 
@@ -80,9 +96,12 @@ def _fit_and_save(
     parallel: Parallel,
     on_epoch_end: EpochFn | None,
     progress: ProgressFn | None,
+    wrap_objective: ObjectiveFn | None = None,
 ) -> Run:
     run = Run(run_dir, cfg, data.schema, model, loss_name)
     objective = run.objective(data.train.y)
+    if wrap_objective is not None:
+        objective = wrap_objective(objective)
     if parallel.is_main:
         write_config(run_dir, cfg)
         data.save_splits(run_dir)

@@ -39,6 +39,11 @@ def require_openvino(nncf: bool = False) -> None:
         )
 
 
+def has_openvino() -> bool:
+    """Whether openvino and nncf are installed (the `openvino` extra)."""
+    return _has("openvino") and _has("nncf")
+
+
 def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
