@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
 
 if TYPE_CHECKING:
-    from gradwise.api import audit, compare, load, lr_find, train
+    from gradwise.api import audit, bench, compare, load, lr_find, optimize, train
     from gradwise.run import Run
 
 __version__ = "0.1.0"
@@ -26,9 +26,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "Run": "gradwise.run",
     "audit": "gradwise.audit",  # the package, callable as gradwise.api.audit
+    "bench": "gradwise.api",
     "compare": "gradwise.api",
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
+    "optimize": "gradwise.api",
     "train": "gradwise.api",
 }
 
@@ -40,9 +42,11 @@ __all__ = [
     "Run",
     "TrainingDiverged",
     "audit",
+    "bench",
     "compare",
     "load",
     "lr_find",
+    "optimize",
     "train",
 ]
 
