@@ -67,11 +67,11 @@ class MoEFeedForward(nn.Module):
         rows = order // self.top_k  # (N*k,) the token of each sorted pair
         counts = torch.bincount(flat, minlength=self.experts).tolist()
         groups = tokens[rows].split(counts)  # E x (n_e, C)
-        dtype = tokens.dtype
-        ys = [
-            F.gelu(xe @ self.in_proj[e].to(dtype)) @ self.out_proj[e].to(dtype)  # (n_e, C)
-            for e, xe in enumerate(groups)
-        ]
+        # unbind: one op whose backward stacks the experts' gradients (indexing each expert
+        # would fill and add a full-size gradient per expert)
+        w_in = self.in_proj.to(tokens.dtype).unbind(0)
+        w_out = self.out_proj.to(tokens.dtype).unbind(0)
+        ys = [F.gelu(xe @ w_in[e]) @ w_out[e] for e, xe in enumerate(groups)]  # E x (n_e, C)
         y = torch.cat(ys) * weight.flatten()[order, None]  # (N*k, C)
         return torch.zeros_like(tokens).index_add_(0, rows, y)
 
