@@ -19,9 +19,8 @@ import argparse
 import datetime
 import json
 import tempfile
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import torch
 
@@ -157,13 +156,11 @@ def main() -> None:
         f"smallest expert share over all MoE layers and seeds: {min(shares):.3f} "
         f"(claim >= 0.05: {min(shares) >= 0.05})"
     )
-    wall = (sum(moe_arm.wall_s) / len(moe_arm.wall_s)) / (sum(dense_arm.wall_s) / len(dense_arm.wall_s))
-    print(f"training wall time, MoE over dense (whole runs): {wall:.2f}")
-    print(
-        json.dumps(
-            {"dense": dense_arm.mean, "moe": moe_arm.mean, "min_share": min(shares), **t}
-        )
+    wall = (sum(moe_arm.wall_s) / len(moe_arm.wall_s)) / (
+        sum(dense_arm.wall_s) / len(dense_arm.wall_s)
     )
+    print(f"training wall time, MoE over dense (whole runs): {wall:.2f}")
+    print(json.dumps({"dense": dense_arm.mean, "moe": moe_arm.mean, "min_share": min(shares), **t}))
 
 
 if __name__ == "__main__":

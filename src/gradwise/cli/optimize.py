@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,16 +21,16 @@ from gradwise.cli.console import (
 )
 
 
-class Which(str, Enum):
+class Which(StrEnum):
     base = "base"
     all = "all"
 
 
-class Quantize(str, Enum):
+class Quantize(StrEnum):
     int8 = "int8"
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):
     fp32 = "fp32"
     bf16 = "bf16"
 

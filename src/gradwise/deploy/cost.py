@@ -11,7 +11,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,7 @@ def batch_of(x: Tensor, n: int) -> Tensor:
 
 
 def time_interleaved(
-    calls: dict[str, Callable[[], object]], seconds: float, rounds: int = 8, warmup: int = 2
+    calls: Mapping[str, Callable[[], object]], seconds: float, rounds: int = 8, warmup: int = 2
 ) -> dict[str, list[float]]:
     """Wall seconds of each call, measured in `rounds` rounds that visit every call in
     turn, each for about seconds / rounds (at least once per round), after `warmup` calls.
@@ -216,7 +216,9 @@ def bench(
                 best_batch=best.batch,
                 best_throughput=best.throughput,
                 usd_per_million=usd_per_million(best.throughput, threads, price_per_core_hour),
-                usd_per_million_batch1=usd_per_million(one.throughput, threads, price_per_core_hour),
+                usd_per_million_batch1=usd_per_million(
+                    one.throughput, threads, price_per_core_hour
+                ),
                 language_model=_language_model_cost(run, seconds) if _is_lm(run) else None,
             )
         )
@@ -267,9 +269,7 @@ def _language_model_cost(run: Run, seconds: float) -> dict[str, Any]:
     with torch.no_grad():
         calls = {str(t): (lambda t=t: model(x[:1, :t])) for t in lengths}
         times = time_interleaved(calls, seconds)
-        by_length = [
-            {"tokens": t, "p50_ms": point(1, times[str(t)]).p50_ms} for t in lengths
-        ]
+        by_length = [{"tokens": t, "p50_ms": point(1, times[str(t)]).p50_ms} for t in lengths]
         n_new = max(1, min(64, block - prompt.shape[1]))
         cached = _decode_rate(model, prompt, n_new, cached=True)
         uncached = _decode_rate(model, prompt, n_new, cached=False)
@@ -313,7 +313,13 @@ def plot_latency_throughput(report: BenchReport, path: Path) -> None:
         thr = [p.throughput for p in cost.latency]
         ax.plot(lat, thr, marker="o", label=cost.variant)
         for p in cost.latency:
-            ax.annotate(str(p.batch), (p.p50_ms, p.throughput), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                str(p.batch),
+                (p.p50_ms, p.throughput),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("latency per batch, p50 (ms)")

@@ -123,18 +123,16 @@ def _backend(
         case "onnx-fp32":
             return _onnx_entry(), copy_onnx
         case "onnx-int8-dynamic" | "onnx-int8-static":
-            from gradwise.deploy.onnx import quantize_onnx
+            from gradwise.deploy.onnx import Int8Mode, quantize_onnx
 
-            mode = "dynamic" if lever.endswith("dynamic") else "static"
+            mode: Int8Mode = "dynamic" if lever.endswith("dynamic") else "static"
 
             def write_int8(folder: Path) -> None:
-                settings.update(
-                    quantize_onnx(onnx_path, folder / "model.onnx", mode, calibration)
-                )
+                settings.update(quantize_onnx(onnx_path, folder / "model.onnx", mode, calibration))
 
-            entry = _onnx_entry()
-            entry["quantization"] = settings  # filled in when written, before model.json
-            return entry, write_int8
+            onnx_entry = _onnx_entry()
+            onnx_entry["quantization"] = settings  # filled in when written, before model.json
+            return onnx_entry, write_int8
     # openvino-*
     from gradwise.deploy.openvino import save_openvino
 

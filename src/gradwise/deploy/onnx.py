@@ -11,7 +11,6 @@ them once), so `Run.embed` works on a variant as on the run it came from.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import tempfile
 import warnings
@@ -70,26 +69,26 @@ def export_onnx(model: nn.Module, example: Tensor, path: Path, with_features: bo
     module: nn.Module = _LogitsAndFeatures(model) if with_features else model
     outputs = ["logits", "features"] if with_features else ["logits"]
     axes = {name: {0: "batch"} for name in ["x", *outputs]}
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    from gradwise.artifacts import atomic_path
+
+    with warnings.catch_warnings(), torch.no_grad(), atomic_path(path) as tmp:
         # the tracer's notes on Python branches it records (the padded path, on purpose) and
         # the legacy exporter's deprecation notice; see the module docstring for the choice
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
         warnings.filterwarnings("ignore", message="The feature will be removed")
+        # indices here are never negative (GPT's last-token gather), the case it warns of
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
         torch.onnx.export(
             module.eval(),
             (example,),
-            buf,
+            str(tmp),
             dynamo=False,
             input_names=["x"],
             output_names=outputs,
             dynamic_axes=axes,
             opset_version=OPSET,
         )
-    from gradwise.artifacts import atomic_write_bytes
-
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:

@@ -48,7 +48,9 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def save_openvino(onnx_path: Path, dest: Path, calibration: Tensor | None, transformer: bool) -> dict[str, Any]:
+def save_openvino(
+    onnx_path: Path, dest: Path, calibration: Tensor | None, transformer: bool
+) -> dict[str, Any]:
     """Convert the ONNX file to OpenVINO IR (dest: model.xml, beside it model.bin); with
     `calibration`, quantize it to int8 with NNCF first.
 
@@ -86,9 +88,7 @@ def _nncf_quantize(model: Any, calibration: Tensor, transformer: bool) -> Any:
 
         batches = [calibration[i : i + 32].numpy() for i in range(0, len(calibration), 32)]
         kwargs: dict[str, Any] = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
-        return nncf.quantize(
-            model, nncf.Dataset(batches), subset_size=len(batches), **kwargs
-        )
+        return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches), **kwargs)
 
 
 @contextlib.contextmanager
@@ -124,7 +124,9 @@ class OpenVINOModule(nn.Module, Embedder):
         }
         self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
         self.outputs = {o.get_any_name(): o for o in self.compiled.outputs}
-        self.input_type = np.int64 if self.compiled.input(0).get_element_type().is_integral() else np.float32
+        self.input_type = (
+            np.int64 if self.compiled.input(0).get_element_type().is_integral() else np.float32
+        )
         self.request = self.compiled.create_infer_request()
         self.lock = threading.Lock()  # one request: calls from several threads take turns
 

@@ -25,7 +25,9 @@ DYNAMIC_LAYERS: dict[str, type[nn.Module]] = {"Linear": nn.Linear, "LSTM": nn.LS
 
 def dynamic_int8_scheme(model: nn.Module) -> dict[str, Any]:
     """What `torch_dynamic_int8` quantizes in `model`, for model.json."""
-    found = sorted({name for name, t in DYNAMIC_LAYERS.items() for m in model.modules() if type(m) is t})
+    found = sorted(
+        {name for name, t in DYNAMIC_LAYERS.items() for m in model.modules() if type(m) is t}
+    )
     return {"tool": "torch.ao.quantization.quantize_dynamic", "layers": found, "dtype": "qint8"}
 
 

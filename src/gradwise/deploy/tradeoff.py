@@ -149,7 +149,9 @@ def tradeoff(
                 ece_delta=None if ece is None or base_ece is None else ece - base_ece,
                 temperature=temperature,
                 robust_accuracy=robust,
-                robust_delta=None if robust is None or base_robust is None else robust - base_robust,
+                robust_delta=None
+                if robust is None or base_robust is None
+                else robust - base_robust,
                 size_mb=size / 2**20,
                 latency_b1_ms=b1.p50_ms,
                 latency_b64_ms=b64.p50_ms,
@@ -261,7 +263,10 @@ def _recommend(rows: list[Row], metric: str, unit: str, budget: float) -> list[R
         if r.variant == "fp32":
             text = "the reference"
         else:
-            parts = [_times(r.speedup_b64, "faster", "slower"), _times(r.smaller, "smaller", "larger")]
+            parts = [
+                _times(r.speedup_b64, "faster", "slower"),
+                _times(r.smaller, "smaller", "larger"),
+            ]
             parts.append(f"{r.metric_delta:+.{1 if unit == 'pt' else 4}f} {unit or metric}".strip())
             if r.ece_delta is not None:
                 parts.append(f"ECE {r.ece_delta:+.3f}")

@@ -52,7 +52,6 @@ class MoEFeedForward(nn.Module):
             self.counts += routed.sum(dim=0).long().detach()
         return self.drop(out).reshape(shape)
 
-
     def _dispatch(self, tokens: Tensor, chosen: Tensor, weight: Tensor) -> Tensor:
         """Each token through its chosen experts, mixed by `weight`: (N, C) -> (N, C).
 

@@ -68,7 +68,9 @@ class Distillation:
         logits = forward(x)
         with torch.no_grad():
             teacher = self.teacher.to(x.device).eval()(x)
-        loss = distillation_loss(logits, teacher, y, self.base.criterion, self.temperature, self.alpha)
+        loss = distillation_loss(
+            logits, teacher, y, self.base.criterion, self.temperature, self.alpha
+        )
         for layer in self.base.moe:
             loss = loss + layer.aux_loss
         return loss
