@@ -11,7 +11,7 @@ import torch
 
 import gradwise
 from gradwise.deploy.levers import calibration_inputs, make_variant
-from gradwise.errors import DataError, NotTrainedError
+from gradwise.errors import DataError, GradwiseError, NotTrainedError
 from gradwise.run import Run
 
 INT8_LEVERS = ("torch-int8-dynamic", "onnx-int8-dynamic", "onnx-int8-static", "openvino-int8")
@@ -68,6 +68,8 @@ def test_fp32_engines_are_exact_to_1e4(mlp_run: Run, variants):
     for name in ("onnx-fp32", "openvino-fp32"):
         assert (variants[name].logits(x) - mlp_run.logits(x)).abs().max() < 1e-4
         assert variants[name].metrics["variant"]["parity"]["max_abs_diff"] < 1e-4
+        with pytest.raises(GradwiseError, match="has no gradients"):
+            variants[name].model(x[:2].clone().requires_grad_())
 
 
 def test_a_variant_keeps_its_engine_when_its_temperature_is_set(variants):

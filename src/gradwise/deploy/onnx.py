@@ -127,6 +127,11 @@ class OnnxModule(nn.Module, Embedder):
         return self._run(x, "features")
 
     def _run(self, x: Tensor, output: str) -> Tensor:
+        if x.requires_grad:
+            raise GradwiseError(
+                f"{self.path} runs in ONNX Runtime, which has no gradients; attack or explain "
+                "the torch run it was made from (a transfer attack), not the variant."
+            )
         arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=self.input_type)
         (out,) = self.session.run([output], {"x": arr})
         return torch.from_numpy(out).to(x.device)
@@ -209,12 +214,16 @@ def quantize_onnx(
 
 @contextlib.contextmanager
 def _quiet_ort() -> Iterator[None]:
-    """The quantizer logs notes on the root logger; keep them off the user's console for the
-    length of the call."""
+    """The quantizer logs notes through `logging.info` and friends, which also install a
+    handler on the root logger when it has none (logging.basicConfig); keep its notes off the
+    user's console and leave the root logger as it was."""
     root = logging.getLogger()
-    previous = root.level
+    previous, handlers = root.level, list(root.handlers)
     root.setLevel(logging.ERROR)
     try:
         yield
     finally:
         root.setLevel(previous)
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)

@@ -142,6 +142,11 @@ class OpenVINOModule(nn.Module, Embedder):
         return self._run(x, "features")
 
     def _run(self, x: Tensor, output: str) -> Tensor:
+        if x.requires_grad:
+            raise GradwiseError(
+                f"{self.path} runs in OpenVINO, which has no gradients; attack or explain "
+                "the torch run it was made from (a transfer attack), not the variant."
+            )
         arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=self.input_type)
         with self.lock:
             result = self.request.infer({0: arr})

@@ -6,7 +6,7 @@ A variant folder holds what any run holds, so `gradwise.load`, `evaluate`, `audi
     config.yaml     the source run's config (same data, same splits)
     splits.json     the source run's split rows
     model.json      the same schema, plus `backend`: the engine and its settings
-    metrics.json    train/val/test metrics measured through the variant itself,
+    metrics.json    val/test metrics measured through the variant itself,
                     plus `variant`: what it is, where from, parity with its source
     model file      model.onnx | model.xml + model.bin | model.safetensors
 
@@ -135,7 +135,8 @@ def write_variant(
     variant = Run.load(folder)
     data = source.dataset()
     summary = {k: v for k, v in source.metrics.items() if k not in SPLITS}
-    summary.update({s: variant.evaluate(s, data) for s in SPLITS})
+    # val and test: what a variant is judged on (`gradwise evaluate` measures train too)
+    summary.update({s: variant.evaluate(s, data) for s in ("val", "test")})
     summary["variant"] = {"name": name, "source": str(source.path), **info}
     write_json(folder / "metrics.json", summary)
     return variant
