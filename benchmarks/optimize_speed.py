@@ -1,7 +1,7 @@
 """What the optimisation levers buy on this CPU: `gradwise optimize --auto` on four models.
 
     python benchmarks/optimize_speed.py [--only transformer,mnist,digits-mlp,digits-cnn]
-                                        [--seconds 1.0] [--cache DIR] [--threads 1]
+                                        [--seconds 1.0] [--cache DIR] [--threads 1] [--reuse]
 
 Claims (every candidate measured beside eager fp32 in the same process, interleaved):
 - transformer encoder classifier (BERT arch, 4 layers, d_model 256, sequence 128, SMS spam)
@@ -26,6 +26,8 @@ import torch
 import gradwise
 from gradwise.config import load_config
 from gradwise.deploy.cost import batch_of, point, time_interleaved
+from gradwise.deploy.optimize import Levers, plan
+from gradwise.deploy.tradeoff import TradeOff, tradeoff
 from gradwise.run import Run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +94,16 @@ def trained(name: str, config: object, overrides: dict[str, object], cache: Path
     return gradwise.train(config, out=out, overwrite=True, **overrides)  # type: ignore[arg-type]
 
 
+def auto(run: Run, seconds: float, reuse: bool) -> TradeOff:
+    """`gradwise optimize --auto`, or (--reuse) its measuring half on the variants already
+    made, when every candidate is there."""
+    names = plan(Levers(auto=True), run.model)
+    folders = [run.path / "artifacts" / n for n in names]
+    if reuse and all((f / "metrics.json").is_file() for f in folders):
+        return tradeoff(run, [gradwise.load(f) for f in folders], 0.5, None, seconds)
+    return gradwise.optimize(run, auto=True, budget_pt=0.5, seconds=seconds)
+
+
 def channels_last_check(run: Run, winner: Run, seconds: float) -> dict[str, float]:
     """p50 at batch 64: eager contiguous, eager channels_last, the winner; interleaved."""
     x = batch_of(run.split("test").x, 64)
@@ -121,7 +133,11 @@ def main() -> None:
         help="threads for torch, ONNX Runtime and OpenVINO alike; 1 keeps ratios stable on a "
         "CPU shared with other jobs (a thread that waits for a descheduled sibling stalls)",
     )
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the variants already in the cache"
+    )
     args = parser.parse_args()
+    train_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     print(
         f"# optimize_speed, {datetime.date.today()}, torch {torch.__version__}, "
@@ -131,8 +147,10 @@ def main() -> None:
     for name, (config, overrides, claim) in cases().items():
         if name not in args.only.split(","):
             continue
+        torch.set_num_threads(train_threads)
         run = trained(name, config, overrides, args.cache)
-        table = gradwise.optimize(run, auto=True, budget_pt=0.5, seconds=args.seconds)
+        torch.set_num_threads(args.threads)
+        table = auto(run, args.seconds, args.reuse)
         print(f"\n## {name}: {run.path}, test accuracy {run.metrics['test']['accuracy']:.4f}")
         print(
             "| variant | accuracy % | Δ pt | ECE Δ | b1 ms | b64 ms | speed-up b1 | speed-up b64 |"

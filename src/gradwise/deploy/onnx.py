@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import onnxruntime
 
 OPSET = 17
+ENGINE_CHUNK = 256  # samples per engine call (see OnnxModule._run)
 Int8Mode = Literal["dynamic", "static"]
 # Ops whose weights static quantization turns to int8; the norms stay float (per-channel
 # scales of a 1-D LayerNorm weight are meaningless, and quantizing them costs accuracy).
@@ -132,9 +133,15 @@ class OnnxModule(nn.Module, Embedder):
                 f"{self.path} runs in ONNX Runtime, which has no gradients; attack or explain "
                 "the torch run it was made from (a transfer attack), not the variant."
             )
-        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=self.input_type)
+        # at most ENGINE_CHUNK samples per call: an engine keeps buffers sized for the
+        # largest batch it has seen, and Run.logits sends eval_batch_size (1024) at once
+        outs = [self._call(xb, output) for xb in x.detach().split(ENGINE_CHUNK)]
+        return (torch.cat(outs) if len(outs) > 1 else outs[0]).to(x.device)
+
+    def _call(self, x: Tensor, output: str) -> Tensor:
+        arr = np.ascontiguousarray(x.cpu().numpy(), dtype=self.input_type)
         (out,) = self.session.run([output], {"x": arr})
-        return torch.from_numpy(out).to(x.device)
+        return torch.from_numpy(out)
 
 
 def max_abs_diff(a: nn.Module, b: nn.Module, x: Tensor, batch: int = 256) -> float:

@@ -27,6 +27,7 @@ from gradwise.errors import ConfigError, GradwiseError
 from gradwise.models.spec import Embedder
 
 Hint = Literal["f32", "bf16"]
+ENGINE_CHUNK = 256  # samples per engine call (see OpenVINOModule._run)
 
 
 def require_openvino(nncf: bool = False) -> None:
@@ -147,8 +148,14 @@ class OpenVINOModule(nn.Module, Embedder):
                 f"{self.path} runs in OpenVINO, which has no gradients; attack or explain "
                 "the torch run it was made from (a transfer attack), not the variant."
             )
-        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=self.input_type)
+        # at most ENGINE_CHUNK samples per call: an engine keeps buffers sized for the
+        # largest batch it has seen, and Run.logits sends eval_batch_size (1024) at once
+        outs = [self._call(xb, output) for xb in x.detach().split(ENGINE_CHUNK)]
+        return (torch.cat(outs) if len(outs) > 1 else outs[0]).to(x.device)
+
+    def _call(self, x: Tensor, output: str) -> Tensor:
+        arr = np.ascontiguousarray(x.cpu().numpy(), dtype=self.input_type)
         with self.lock:
             result = self.request.infer({0: arr})
             out = np.array(result[self.outputs[output]], copy=True)
-        return torch.from_numpy(out).to(x.device)
+        return torch.from_numpy(out)
