@@ -264,8 +264,8 @@ def _recommend(rows: list[Row], metric: str, unit: str, budget: float) -> list[R
             text = "the reference"
         else:
             parts = [
-                _times(r.speedup_b64, "faster", "slower"),
-                _times(r.smaller, "smaller", "larger"),
+                _times(r.speedup_b64, "faster", "slower", "same speed"),
+                _times(r.smaller, "smaller", "larger", "same size"),
             ]
             parts.append(f"{r.metric_delta:+.{1 if unit == 'pt' else 4}f} {unit or metric}".strip())
             if r.ece_delta is not None:
@@ -284,7 +284,9 @@ def _recommend(rows: list[Row], metric: str, unit: str, budget: float) -> list[R
     return out
 
 
-def _times(ratio: float, better: str, worse: str) -> str:
+def _times(ratio: float, better: str, worse: str, same: str) -> str:
+    if 0.95 <= ratio < 1.05:
+        return same
     return f"{ratio:.1f}x {better}" if ratio >= 1 else f"{1 / ratio:.1f}x {worse}"
 
 
