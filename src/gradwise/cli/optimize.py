@@ -87,10 +87,15 @@ def bench(
         out_console.print(language_model_lines(cost))
     m = report.machine
     out_console.print(
-        f"measured on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} threads); price "
+        f"measured on {machine_text(m)}; price "
         f"{price_per_core_hour:g} USD per core-hour. Details: {run_dir}/artifacts/bench.json, "
         f"plot: {run_dir}/artifacts/bench.png"
     )
+
+
+def machine_text(m: dict[str, Any]) -> str:
+    threads = m["torch_threads"]
+    return f"{m['cpu']} ({m['cores']} cores, {threads} thread{'s' if threads != 1 else ''})"
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -237,10 +242,7 @@ def optimize(
             highlight=False,
         )
     m = table.machine
-    out_console.print(
-        f"measured on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} threads). "
-        f"Details: {run_dir}/artifacts/tradeoff.json"
-    )
+    out_console.print(f"measured on {machine_text(m)}. Details: {run_dir}/artifacts/tradeoff.json")
 
 
 def tradeoff_table(table: Any, title: str) -> Table:
