@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
 
 if TYPE_CHECKING:
-    from gradwise.api import audit, compare, explain, load, lr_find, train, tune
+    from gradwise.api import audit, bench, compare, explain, load, lr_find, optimize, train, tune
     from gradwise.run import Run
 
 __version__ = "0.1.0"
@@ -26,10 +26,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "Run": "gradwise.run",
     "audit": "gradwise.audit",  # the package, callable as gradwise.api.audit
+    "bench": "gradwise.api",
     "compare": "gradwise.api",
     "explain": "gradwise.explain",  # the package, callable as gradwise.api.explain
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
+    "optimize": "gradwise.api",
     "train": "gradwise.api",
     "tune": "gradwise.tune",  # the package, callable as gradwise.api.tune
 }
@@ -42,10 +44,12 @@ __all__ = [
     "Run",
     "TrainingDiverged",
     "audit",
+    "bench",
     "compare",
     "explain",
     "load",
     "lr_find",
+    "optimize",
     "train",
     "tune",
 ]

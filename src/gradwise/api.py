@@ -10,13 +10,15 @@ from gradwise.run import Run
 
 if TYPE_CHECKING:
     from gradwise.audit import AuditReport
+    from gradwise.deploy.cost import BenchReport
+    from gradwise.deploy.tradeoff import TradeOff
     from gradwise.evaluate.compare import Comparison
     from gradwise.explain import Explanation
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
     from gradwise.tune import TuneResult
 
-__all__ = ["audit", "compare", "explain", "load", "lr_find", "train", "tune"]
+__all__ = ["audit", "bench", "compare", "explain", "load", "lr_find", "optimize", "train", "tune"]
 
 ConfigSource = str | Path | dict[str, Any] | Config
 
@@ -279,4 +281,102 @@ def tune(
         prune_startup=prune_startup,
         prune_warmup=prune_warmup,
         progress=progress,
+    )
+
+
+def bench(
+    run: Run | str | Path,
+    *,
+    variants: str = "base",
+    batches: tuple[int, ...] = (1, 8, 32, 128),
+    price_per_core_hour: float = 0.05,
+    seconds: float = 1.0,
+) -> BenchReport:
+    """Measure what the run costs to predict with: parameters, size on disk, FLOPs per
+    sample, peak memory, p50/p95 latency and throughput per batch size, USD per million
+    predictions (and, for language models, latency by sequence length and decode speed with
+    and without the cache). Writes RUN/artifacts/bench.json and the latency-vs-throughput
+    plot RUN/artifacts/bench.png.
+
+    Args:
+        variants: "base" (the run alone) or "all" (also every variant under RUN/artifacts/).
+        price_per_core_hour: USD per CPU core-hour.
+        seconds: measuring time per model and batch size.
+    """
+    from gradwise.artifacts import write_json
+    from gradwise.deploy.cost import bench as measure
+    from gradwise.deploy.cost import plot_latency_throughput
+    from gradwise.deploy.variants import artifacts_folder, variant_folders, variant_name
+    from gradwise.errors import ConfigError
+
+    if variants not in ("base", "all"):
+        raise ConfigError(f"variants must be base or all, not {variants!r}.")
+    base = run if isinstance(run, Run) else load(run)
+    runs = {variant_name(base): base}
+    if variants == "all":
+        runs.update({variant_name(v): v for v in map(load, variant_folders(base))})
+    report = measure(runs, batches, price_per_core_hour, seconds)
+    folder = artifacts_folder(base)
+    write_json(folder / "bench.json", report.to_dict())
+    plot_latency_throughput(report, folder / "bench.png")
+    return report
+
+
+def optimize(
+    run: Run | str | Path,
+    *,
+    quantize: str | None = None,
+    onnx: bool = False,
+    openvino: bool = False,
+    precision: str = "fp32",
+    distill: str | Path | dict[str, Any] | None = None,
+    temperature: float = 4.0,
+    alpha: float = 0.7,
+    auto: bool = False,
+    budget_pt: float = 0.5,
+    calibration_samples: int = 256,
+    robust_samples: int | None = None,
+    seconds: float = 1.0,
+) -> TradeOff:
+    """Make optimised variants of a run, each a run directory under RUN/artifacts/<variant>/,
+    and measure the trade-off (written to RUN/artifacts/tradeoff.json).
+
+    Args:
+        quantize: "int8": torch dynamic int8 (Linear/LSTM) and, for CNNs and transformers,
+            calibrated static int8 (ONNX Runtime); with onnx/openvino, through that engine.
+        onnx: export to ONNX and run in ONNX Runtime (parity with torch is measured).
+        openvino: run in OpenVINO; int8 through NNCF.
+        precision: "bf16" only where the CPU multiplies bf16 natively.
+        distill: a student config (its model: section, optionally train:) trained on the
+            run's soft targets; the other levers then apply to the student too.
+        temperature, alpha: distillation temperature and soft-target weight.
+        auto: make every candidate this machine supports; recommend the fastest within
+            `budget_pt`.
+        budget_pt: accuracy points a variant may lose (RMSE or loss units for other tasks).
+
+    Returns:
+        The TradeOff: one row per variant, the recommendation and why the others lost.
+
+    Raises:
+        ConfigError: bad levers (bf16 without native support, OpenVINO missing, none given).
+    """
+    from gradwise.deploy.optimize import Levers
+    from gradwise.deploy.optimize import optimize as run_levers
+    from gradwise.errors import ConfigError
+
+    if quantize not in (None, "int8") or precision not in ("fp32", "bf16"):
+        raise ConfigError(
+            f"quantize must be int8 (or None) and precision fp32 or bf16; got {quantize!r} "
+            f"and {precision!r}."
+        )
+    levers = Levers(quantize, onnx, openvino, precision, distill, auto)  # type: ignore[arg-type]
+    return run_levers(
+        run if isinstance(run, Run) else load(run),
+        levers,
+        budget=budget_pt,
+        temperature=temperature,
+        alpha=alpha,
+        calibration_samples=calibration_samples,
+        robust_samples=robust_samples,
+        seconds=seconds,
     )

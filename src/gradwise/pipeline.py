@@ -40,6 +40,7 @@ from gradwise.training.loop import (
     resolve_device,
 )
 from gradwise.training.losses import resolve_loss_name
+from gradwise.training.objectives import Objective
 from gradwise.training.transfer import freeze, init_from, source_tokenizer
 
 log = logging.getLogger(LOG)
@@ -47,6 +48,7 @@ log = logging.getLogger(LOG)
 TRAIN_METRICS_CAP = 20_000  # train metrics are measured on at most this many samples
 GIVEN_CONFIG = "config.given.yaml"
 EpochFn = Callable[[dict[str, float]], None]
+ObjectiveFn = Callable[[Objective], Objective]
 
 
 def train_run(
@@ -61,6 +63,7 @@ def train_run(
     parallel: Parallel = Parallel(),
     given: str | None = None,
     data: Dataset | None = None,
+    wrap_objective: ObjectiveFn | None = None,
 ) -> Run:
     """Train `cfg` and write its run directory; see `gradwise.train` for the arguments.
 
@@ -75,6 +78,8 @@ def train_run(
             estimators' in-memory arrays (`gradwise.data.memory`), or a run's own data with
             only some training rows kept (`Dataset.keep_train`: k-fold retrains); val, test
             and the preprocessing fitted on the whole training split stay as they are.
+        wrap_objective: replaces the config's objective with one built on it (knowledge
+            distillation mixes a teacher's soft targets into the supervised loss).
     """
     with torch.random.fork_rng(devices=[]):  # the caller's random state is left untouched
         torch.manual_seed(cfg.seed)
@@ -95,7 +100,16 @@ def train_run(
             for warning in warnings:
                 log.warning(warning)
             return _fit_and_save(
-                cfg, run_dir, data, loss_name, model, resume, parallel, on_epoch_end, progress
+                cfg,
+                run_dir,
+                data,
+                loss_name,
+                model,
+                resume,
+                parallel,
+                on_epoch_end,
+                progress,
+                wrap_objective,
             )
 
 
@@ -109,9 +123,12 @@ def _fit_and_save(
     parallel: Parallel,
     on_epoch_end: EpochFn | None,
     progress: ProgressFn | None,
+    wrap_objective: ObjectiveFn | None = None,
 ) -> Run:
     run = Run(run_dir, cfg, data.schema, model, loss_name)
     objective = run.objective(data.train.y)
+    if wrap_objective is not None:
+        objective = wrap_objective(objective)
     if parallel.is_main:
         write_config(run_dir, cfg)
         data.save_splits(run_dir)

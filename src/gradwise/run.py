@@ -117,6 +117,8 @@ class Run:
         model: the network, in eval mode, on the CPU unless moved with `to`.
         loss: the loss the model was trained with.
         calibration: the fitted temperature and conformal quantiles, if any.
+        backend: for an optimised variant (RUN/artifacts/<variant>/), the engine that runs
+            it and its settings (see deploy/variants.py); None for a plain torch run.
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class Run:
         model: nn.Module,
         loss: str,
         calibration: Calibration = Calibration(),
+        backend: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.config = config
@@ -134,6 +137,7 @@ class Run:
         self.model = model.eval()
         self.loss = loss
         self.calibration = calibration
+        self.backend = backend
         self.device = torch.device("cpu")
         self._data: Dataset | None = None
 
@@ -152,12 +156,8 @@ class Run:
             raise NotTrainedError(
                 f"Run directory {path} not found ({path.resolve()}); train one with gradwise train."
             )
-        for name in ("model.json", "model.safetensors", "config.yaml"):
-            if not (path / name).is_file():
-                raise NotTrainedError(
-                    f"{path} has no {name}: it is not a finished run. Train it with "
-                    f"`gradwise train CONFIG --out {path}` (or --resume if it was interrupted)."
-                )
+        for name in ("model.json", "config.yaml"):
+            _require(path, name)
         model_json = path / "model.json"
         try:
             meta = json.loads(model_json.read_text())
@@ -175,6 +175,9 @@ class Run:
             schema = Schema.from_dict(meta["schema"])
             loss = str(meta["loss"])
             calibration = Calibration(**(meta.get("calibration") or {}))
+            backend = meta.get("backend")
+            if backend is not None and not isinstance(backend, dict):
+                raise TypeError("its backend entry is not a JSON object")
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as exc:
             what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc).split("\n")[0]
             raise DataError(
@@ -184,12 +187,22 @@ class Run:
         config = load_config(path / "config.yaml")
         if isinstance(model_cfg, HFEncoderConfig):  # rebuilt from the run's own copy
             model_cfg = model_cfg.model_copy(update={"path": str(path / ENCODER_FOLDER)})
-        model = build_model(model_cfg, spec, pretrained=False)
-        _load_run_weights(path / "model.safetensors", model, version)
-        return Run(path, config, schema, model, loss, calibration)
+        if backend is not None:  # an optimised variant (deploy/): its engine, its own file
+            from gradwise.deploy.variants import load_variant_model
+
+            model = load_variant_model(path, backend, model_cfg, spec)
+        else:
+            _require(path, "model.safetensors")
+            model = build_model(model_cfg, spec, pretrained=False)
+            _load_run_weights(path / "model.safetensors", model, version)
+        return Run(path, config, schema, model, loss, calibration, backend)
 
     def save_model(self) -> None:
-        """Write model.json (architecture, schema, calibration) and model.safetensors."""
+        """Write model.json (architecture, schema, calibration) and model.safetensors; a
+        variant's engine file is written once, by deploy/, so a variant writes model.json."""
+        if self.backend is not None:
+            self._write_model_json()
+            return
         if isinstance(self.config.model, HFEncoderConfig):
             from gradwise.models.hf_encoder import export_encoder_files
 
@@ -206,6 +219,8 @@ class Run:
             "schema": self.schema.to_dict(),
             "calibration": asdict(self.calibration),
         }
+        if self.backend is not None:
+            meta["backend"] = self.backend
         write_json(self.path / "model.json", meta)
 
     def set_temperature(self, temperature: float | None) -> None:
@@ -568,6 +583,14 @@ class Run:
 
 def write_config(path: Path, cfg: Config) -> None:
     atomic_write_text(path / "config.yaml", dump_config(cfg))
+
+
+def _require(path: Path, name: str) -> None:
+    if not (path / name).is_file():
+        raise NotTrainedError(
+            f"{path} has no {name}: it is not a finished run. Train it with "
+            f"`gradwise train CONFIG --out {path}` (or --resume if it was interrupted)."
+        )
 
 
 def _format_version(meta: dict[str, Any], model_json: Path) -> int:

@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import ClickException, UsageError  # typer vendors click
 
 from gradwise import __version__
-from gradwise.cli import audit, datasets, explain, generate, predict, train, tune
+from gradwise.cli import audit, datasets, explain, generate, optimize, predict, train, tune
 from gradwise.cli.console import Command, Group, print_error
 
 app = typer.Typer(
@@ -58,6 +58,8 @@ VERBS: list[tuple[str, Callable[..., Any]]] = [
     ("sample", generate.sample),
     ("audit", audit.audit),
     ("explain", explain.explain),
+    ("optimize", optimize.optimize),
+    ("bench", optimize.bench),
     ("datasets", datasets.datasets),
     ("tune", tune.tune),
 ]

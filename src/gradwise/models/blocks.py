@@ -212,7 +212,7 @@ class Attention(nn.Module):
             k,
             v,
             attn_mask=mask,
-            is_causal=is_causal and t > 1,
+            is_causal=bool(is_causal and t > 1),  # bool: under the ONNX tracer t is a tensor
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, H, T, D)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, c))

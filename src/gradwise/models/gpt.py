@@ -110,7 +110,8 @@ class GPT(nn.Module, Embedder):
         if self.per_token:
             return h.mean(dim=1)
         last = (x != PAD).long().sum(dim=1).clamp(min=1) - 1  # (B,) index of the last real token
-        return h[torch.arange(len(x), device=x.device), last]
+        # x.shape[0], not len(x): the ONNX tracer keeps a shape dynamic, a Python int fixed
+        return h[torch.arange(x.shape[0], device=x.device), last]
 
     def _run(self, x: Tensor, state: GPTState | None) -> Tensor:
         return self.head(self._states(x, state))  # (B, T, V)

@@ -1,0 +1,135 @@
+"""optimize: which variants the levers make, the trade-off table and its oracles."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+import gradwise
+from gradwise.audit.calibration import expected_calibration_error, fit_temperature
+from gradwise.deploy.optimize import Levers, plan
+from gradwise.deploy.tradeoff import Row, _recommend
+from gradwise.errors import ConfigError
+from gradwise.run import Run
+
+
+def test_levers_choose_the_variants(mlp_run: Run, cnn_run: Run, monkeypatch):
+    monkeypatch.setattr("gradwise.training.loop.cpu_has_native_bf16", lambda: True)
+    assert plan(Levers(quantize="int8"), mlp_run.model) == ["torch-int8-dynamic"]
+    # calibrated static int8 is what pays for convolutions
+    assert plan(Levers(quantize="int8"), cnn_run.model) == [
+        "torch-int8-dynamic",
+        "onnx-int8-static",
+    ]
+    assert plan(Levers(onnx=True, quantize="int8"), mlp_run.model) == [
+        "onnx-fp32",
+        "onnx-int8-dynamic",
+        "onnx-int8-static",
+    ]
+    assert plan(Levers(openvino=True, precision="bf16"), mlp_run.model) == [
+        "torch-bf16",
+        "openvino-fp32",
+        "openvino-bf16",
+    ]
+    monkeypatch.setattr("gradwise.training.loop.cpu_has_native_bf16", lambda: False)
+    assert not any("bf16" in name for name in plan(Levers(auto=True), mlp_run.model))
+    with pytest.raises(ConfigError, match="no native bf16 matrix multiply"):
+        plan(Levers(precision="bf16"), mlp_run.model)
+    with pytest.raises(ConfigError, match="at least one lever"):
+        plan(Levers(), mlp_run.model)
+
+
+def test_optimize_measures_each_variant_against_the_base(mlp_run: Run):
+    table = gradwise.optimize(
+        mlp_run,
+        onnx=True,
+        distill={"model": {"arch": "mlp", "hidden": [16]}, "train": {"epochs": 3}},
+        seconds=0.02,
+        robust_samples=64,
+    )
+    rows = {r.variant: r for r in table.rows}
+    assert set(rows) == {"fp32", "distilled", "onnx-fp32", "distilled-onnx-fp32"}
+    base, onnx = rows["fp32"], rows["onnx-fp32"]
+    # oracle: the metric is the run's own test accuracy
+    assert base.metric == pytest.approx(mlp_run.metrics["test"]["accuracy"] * 100)
+    # oracle: ECE after the temperature refitted on the validation logits, by hand
+    val, test = mlp_run.split("val"), mlp_run.split("test")
+    t = fit_temperature(mlp_run.logits(val.x), val.y)
+    probs = (mlp_run.logits(test.x) / t).softmax(dim=1).numpy()
+    assert base.ece == pytest.approx(expected_calibration_error(probs, test.y.numpy()), abs=1e-6)
+    assert base.temperature == pytest.approx(t)
+    # an exact engine on the same adversarial inputs: the same robust accuracy
+    assert onnx.metric_delta == pytest.approx(0.0, abs=1e-9)
+    assert onnx.robust_delta == pytest.approx(0.0, abs=1e-9)
+    assert onnx.ece_delta == pytest.approx(0.0, abs=1e-5)
+    assert table.settings["robustness"]["samples"] == 64
+    assert "transfer attack" in table.settings["robustness"]["attack"]
+    # the student is a run of its own, smaller than the teacher
+    student = gradwise.load(mlp_run.path / "artifacts" / "distilled")
+    info = student.metrics["variant"]
+    assert info["student_params"] < info["teacher_params"] / 3
+    assert info["temperature"] == 4.0 and info["alpha"] == 0.7
+    saved = json.loads((mlp_run.path / "artifacts" / "tradeoff.json").read_text())
+    assert [r["variant"] for r in saved["rows"]] == [r.variant for r in table.rows]
+    assert saved["levers"]["made"] == ["distilled", "onnx-fp32", "distilled-onnx-fp32"]
+    assert table.verdict
+
+
+def _row(**kw: object) -> Row:
+    base = dict(
+        variant="onnx-int8-static",
+        label="ONNX Runtime static int8",
+        path="p",
+        metric=95.0,
+        metric_delta=-0.2,
+        ece=0.02,
+        ece_delta=0.004,
+        temperature=1.2,
+        robust_accuracy=50.0,
+        robust_delta=-1.0,
+        size_mb=1.0,
+        latency_b1_ms=1.0,
+        latency_b64_ms=2.0,
+        throughput_b64=32000.0,
+        speedup_b1=3.1,
+        speedup_b64=3.1,
+        smaller=3.9,
+        within_budget=True,
+        recommendation="",
+    )
+    base.update(kw)
+    return Row(**base)  # type: ignore[arg-type]
+
+
+def test_recommendations_say_what_a_lever_buys_and_when_it_is_slower():
+    good, slow, lossy = _recommend(
+        [
+            _row(),
+            _row(speedup_b1=0.8, speedup_b64=0.7),
+            _row(metric_delta=-1.2, within_budget=False),
+        ],
+        "accuracy",
+        "pt",
+        0.5,
+    )
+    assert good.recommendation == (
+        "ONNX Runtime static int8: 3.1x faster, 3.9x smaller, -0.2 pt, ECE +0.004"
+    )
+    assert "1.4x slower" in slow.recommendation
+    assert "slower than fp32 on this CPU" in slow.recommendation
+    assert slow.recommendation.endswith("not recommended")
+    assert "budget: not recommended" in lossy.recommendation
+    assert dataclasses.replace(good, recommendation="") == _row()
+
+
+def test_bf16_variant_computes_in_bf16(mlp_run: Run):
+    from gradwise.deploy.levers import calibration_inputs, make_variant
+
+    made = make_variant(mlp_run, mlp_run, "torch-bf16", calibration_inputs(mlp_run, 8, 0))
+    run = gradwise.load(made.path)
+    assert next(run.model.parameters()).dtype == torch.bfloat16
+    x = mlp_run.split("test").x
+    assert (run.logits(x) - mlp_run.logits(x)).abs().max() < 0.1
