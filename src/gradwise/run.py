@@ -17,17 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import TypeAdapter, ValidationError
 from torch import Tensor, nn
 
-from gradwise.artifacts import atomic_write_text, read_json, write_json
+from gradwise.artifacts import read_json, write_json
 from gradwise.config import (
     Config,
     DiffusionConfig,
     HFEncoderConfig,
-    ModelConfig,
-    Seq2SeqConfig,
-    dump_config,
     load_config,
 )
 from gradwise.data.dataset import SPLITS, SPLITS_FILE, Dataset, Split
@@ -36,47 +32,26 @@ from gradwise.data.sources import load_dataset, parse_source
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError
 from gradwise.evaluate.evaluator import EvalSettings, eval_batches
 from gradwise.logs import LOG
-from gradwise.models import Embedder, InputSpec, build_model
+from gradwise.models import Embedder, build_model
 from gradwise.models.blocks import eval_mode
 from gradwise.models.sampling import Generation
-from gradwise.training.checkpoint import load_tensors, save_weights
+from gradwise.run_files import (
+    ENCODER_FOLDER,
+    FORMAT_VERSION,
+    Calibration,
+    input_spec,
+    load_run_weights,
+    read_model_json,
+    require,
+    write_config,
+)
+from gradwise.training.checkpoint import save_weights
 from gradwise.training.losses import make_loss
 from gradwise.training.objectives import Objective, make_objective
 
+__all__ = ["FORMAT_VERSION", "Calibration", "Run", "SplitView", "input_spec", "write_config"]
+
 log = logging.getLogger(LOG)
-
-# 1: the first release; 2: calibration slot, splits.json, CNN conv stack named `blocks`
-FORMAT_VERSION = 2
-ENCODER_FOLDER = "encoder"  # an hf_encoder run's copy of its encoder's config and tokenizer
-
-
-def input_spec(schema: Schema, loss_name: str) -> InputSpec:
-    """What the model must accept and emit for this data (a single logit for `bce`)."""
-    return InputSpec(
-        kind=schema.kind,
-        shape=tuple(schema.input_shape),
-        n_outputs=1 if loss_name == "bce" else schema.n_outputs,
-        vocab_size=schema.tokenizer.vocab_size if schema.tokenizer else 0,
-        categorical=tuple(schema.categorical),
-        per_token=schema.task in ("lm", "seq2seq", "mlm"),
-        source_len=schema.source_len or 0,
-    )
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """What the audits fitted on the validation split, stored in model.json and applied by
-    `predict_proba`, `predict --proba` and the server.
-
-    Attributes:
-        temperature: logits are divided by it before the softmax (temperature scaling);
-            None: not fitted, probabilities as trained.
-        conformal: split-conformal quantiles and their settings (the uncertainty audit);
-            None: not fitted.
-    """
-
-    temperature: float | None = None
-    conformal: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,45 +132,21 @@ class Run:
                 f"Run directory {path} not found ({path.resolve()}); train one with gradwise train."
             )
         for name in ("model.json", "config.yaml"):
-            _require(path, name)
-        model_json = path / "model.json"
-        try:
-            meta = json.loads(model_json.read_text())
-            if not isinstance(meta, dict):
-                raise TypeError("the file does not hold a JSON object")
-            version = _format_version(meta, model_json)
-            model_cfg = TypeAdapter(ModelConfig).validate_python(meta["model"])
-            spec = InputSpec(
-                **{
-                    **meta["input"],
-                    "shape": tuple(meta["input"]["shape"]),
-                    "categorical": tuple(meta["input"]["categorical"]),
-                }
-            )
-            schema = Schema.from_dict(meta["schema"])
-            loss = str(meta["loss"])
-            calibration = Calibration(**(meta.get("calibration") or {}))
-            backend = meta.get("backend")
-            if backend is not None and not isinstance(backend, dict):
-                raise TypeError("its backend entry is not a JSON object")
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as exc:
-            what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc).split("\n")[0]
-            raise DataError(
-                f"{model_json} is damaged or from another tool ({what}); retrain the run, or "
-                "restore the file from a copy."
-            ) from None
+            require(path, name)
+        meta = read_model_json(path / "model.json")
         config = load_config(path / "config.yaml")
+        model_cfg = meta.model
         if isinstance(model_cfg, HFEncoderConfig):  # rebuilt from the run's own copy
             model_cfg = model_cfg.model_copy(update={"path": str(path / ENCODER_FOLDER)})
-        if backend is not None:  # an optimised variant (deploy/): its engine, its own file
+        if meta.backend is not None:  # an optimised variant (deploy/): its engine, its file
             from gradwise.deploy.variants import load_variant_model
 
-            model = load_variant_model(path, backend, model_cfg, spec)
+            model = load_variant_model(path, meta.backend, model_cfg, meta.spec)
         else:
-            _require(path, "model.safetensors")
-            model = build_model(model_cfg, spec, pretrained=False)
-            _load_run_weights(path / "model.safetensors", model, version)
-        return Run(path, config, schema, model, loss, calibration, backend)
+            require(path, "model.safetensors")
+            model = build_model(model_cfg, meta.spec, pretrained=False)
+            load_run_weights(path / "model.safetensors", model, meta.version)
+        return Run(path, config, meta.schema, model, meta.loss, meta.calibration, meta.backend)
 
     def save_model(self) -> None:
         """Write model.json (architecture, schema, calibration) and model.safetensors; a
@@ -498,35 +449,14 @@ class Run:
     ) -> Generation:
         """Like `generate`, with each token's probability, the perplexity and the spans the
         model was unsure of (probability below `threshold`)."""
-        from gradwise.models.sampling import generate
+        from gradwise.run_generate import generate_scored
 
-        tok = self.schema.tokenizer
-        if self.schema.task != "lm" or tok is None:
-            raise GradwiseError(f"generate needs a language model; this run is {self.schema.task}.")
-        ids = torch.from_numpy(tok.encode(prompt or "\n"))
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        out, probs = generate(
-            self.model,  # type: ignore[arg-type]
-            ids,
-            n_tokens,
-            temperature,
-            top_k,
-            top_p,
-            gen,
-            banned=tok.specials.all(),
-        )
-        tokens = [tok.token_text(int(i)) for i in out]
-        return Generation.of(tokens, probs.tolist(), threshold)
+        return generate_scored(self, prompt, n_tokens, temperature, top_k, top_p, seed, threshold)
 
     def _translate(self, x: Any) -> np.ndarray:
-        from gradwise.models.seq2seq import translate
+        from gradwise.run_generate import translate
 
-        tok = self.schema.tokenizer
-        assert tok is not None and isinstance(self.config.model, Seq2SeqConfig)
-        source = self.transform(x)
-        max_len = self.schema.input_shape[0] - (self.schema.source_len or 0)
-        ids = translate(self.model, source, max_len, self.config.model.beam_size)  # type: ignore[arg-type]
-        return np.array([tok.decode(seq) for seq in ids], dtype=object)
+        return translate(self, x)
 
     def sample(
         self,
@@ -545,81 +475,9 @@ class Run:
         Returns:
             (n, C, H, W) float images.
         """
-        from gradwise.models.diffusion import Diffusion, sample_images
+        from gradwise.run_generate import sample
 
-        cfg = self.config.model
-        if not isinstance(cfg, DiffusionConfig):
-            raise GradwiseError(f"sample needs a diffusion run; this run is {cfg.arch}.")
-        assert isinstance(self.model, Diffusion)  # built from cfg
-        labels: Tensor | None = None
-        if label is not None:
-            classes = self.schema.classes or []
-            matches = [i for i, c in enumerate(classes) if str(c) == str(label)]
-            if not matches:
-                raise ConfigError(
-                    f"--label {label!r} is not a class of this run; classes: "
-                    f"{', '.join(map(str, classes))}."
-                )
-            labels = torch.full((n,), matches[0], dtype=torch.long)
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        with torch.no_grad():
-            images = sample_images(
-                self.model,
-                n,
-                labels,
-                steps or cfg.sample_steps,
-                cfg.guidance if guidance is None else guidance,
-                gen,
-            )
-        norm = self.schema.array
-        assert norm is not None
-        mean = np.array(norm.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        std = np.array(norm.std, dtype=np.float32).reshape(1, -1, 1, 1)
-        return images.float().numpy() * std + mean
+        return sample(self, n, label, steps, guidance, seed)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, arch={self.config.model.arch}, task={self.schema.task})"
-
-
-def write_config(path: Path, cfg: Config) -> None:
-    atomic_write_text(path / "config.yaml", dump_config(cfg))
-
-
-def _require(path: Path, name: str) -> None:
-    if not (path / name).is_file():
-        raise NotTrainedError(
-            f"{path} has no {name}: it is not a finished run. Train it with "
-            f"`gradwise train CONFIG --out {path}` (or --resume if it was interrupted)."
-        )
-
-
-def _format_version(meta: dict[str, Any], model_json: Path) -> int:
-    version = meta.get("format")
-    if not isinstance(version, int) or version < 1:
-        raise DataError(
-            f"{model_json} has format {version!r}, which no gradwise wrote; the file is "
-            "damaged or from another tool."
-        )
-    if version > FORMAT_VERSION:
-        raise DataError(
-            f"{model_json} has format {version}, from a newer gradwise; this one reads up to "
-            f"format {FORMAT_VERSION}. Upgrade gradwise (pip install -U gradwise)."
-        )
-    return version
-
-
-def _load_run_weights(path: Path, model: nn.Module, version: int) -> None:
-    """model.safetensors into `model`; runs of format 1 named the CNN's conv stack
-    `features`, now `blocks`."""
-    tensors, _ = load_tensors(path)
-    if version == 1:
-        tensors = {
-            ("blocks." + k.removeprefix("features.") if k.startswith("features.") else k): v
-            for k, v in tensors.items()
-        }
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise DataError(
-            f"{path} does not match the model in model.json (missing: {', '.join(missing[:5])}; "
-            f"unexpected: {', '.join(unexpected[:5])}); the run directory is inconsistent."
-        )
