@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -12,7 +12,13 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor, nn
 
 from gradwise.artifacts import atomic_path
-from gradwise.errors import DataError
+from gradwise.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from gradwise.training.early_stopping import EarlyStopping
+    from gradwise.training.optim import Schedule
+
+CHECKPOINT = Path("checkpoints") / "last.safetensors"
 
 
 def save_tensors(
@@ -104,3 +110,91 @@ def _unshared(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
         out[name] = t.clone() if ptr in seen else t
         seen.add(ptr)
     return out
+
+
+# ------------------------------------------------------------------ resumable state
+
+
+def _rng_tensors(order: torch.Generator, noise: torch.Generator) -> dict[str, Tensor]:
+    tensors = {
+        "rng.torch": torch.get_rng_state(),
+        "rng.order": order.get_state(),
+        "rng.noise": noise.get_state(),
+    }
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    return tensors
+
+
+def save_checkpoint(
+    out: Path,
+    model: nn.Module,
+    best_state: dict[str, Tensor] | None,
+    opt: torch.optim.Optimizer,
+    sched: Schedule,
+    early: EarlyStopping,
+    order: torch.Generator,
+    noise: torch.Generator,
+    history: list[dict[str, float]],
+    wall_s: float,
+) -> None:
+    """Everything needed to continue exactly where this epoch ended, in one atomic file.
+
+    Args:
+        best_state: the best epoch's weights when they are not the model's current ones
+            (restore_best and an earlier best epoch); None otherwise.
+    """
+    opt_tensors, opt_meta = pack_optimizer(opt)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    tensors.update(opt_tensors)
+    tensors.update(_rng_tensors(order, noise))
+    meta = {
+        "epoch": int(history[-1]["epoch"]),
+        "optimizer": opt_meta,
+        "schedule": sched.state_dict(),
+        "early_stopping": early.state_dict(),
+        "history": history,
+        "wall_s": wall_s,
+    }
+    save_tensors(out / CHECKPOINT, tensors, meta)
+
+
+def restore_checkpoint(
+    out: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Schedule,
+    early: EarlyStopping,
+    order: torch.Generator,
+    noise: torch.Generator,
+) -> tuple[int, float, list[dict[str, float]], dict[str, Tensor]]:
+    """Load a checkpoint into the model, optimizer, schedule, early stopping and generators.
+
+    Returns:
+        The epoch to start from, the wall time so far, the history, and the best epoch's
+        weights when they differ from the model's (empty: the checkpoint's epoch was best).
+    """
+    path = out / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(
+            f"--resume: no checkpoint at {path}; the run stopped before its first one (saved "
+            "every train.checkpoint_every_s seconds and after the last epoch), or ran with "
+            "train.checkpoint: false. Start it again without --resume."
+        )
+    tensors, meta = load_tensors(path)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    unpack_optimizer(opt, tensors, meta["optimizer"])
+    sched.load_state_dict(meta["schedule"])
+    early.load_state_dict(meta["early_stopping"])
+    torch.set_rng_state(tensors["rng.torch"])
+    order.set_state(tensors["rng.order"])
+    noise.set_state(tensors["rng.noise"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    history = meta["history"]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    # Without best.* tensors the checkpoint's epoch was the best one (or restore_best is off).
+    best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    return int(meta["epoch"]) + 1, float(meta["wall_s"]), history, best_state

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,9 @@ from gradwise.errors import ConfigError, TrainingDiverged
 from gradwise.evaluate.evaluator import EvalSettings
 from gradwise.models.moe import expert_shares
 from gradwise.training.checkpoint import (
-    load_tensors,
-    pack_optimizer,
+    restore_checkpoint,
+    save_checkpoint,
     save_tensors,
-    unpack_optimizer,
 )
 from gradwise.training.diagnostics import dead_relu_fraction, layer_grad_norms
 from gradwise.training.early_stopping import EarlyStopping
@@ -37,7 +36,6 @@ from gradwise.training.transfer import unfreeze
 log = logging.getLogger("gradwise")
 
 ProgressFn = Callable[[int, int, int], None]  # (epoch, batches done, batches in epoch)
-CHECKPOINT = Path("checkpoints") / "last.safetensors"
 
 
 @dataclass(frozen=True)
@@ -180,10 +178,10 @@ def fit(
 
     if resume:
         assert out is not None
-        start_epoch, wall_before, history, best_state = _restore(
+        start_epoch, wall_before, history, best_state = restore_checkpoint(
             out, model, opt, sched, early, order, noise
         )
-        best_state = best_state if keep_best else None
+        best_state = (best_state or _copy_state(model)) if keep_best else None
         log.info("resumed from epoch %d of %d", start_epoch - 1, tc.epochs)
     elif writes:
         assert out is not None
@@ -206,7 +204,7 @@ def fit(
         if tc.checkpoint:
             best_apart = best_state if early.best_epoch != epoch else None
             wall_s = wall_before + time.perf_counter() - started
-            _save_checkpoint(
+            save_checkpoint(
                 out, model, best_apart, opt, sched, early, order, noise, history, wall_s
             )
         saved_at = time.perf_counter()
@@ -449,94 +447,3 @@ def _epoch_line(record: dict[str, float], epochs: int, metric: str) -> str:
         + "  ".join(parts)
         + f"  lr {record['lr']:.2e}  ({record['epoch_s']:.2f} s)"
     )
-
-
-# ------------------------------------------------------------------ checkpoints
-
-
-def _rng_tensors(order: torch.Generator, noise: torch.Generator) -> dict[str, Tensor]:
-    tensors = {
-        "rng.torch": torch.get_rng_state(),
-        "rng.order": order.get_state(),
-        "rng.noise": noise.get_state(),
-    }
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    return tensors
-
-
-def _save_checkpoint(
-    out: Path,
-    model: nn.Module,
-    best_state: dict[str, Tensor] | None,
-    opt: torch.optim.Optimizer,
-    sched: Schedule,
-    early: EarlyStopping,
-    order: torch.Generator,
-    noise: torch.Generator,
-    history: list[dict[str, float]],
-    wall_s: float,
-) -> None:
-    """Everything needed to continue exactly where this epoch ended, in one atomic file.
-
-    Args:
-        best_state: the best epoch's weights when they are not the model's current ones
-            (restore_best and an earlier best epoch); None otherwise.
-    """
-    opt_tensors, opt_meta = pack_optimizer(opt)
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    if best_state is not None:
-        tensors.update({f"best.{k}": v for k, v in best_state.items()})
-    tensors.update(opt_tensors)
-    tensors.update(_rng_tensors(order, noise))
-    meta = {
-        "epoch": int(history[-1]["epoch"]),
-        "optimizer": opt_meta,
-        "schedule": sched.state_dict(),
-        "early_stopping": early.state_dict(),
-        "history": history,
-        "wall_s": wall_s,
-    }
-    save_tensors(out / CHECKPOINT, tensors, meta)
-
-
-def _restore(
-    out: Path,
-    model: nn.Module,
-    opt: torch.optim.Optimizer,
-    sched: Schedule,
-    early: EarlyStopping,
-    order: torch.Generator,
-    noise: torch.Generator,
-) -> tuple[int, float, list[dict[str, float]], dict[str, Tensor]]:
-    path = out / CHECKPOINT
-    if not path.is_file():
-        raise ConfigError(
-            f"--resume: no checkpoint at {path}; the run stopped before its first one (saved "
-            "every train.checkpoint_every_s seconds and after the last epoch), or ran with "
-            "train.checkpoint: false. Start it again without --resume."
-        )
-    tensors, meta = load_tensors(path)
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    unpack_optimizer(opt, tensors, meta["optimizer"])
-    sched.load_state_dict(meta["schedule"])
-    early.load_state_dict(meta["early_stopping"])
-    torch.set_rng_state(tensors["rng.torch"])
-    order.set_state(tensors["rng.order"])
-    noise.set_state(tensors["rng.noise"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    history = meta["history"]
-    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-    # Without best.* tensors the checkpoint's epoch was the best one (or restore_best is off).
-    best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-    return int(meta["epoch"]) + 1, float(meta["wall_s"]), history, best_state or _copy_state(model)
-
-
-def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The per-epoch records of a run's metrics.jsonl."""
-    if not path.is_file():
-        return
-    for line in path.read_text().splitlines():
-        if line.strip():
-            yield json.loads(line)
