@@ -11,9 +11,7 @@ from scipy import stats
 from scipy.spatial.distance import cdist
 
 from gradwise.audit.drift import (
-    PSI_FLOOR,
     DriftSettings,
-    adjust_p_values,
     chi2_test,
     detect,
     ks_test,
@@ -27,6 +25,7 @@ from gradwise.audit.drift_multivariate import (
     mmd_test,
     random_fourier_features,
 )
+from gradwise.audit.drift_stats import PSI_FLOOR, adjust_p_values
 from gradwise.errors import ConfigError, DataError
 
 # every threshold at 0: the verdict is the p-value alone

@@ -55,6 +55,16 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
+from gradwise.audit.drift_stats import (
+    CHUNK,
+    adjust_p_values,
+    chi2_statistic,
+    ks_p_values,
+    ks_w1,
+    population_stability_index,
+    sorted_columns,
+    sorted_quantiles,
+)
 from gradwise.errors import ConfigError, DataError
 
 __all__ = [
@@ -75,10 +85,6 @@ __all__ = [
 
 Detector = Literal["ks", "chi2", "psi", "wasserstein", "mmd", "domain_auc"]
 DETECTORS: tuple[Detector, ...] = ("ks", "chi2", "psi", "wasserstein", "mmd", "domain_auc")
-PSI_FLOOR = 1e-4  # proportions below this count as this in the PSI's logarithm
-_MIN_EXPECTED = 5.0  # chi-squared bins expected to hold fewer rows than this are pooled
-_KS_LIMIT_N = 10_000  # above this effective size, KS p-values use Kolmogorov's limit
-CHUNK = 1 << 22  # elements per block of the column-wise and permutation work
 
 
 @dataclass(frozen=True)
@@ -260,7 +266,7 @@ def prepare(reference: Any, categorical: Any = ()) -> Reference:
     if any(not 0 <= c < d for c in cats):
         raise DataError(f"categorical columns {cats} must lie in 0..{d - 1}.")
     numeric = tuple(j for j in range(d) if j not in cats)
-    sorted_numeric = _sorted_columns(x, numeric)
+    sorted_numeric = sorted_columns(x, numeric)
     counts, mean, std = np.zeros(d, dtype=np.int64), np.zeros(d), np.zeros(d)
     step = max(1, CHUNK // len(x))
     for s in range(0, d, step):  # a block of columns at a time: small working copies
@@ -433,22 +439,6 @@ def _per_feature(
     )
 
 
-def adjust_p_values(p: np.ndarray, method: Literal["bh", "holm"]) -> np.ndarray:
-    """Multiple-testing adjusted p-values: Benjamini-Hochberg (false discovery rate) or Holm
-    (family-wise error); a column is significant when its adjusted p is below alpha."""
-    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
-    if p.size == 0:
-        return p
-    if method == "bh":
-        return np.asarray(stats.false_discovery_control(p, method="bh"))
-    order = np.argsort(p)
-    k = p.size
-    stepped = np.maximum.accumulate((k - np.arange(k)) * p[order])
-    out = np.empty_like(p)
-    out[order] = np.minimum(stepped, 1.0)
-    return out
-
-
 def _numeric_scores(ref: Reference, cur: np.ndarray, bins: int) -> tuple[np.ndarray, ...]:
     """Per numeric column: KS D and its asymptotic p, W1, PSI, chi-squared and its df."""
     k = len(ref.numeric)
@@ -458,49 +448,22 @@ def _numeric_scores(ref: Reference, cur: np.ndarray, bins: int) -> tuple[np.ndar
     step = max(1, CHUNK // max(1, m))
     for j in range(len(ref.numeric)):
         if j % step == 0:  # sort the next block of current columns (missing last, as inf)
-            block = _sorted_columns(cur, ref.numeric[j : j + step])
+            block = sorted_columns(cur, ref.numeric[j : j + step])
         b = block[j % step]
         b = b[: np.searchsorted(b, np.inf)]
         na, nb = int(ref.n_valid[j]), len(b)
         a = ref.sorted_numeric[j, :na]
         if na and nb:
-            ks_d[j], w1[j] = _ks_w1(a, b)
+            ks_d[j], w1[j] = ks_w1(a, b)
             en[j] = round(na * nb / (na + nb))
-        edges = np.unique(_sorted_quantiles(a, probs)) if na else np.zeros(0)
+        edges = np.unique(sorted_quantiles(a, probs)) if na else np.zeros(0)
         count_a = np.diff(np.searchsorted(a, edges, side="right"), prepend=0, append=na)
         count_b = np.diff(np.searchsorted(b, edges, side="right"), prepend=0, append=nb)
         count_a = np.append(count_a, n - na)  # the missing values' bin
         count_b = np.append(count_b, m - nb)
-        psi[j] = _psi(count_a, count_b)
-        chi[j], df[j] = _chi2(count_a, count_b)
-    return ks_d, _ks_p_values(ks_d, en), w1, psi, chi, df
-
-
-def _ks_p_values(d: np.ndarray, en: np.ndarray) -> np.ndarray:
-    """Asymptotic two-sample KS p-values, as scipy's ks_2samp(method="asymp"): Kolmogorov's
-    distribution for n = en = na * nb / (na + nb); above en = 10,000, where that costs
-    ~10 ms a column, its limit (within 1% of it there, and never smaller)."""
-    p = np.ones_like(d)
-    small = (en > 0) & (en <= _KS_LIMIT_N)
-    large = en > _KS_LIMIT_N
-    p[small] = stats.kstwo.sf(d[small], en[small])
-    p[large] = stats.kstwobign.sf(d[large] * np.sqrt(en[large]))
-    return p
-
-
-def _ks_w1(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """KS D and W1 distance of two sorted samples, from their CDFs on the pooled values."""
-    na, nb = len(a), len(b)
-    both = np.concatenate([a, b])
-    order = np.argsort(both, kind="stable")  # merges two sorted runs: linear time
-    pooled = both[order]
-    # F_a - F_b, scaled by na * nb, steps up by nb at an a-value, down by na at a b-value;
-    # integers below 2^53 are exact in float64
-    gap = np.abs(np.cumsum((order < na) * float(na + nb) - na))
-    dx = np.diff(pooled)
-    scale = float(na) * float(nb)
-    ks = float(gap[:-1][dx > 0].max(initial=0.0))  # CDFs hold at a tie's last copy
-    return ks / scale, float(np.dot(gap[:-1], dx)) / scale
+        psi[j] = population_stability_index(count_a, count_b)
+        chi[j], df[j] = chi2_statistic(count_a, count_b)
+    return ks_d, ks_p_values(ks_d, en), w1, psi, chi, df
 
 
 def _categorical_scores(
@@ -518,62 +481,9 @@ def _categorical_scores(
         count_b = np.bincount(np.searchsorted(cats, b[fb]), minlength=len(cats))
         count_a = np.append(count_a, (~fa).sum())
         count_b = np.append(count_b, (~fb).sum())
-        psi[j] = _psi(count_a, count_b)
-        chi[j], df[j] = _chi2(count_a, count_b)
+        psi[j] = population_stability_index(count_a, count_b)
+        chi[j], df[j] = chi2_statistic(count_a, count_b)
     return psi, chi, df
-
-
-def _psi(count_a: np.ndarray, count_b: np.ndarray) -> float:
-    p = np.maximum(count_a / count_a.sum(), PSI_FLOOR)
-    q = np.maximum(count_b / count_b.sum(), PSI_FLOOR)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def _chi2(count_a: np.ndarray, count_b: np.ndarray) -> tuple[float, int]:
-    """Pearson's chi-squared of the 2 x bins table and its degrees of freedom.
-
-    Bins empty on both sides are dropped; bins whose expected count in the smaller sample
-    is below 5 (Cochran's rule) are pooled into one, and that pool, if still too small,
-    into the smallest other bin: sparse categories would otherwise flag too often.
-    """
-    a, b = count_a.astype(np.float64), count_b.astype(np.float64)
-    keep = (a + b) > 0
-    a, b = a[keep], b[keep]
-    n, m = a.sum(), b.sum()
-    share = min(n, m) / (n + m)
-    sparse = (a + b) * share < _MIN_EXPECTED
-    if sparse.any() and len(a) > 1:
-        a = np.append(a[~sparse], a[sparse].sum())
-        b = np.append(b[~sparse], b[sparse].sum())
-        if (a[-1] + b[-1]) * share < _MIN_EXPECTED and len(a) > 2:
-            j = int(np.argmin((a + b)[:-1]))
-            a[j], b[j] = a[j] + a[-1], b[j] + b[-1]
-            a, b = a[:-1], b[:-1]
-    if len(a) < 2:
-        return 0.0, 0
-    total = a + b
-    ea, eb = total * n / (n + m), total * m / (n + m)
-    return float(((a - ea) ** 2 / ea).sum() + ((b - eb) ** 2 / eb).sum()), len(a) - 1
-
-
-def _sorted_quantiles(s: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """np.quantile (linear interpolation) of an already sorted sample."""
-    pos = probs * (len(s) - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, len(s) - 1)
-    return s[lo] + (pos - lo) * (s[hi] - s[lo])
-
-
-def _sorted_columns(x: np.ndarray, columns: tuple[int, ...]) -> np.ndarray:
-    """(len(columns), n): each column sorted ascending, non-finite values last as +inf;
-    sorted a block of columns at a time, so the working copy stays small."""
-    out = np.empty((len(columns), len(x)))
-    step = max(1, CHUNK // max(1, len(x)))
-    cols = list(columns)
-    for s in range(0, len(cols), step):
-        block = x[:, cols[s : s + step]].T
-        out[s : s + step] = np.sort(np.where(np.isfinite(block), block, np.inf), axis=1)
-    return out
 
 
 # ---------------------------------------------------------------- input checks
