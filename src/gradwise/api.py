@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
 
-__all__ = ["audit", "compare", "load", "lr_find", "train"]
+__all__ = ["audit", "compare", "load", "lr_find", "serve", "train"]
 
 ConfigSource = str | Path | dict[str, Any] | Config
 
@@ -164,3 +164,46 @@ def audit(
     from gradwise.audit import run_checks
 
     return run_checks(run if isinstance(run, Run) else load(run), checks, against)
+
+
+def serve(
+    run: Run | str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    store: str | None = None,
+    max_batch: int = 32,
+    max_wait_ms: float = 2.0,
+    workers: int = 1,
+    api_key_env: str | None = None,
+    max_body_kb: int = 1024,
+    flush_interval_s: float = 0.5,
+) -> None:
+    """Serve a run over HTTP until interrupted (POST /v1/predict, /v1/feedback, /healthz,
+    /readyz, /metrics; POST /v1/generate for language models). See `gradwise.serve.app` for
+    the ASGI app alone.
+
+    Args:
+        run: a Run or its directory (an optimised variant's directory too).
+        store: prediction log: None (RUN/monitor/predictions.sqlite), a SQLite path, a
+            SQLAlchemy URL (postgresql+psycopg://...), or "off".
+        max_batch, max_wait_ms: dynamic batching (rows per forward pass, longest wait).
+        workers: processes sharing the port, each with its own batcher and store writer.
+        api_key_env: environment variable holding the key every route but /healthz and
+            /readyz requires.
+        max_body_kb: larger request bodies are refused with 413.
+        flush_interval_s: the store commits at least this often (what a kill -9 can lose).
+    """
+    from gradwise.serve.runner import serve_forever
+    from gradwise.serve.server import ServeSettings
+
+    settings = ServeSettings(
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        store=store,
+        api_key_env=api_key_env,
+        max_body_kb=max_body_kb,
+        flush_interval_s=flush_interval_s,
+    )
+    run_dir = run.path if isinstance(run, Run) else Path(run)
+    serve_forever(run_dir, settings, host=host, port=port, workers=workers)

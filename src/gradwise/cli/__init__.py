@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import ClickException, UsageError  # typer vendors click
 
 from gradwise import __version__
-from gradwise.cli import audit, datasets, generate, predict, train
+from gradwise.cli import audit, datasets, generate, predict, serve, train
 from gradwise.cli.console import Command, Group, print_error
 
 app = typer.Typer(
@@ -57,6 +57,7 @@ VERBS: list[tuple[str, Callable[..., Any]]] = [
     ("generate", generate.generate),
     ("sample", generate.sample),
     ("audit", audit.audit),
+    ("serve", serve.serve),
     ("datasets", datasets.datasets),
 ]
 for name, fn in VERBS:

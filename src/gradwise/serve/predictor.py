@@ -1,0 +1,169 @@
+"""The batch function the server's batcher calls: instances in, one answer per request out.
+
+All of it runs in the batcher's worker thread, off the event loop: the instances of every
+request in the batch are turned into one raw input, preprocessed with the run's own
+`transform`, run through one forward pass, and split back per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+from gradwise.errors import DataError, GradwiseError
+from gradwise.run import Run
+from gradwise.serve.schemas import InstanceCodec
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The outputs for one request's instances, encoded in the worker thread.
+
+    Attributes:
+        predictions: the JSON list sent back, one object per instance: `prediction`, and for
+            classifiers `probabilities` (class -> calibrated probability) and `confidence`
+            (the top probability); conformal `prediction_set` or `interval` when the run has
+            them.
+        confidence: the mean top probability over the instances (None for regression).
+    """
+
+    predictions: str
+    confidence: float | None
+
+
+def model_version(run: Run) -> str:
+    """`<run name>@<12 hex digits>`: a hash of the weights and of model.json (which holds the
+    calibration), so a refitted temperature is a new version too."""
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "model.json"):
+        path = Path(run.path) / name
+        if path.is_file():
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+    return f"{run.config.name}@{digest.hexdigest()[:12]}"
+
+
+class Predictor:
+    """Answers a batch of requests with one forward pass (the batcher's `fn`).
+
+    Args:
+        run: the served run; its model is used read-only.
+        codec: the run's request schema (turns instances into raw input).
+    """
+
+    def __init__(self, run: Run, codec: InstanceCodec) -> None:
+        run.check_predicts()
+        self.run = run
+        self.codec = codec
+        self.task = run.schema.task
+        self.classes = [str(c) for c in (run.schema.classes or [])]
+        self.conformal = conformal_maker(run)
+
+    def __call__(self, batch: list[list[BaseModel]]) -> list[Answer | GradwiseError]:
+        flat = [inst for item in batch for inst in item]
+        raw = self.codec.to_raw(flat)
+        if self.task == "seq2seq":
+            texts = self.run.predict(raw)
+            return self._split(batch, [{"prediction": str(t)} for t in texts], [None] * len(flat))
+        x = torch.as_tensor(raw) if self.codec.model_ready else self.run.transform(raw)
+        with torch.inference_mode():
+            logits = self.run.logits(x)
+        finite = torch.isfinite(logits).all(dim=1).numpy()
+        outputs, confidence = self._outputs(logits)
+        answers = self._split(batch, outputs, confidence)
+        start = 0
+        for i, item in enumerate(batch):  # a row the model cannot answer fails its request
+            rows = finite[start : start + len(item)]
+            if not rows.all():
+                bad = int(np.flatnonzero(~rows)[0])
+                answers[i] = DataError(
+                    f"instances.{bad}: the model's output is not finite for these values; they "
+                    "lie far outside the training data (check units and scale)."
+                )
+            start += len(item)
+        return answers
+
+    def _outputs(self, logits: torch.Tensor) -> tuple[list[dict[str, Any]], list[float | None]]:
+        run = self.run
+        if self.task == "classification":
+            probs = np.nan_to_num(run.probabilities(logits), nan=0.0)
+            top = probs.argmax(axis=1)
+            labels = run.schema.target.decode(top)
+            confidence = probs[np.arange(len(probs)), top]
+            outputs = [
+                {
+                    "prediction": _plain(label),
+                    "probabilities": dict(
+                        zip(self.classes, np.round(p.astype(np.float64), 6).tolist())
+                    ),
+                    "confidence": round(float(conf), 6),
+                }
+                for label, p, conf in zip(labels, probs, confidence)
+            ]
+            extra = self.conformal(probs) if self.conformal else None
+            conf_list: list[float | None] = [float(c) for c in confidence]
+        else:
+            values = np.asarray(run.schema.target.decode(logits.numpy()), dtype=np.float64)
+            values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+            outputs = [
+                {"prediction": float(v[0]) if len(v) == 1 else [float(a) for a in v]}
+                for v in values
+            ]
+            extra = self.conformal(values) if self.conformal else None
+            conf_list = [None] * len(values)
+        if extra is not None:
+            for out, more in zip(outputs, extra):
+                out.update(more)
+        return outputs, conf_list
+
+    @staticmethod
+    def _split(
+        batch: list[list[BaseModel]], outputs: list[dict[str, Any]], confidence: list[float | None]
+    ) -> list[Answer | GradwiseError]:
+        answers: list[Answer | GradwiseError] = []
+        start = 0
+        for item in batch:
+            end = start + len(item)
+            conf = [c for c in confidence[start:end] if c is not None]
+            mean = sum(conf) / len(conf) if conf else None
+            answers.append(Answer(json.dumps(outputs[start:end], separators=(",", ":")), mean))
+            start = end
+        return answers
+
+
+def conformal_maker(run: Run) -> Any:
+    """A function from (N, K) probabilities or (N, D) values to per-row conformal outputs,
+    when the run has conformal quantiles stored; None otherwise."""
+    if not run.calibration.conformal:
+        return None
+    try:  # written by the uncertainty audit; absent in a gradwise without it
+        from gradwise.audit import conformal
+    except ImportError:
+        return None
+    return _conformal_outputs(run, conformal)
+
+
+def _conformal_outputs(run: Run, module: Any) -> Any:
+    stored = run.calibration.conformal
+    classes = run.schema.classes or []
+
+    def outputs(values: np.ndarray) -> list[dict[str, Any]]:
+        if run.schema.task == "classification":
+            sets = module.prediction_sets(values, stored)
+            return [{"prediction_set": [_plain(classes[int(j)]) for j in s]} for s in sets]
+        lo, hi = module.prediction_intervals(values, stored)
+        return [{"interval": [float(a), float(b)]} for a, b in zip(lo.ravel(), hi.ravel())]
+
+    return outputs
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
