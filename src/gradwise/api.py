@@ -178,6 +178,7 @@ def serve(
     api_key_env: str | None = None,
     max_body_kb: int = 1024,
     flush_interval_s: float = 0.5,
+    threads: int | None = None,
 ) -> None:
     """Serve a run over HTTP until interrupted (POST /v1/predict, /v1/feedback, /healthz,
     /readyz, /metrics; POST /v1/generate for language models). See `gradwise.serve.app` for
@@ -193,6 +194,7 @@ def serve(
             /readyz requires.
         max_body_kb: larger request bodies are refused with 413.
         flush_interval_s: the store commits at least this often (what a kill -9 can lose).
+        threads: torch threads per process (None: torch's default).
     """
     from gradwise.serve.runner import serve_forever
     from gradwise.serve.server import ServeSettings
@@ -206,4 +208,4 @@ def serve(
         flush_interval_s=flush_interval_s,
     )
     run_dir = run.path if isinstance(run, Run) else Path(run)
-    serve_forever(run_dir, settings, host=host, port=port, workers=workers)
+    serve_forever(run_dir, settings, host=host, port=port, workers=workers, threads=threads)

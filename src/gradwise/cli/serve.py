@@ -51,6 +51,10 @@ def serve(
             "/readyz requires",
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="torch threads per worker (default: torch's)"),
+    ] = None,
     max_body_kb: Annotated[
         int, typer.Option(min=1, metavar="N", help="larger request bodies get 413")
     ] = 1024,
@@ -76,6 +80,9 @@ def serve(
         max_body_kb=max_body_kb,
     )
     if tune:
+        from gradwise.serve.runner import set_threads
+
+        set_threads(threads)
         _tune(run_dir, settings, p95_ms, tune_seconds)
         return
     from gradwise.serve.runner import serve_forever
@@ -87,7 +94,7 @@ def serve(
         highlight=False,
     )
     with console_logging(quiet=False, progress=False):
-        serve_forever(run_dir, settings, host=host, port=port, workers=workers)
+        serve_forever(run_dir, settings, host=host, port=port, workers=workers, threads=threads)
 
 
 def _tune(run_dir: Path, settings: object, p95_ms: float, seconds: float) -> None:

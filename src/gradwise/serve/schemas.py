@@ -57,14 +57,9 @@ class InstanceCodec:
     model_ready: bool = False
     example: dict[str, Any] | None = None
 
-    def parse(self, stored: list[dict[str, Any]]) -> list[BaseModel]:
-        """Instances read back from the store (as `dump` wrote them)."""
-        return [self.instance.model_validate(s) for s in stored]
-
-
-def dump(instance: BaseModel) -> dict[str, Any]:
-    """One instance as JSON-able data, named as the client named it."""
-    return instance.model_dump(by_alias=True, mode="json")
+    def parse(self, body: str | bytes) -> list[BaseModel]:
+        """The instances of a request body (as the store keeps it)."""
+        return list(self.request.model_validate_json(body).instances)  # type: ignore[attr-defined]
 
 
 def instance_codec(schema: Schema, example: dict[str, Any] | None = None) -> InstanceCodec:
@@ -221,12 +216,12 @@ def _image_model(schema: Schema) -> tuple[type[BaseModel], Callable[[list[BaseMo
             if value is None:
                 return value
             try:
-                shape = np.asarray(value, dtype=np.float32).shape
+                arr = np.asarray(value, dtype=np.float32)
             except ValueError:
                 raise ValueError("ragged: every row must have the same length") from None
-            if shape != (c, h, w):
-                raise ValueError(f"shape {shape}; the model takes {described}")
-            return value
+            if arr.shape != (c, h, w):
+                raise ValueError(f"shape {arr.shape}; the model takes {described}")
+            return arr  # kept as the array: the batch is stacked from it
 
         @field_validator("png", mode="after")
         @classmethod
@@ -245,7 +240,7 @@ def _image_model(schema: Schema) -> tuple[type[BaseModel], Callable[[list[BaseMo
         arrays = [
             decode_png(inst.png, schema)  # type: ignore[attr-defined]
             if inst.png is not None  # type: ignore[attr-defined]
-            else np.asarray(inst.pixels, dtype=np.float32).reshape(c, h, w)  # type: ignore[attr-defined]
+            else inst.pixels  # type: ignore[attr-defined]
             for inst in instances
         ]
         return np.stack(arrays)

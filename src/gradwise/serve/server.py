@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import random
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -29,13 +28,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from gradwise.errors import ConfigError, GradwiseError
 from gradwise.logs import LOG
 from gradwise.run import Run
-from gradwise.serve.batcher import DynamicBatcher, ShuttingDown
+from gradwise.serve.batcher import DynamicBatcher
 from gradwise.serve.generate import GenerateRequest, sse, stream_tokens
 from gradwise.serve.guard import GuardMiddleware
 from gradwise.serve.metrics import MetricsMiddleware, ServerMetrics
-from gradwise.serve.predictor import Answer, Predictor, model_version
+from gradwise.serve.predict import PredictEndpoint, PredictFastPath, invalid_reply
+from gradwise.serve.predictor import Predictor, model_version
 from gradwise.serve.schemas import MAX_INSTANCES, instance_codec
-from gradwise.serve.store import FeedbackRecord, PredictionRecord, PredictionStore, store_url
+from gradwise.serve.store import (
+    FeedbackRecord,
+    PredictionRecord,
+    PredictionStore,
+    open_store,
+    store_url,
+)
 
 log = logging.getLogger(LOG)
 
@@ -151,6 +157,8 @@ def create_app(run: Run | str | Path, settings: ServeSettings = ServeSettings())
         store_url=store_url(settings.store, run.path),
     )
     api_key = settings.api_key()
+    if state.store_url is not None:
+        open_store(state.store_url).dispose()  # a bad --store fails here, not in a worker
     app = FastAPI(
         title=f"gradwise: {run.config.name}",
         version=state.version,
@@ -210,12 +218,8 @@ def _lifespan(state: ServerState) -> Any:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = [_field_error(e) for e in exc.errors()]
-        first = detail[0] if detail else {"field": "body", "reason": "invalid"}
-        message = f"{first['field']}: {first['reason']}"
-        if len(detail) > 1:
-            message += f" (and {len(detail) - 1} more)"
-        return JSONResponse({"error": message, "detail": detail[:50]}, status_code=422)
+        errors = [{**e, "loc": tuple(e.get("loc", ()))[1:]} for e in exc.errors()]  # drop "body"
+        return JSONResponse(invalid_reply(errors), status_code=422)
 
     @app.exception_handler(GradwiseError)
     async def bad_input(request: Request, exc: GradwiseError) -> JSONResponse:
@@ -225,19 +229,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error answering %s", request.url.path)
         return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, 500)
-
-
-def _field_error(error: Any) -> dict[str, str]:
-    """A pydantic error as {field, reason, type}; the field in dotted form (instances.0.age)."""
-    loc = list(error.get("loc", ()))[1:]  # drop "body"
-    if error.get("type") == "json_invalid":
-        where = f" at character {loc[0]}" if loc else ""
-        return {"field": "body", "reason": f"not valid JSON{where}", "type": "json_invalid"}
-    return {
-        "field": ".".join(str(p) for p in loc) or "body",
-        "reason": str(error.get("msg", "invalid")).removeprefix("Value error, "),
-        "type": str(error.get("type", "")),
-    }
 
 
 def _add_health_routes(app: FastAPI, state: ServerState) -> None:
@@ -299,9 +290,8 @@ def _add_predict_routes(app: FastAPI, state: ServerState) -> None:
         rows=len,
         on_batch=on_batch,
     )
-    batcher = state.batcher
-    ids = random.Random()  # seeded from os.urandom per process: ids unique across replicas
-    version_json = json.dumps(state.version)
+    endpoint = PredictEndpoint(codec, state.batcher, state.version, lambda: state.store)
+    app.add_middleware(PredictFastPath, endpoint=endpoint)
     Request_ = codec.request  # noqa: N806 - a class
 
     @app.post(
@@ -309,36 +299,13 @@ def _add_predict_routes(app: FastAPI, state: ServerState) -> None:
         summary="predict for one or more instances",
         response_model=PredictResponse,
         responses=ERRORS,
+        openapi_extra={"x-served-by": "PredictFastPath (same models)"},
     )
     async def predict(request: Request, body: Annotated[Request_, Body()]) -> Any:  # type: ignore[valid-type]
-        instances = body.instances  # type: ignore[attr-defined]
-        try:
-            answer = await batcher.submit(instances)
-        except ShuttingDown as exc:
-            return JSONResponse({"error": f"{exc}; retry on another replica"}, 503)
-        if isinstance(answer, GradwiseError):
-            return JSONResponse({"error": str(answer)}, 422)
-        assert isinstance(answer, Answer)
-        request_id = f"{ids.getrandbits(128):032x}"  # no syscall, unlike uuid4
-        if state.store is not None:
-            state.store.put(
-                PredictionRecord(
-                    request_id,
-                    time.time(),
-                    state.version,
-                    len(instances),
-                    await request.body(),  # read once by FastAPI already: cached
-                    answer.predictions,
-                    answer.confidence,
-                )
-            )
-        content = (
-            f'{{"request_id":"{request_id}","model_version":{version_json},'
-            f'"predictions":{answer.predictions}}}'
-        )
-        return Response(
-            content, media_type="application/json", headers={"x-request-id": request_id}
-        )
+        # reached only when the app is mounted without its middleware; same answer
+        reply = await endpoint.answer(await request.body())
+        headers = {"x-request-id": reply.request_id} if reply.request_id else None
+        return Response(reply.body, reply.status, headers, media_type="application/json")
 
     Feedback = _feedback_model(run)  # noqa: N806 - a class
 

@@ -138,6 +138,28 @@ def create_tables(engine: sa.Engine) -> None:
             )
 
 
+def open_store(url: str) -> sa.Engine:
+    """An engine on a usable store: reachable, tables created and of the expected shape.
+
+    Raises:
+        ConfigError: the database cannot be reached, or holds tables of another shape.
+    """
+    engine = make_engine(url)
+    try:
+        create_tables(engine)
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ConfigError(
+            f"Cannot open the prediction store {_redact(url)}: {reason}. Check --store (and "
+            "that the database server is running)."
+        ) from None
+    except ConfigError:
+        engine.dispose()
+        raise
+    return engine
+
+
 PREDICTION_KEYS = (
     "request_id", "time", "model_version", "replica_id", "n_instances", "inputs", "outputs",
     "confidence",
@@ -236,17 +258,9 @@ class PredictionStore:
         Raises:
             ConfigError: the database cannot be reached or written.
         """
-        self._engine = make_engine(self.url)
+        self._engine = open_store(self.url)
         self._insert_prediction = _driver_insert(predictions, PREDICTION_KEYS, self._engine)
         self._insert_feedback = _driver_insert(feedback, FEEDBACK_KEYS, self._engine)
-        try:
-            create_tables(self._engine)
-        except sa.exc.OperationalError as exc:
-            raise ConfigError(
-                f"Cannot open the prediction store {_redact(self.url)}: "
-                f"{str(exc.orig).strip().splitlines()[0]}. Check --store (and that the database "
-                "server is running)."
-            ) from None
         self._thread = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self._thread.start()
 

@@ -92,6 +92,7 @@ def tune_batching(
     Raises:
         ConfigError: wrk is missing, or the grid is empty.
     """
+    from gradwise.serve.runner import tune_gc
     from gradwise.serve.server import ServeSettings, create_app
 
     wrk_path()
@@ -102,6 +103,7 @@ def tune_batching(
         raise GradwiseError("--tune measures /v1/predict; a language model serves /v1/generate.")
     body = json.dumps({"instances": [request_example(run)]})
     base = settings or ServeSettings()
+    tune_gc()  # as `gradwise serve` runs
     trials = []
     with tempfile.TemporaryDirectory() as tmp:
         for max_batch in max_batches:
