@@ -8,7 +8,9 @@ request in the batch are turned into one raw input, preprocessed with the run's 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,10 @@ class Predictor:
             logits = self.run.logits(x)
         finite = torch.isfinite(logits).all(dim=1).numpy()
         outputs, confidence = self._outputs(logits)
+        if self.conformal is not None and finite.any():
+            keep = np.flatnonzero(finite)
+            for row, more in zip(keep.tolist(), self.conformal(x[torch.from_numpy(keep)])):
+                outputs[row].update(more)
         answers = self._split(batch, outputs, confidence)
         start = 0
         for i, item in enumerate(batch):  # a row the model cannot answer fails its request
@@ -108,7 +114,6 @@ class Predictor:
                 }
                 for label, p, conf in zip(labels, probs, confidence)
             ]
-            extra = self.conformal(probs) if self.conformal else None
             conf_list: list[float | None] = [float(c) for c in confidence]
         else:
             values = np.asarray(run.schema.target.decode(logits.numpy()), dtype=np.float64)
@@ -117,11 +122,7 @@ class Predictor:
                 {"prediction": float(v[0]) if len(v) == 1 else [float(a) for a in v]}
                 for v in values
             ]
-            extra = self.conformal(values) if self.conformal else None
             conf_list = [None] * len(values)
-        if extra is not None:
-            for out, more in zip(outputs, extra):
-                out.update(more)
         return outputs, conf_list
 
     @staticmethod
@@ -139,28 +140,35 @@ class Predictor:
         return answers
 
 
-def conformal_maker(run: Run) -> Any:
-    """A function from (N, K) probabilities or (N, D) values to per-row conformal outputs,
-    when the run has conformal quantiles stored; None otherwise."""
+def conformal_maker(run: Run) -> Callable[[torch.Tensor], list[dict[str, Any]]] | None:
+    """A function from a batch's model-ready inputs to per-row conformal outputs, when the
+    run has quantiles stored by the uncertainty audit; None otherwise.
+
+    The sets and intervals come from `gradwise.audit.conformal` (`prediction_sets`,
+    `prediction_intervals`), which recomputes the outputs it needs, so a run with conformal
+    quantiles pays a second forward pass per batch.
+    """
     if not run.calibration.conformal:
         return None
-    try:  # written by the uncertainty audit; absent in a gradwise without it
-        from gradwise.audit import conformal
+    try:  # the uncertainty audit's module; a gradwise without it serves no sets
+        conformal = importlib.import_module("gradwise.audit.conformal")
     except ImportError:
         return None
-    return _conformal_outputs(run, conformal)
-
-
-def _conformal_outputs(run: Run, module: Any) -> Any:
-    stored = run.calibration.conformal
     classes = run.schema.classes or []
 
-    def outputs(values: np.ndarray) -> list[dict[str, Any]]:
+    def outputs(x: torch.Tensor) -> list[dict[str, Any]]:
         if run.schema.task == "classification":
-            sets = module.prediction_sets(values, stored)
-            return [{"prediction_set": [_plain(classes[int(j)]) for j in s]} for s in sets]
-        lo, hi = module.prediction_intervals(values, stored)
-        return [{"interval": [float(a), float(b)]} for a, b in zip(lo.ravel(), hi.ravel())]
+            member = np.asarray(conformal.prediction_sets(run, x), dtype=bool)  # (N, K)
+            return [
+                {"prediction_set": [_plain(classes[j]) for j in np.flatnonzero(row)]}
+                for row in member
+            ]
+        _, lower, upper = conformal.prediction_intervals(run, x)
+        lo = np.asarray(lower, dtype=np.float64).reshape(len(x), -1)
+        hi = np.asarray(upper, dtype=np.float64).reshape(len(x), -1)
+        if lo.shape[1] == 1:
+            return [{"interval": [float(a), float(b)]} for a, b in zip(lo[:, 0], hi[:, 0])]
+        return [{"interval": [lo[i].tolist(), hi[i].tolist()]} for i in range(len(lo))]
 
     return outputs
 

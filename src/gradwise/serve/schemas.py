@@ -34,8 +34,12 @@ from gradwise.errors import DataError
 MAX_INSTANCES = 1024  # per request; the body-size limit usually binds first
 MAX_PNG_PIXELS = 4096 * 4096
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-OptionalNumber = Annotated[float | None, Field(strict=True, allow_inf_nan=False)]
+# table columns: within float32, the type the model computes in
+OptionalNumber = Annotated[
+    float | None, Field(strict=True, allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)
+]
 _RECORD_CONFIG = ConfigDict(extra="forbid", coerce_numbers_to_str=True, populate_by_name=False)
 
 
@@ -216,11 +220,14 @@ def _image_model(schema: Schema) -> tuple[type[BaseModel], Callable[[list[BaseMo
             if value is None:
                 return value
             try:
-                arr = np.asarray(value, dtype=np.float32)
+                with np.errstate(over="ignore"):  # too large for float32: refused below
+                    arr = np.asarray(value, dtype=np.float32)
             except ValueError:
                 raise ValueError("ragged: every row must have the same length") from None
             if arr.shape != (c, h, w):
                 raise ValueError(f"shape {arr.shape}; the model takes {described}")
+            if not np.isfinite(arr).all():
+                raise ValueError("values beyond the float32 range")
             return arr  # kept as the array: the batch is stacked from it
 
         @field_validator("png", mode="after")
