@@ -138,8 +138,13 @@ def test_bad_records_get_422_with_the_field_and_the_reason(
     ("body", "field", "reason"),
     [
         (b'{"instances": [{"pixels": [[NaN]]}]}', "instances.0.pixels.0.0.0", "finite"),
-        (b'{"instances": [{"pixels": [[1, 2], [3, 4]]}]}', "instances.0.pixels", "shape (1, 2, 2)"),
-        (b'{"instances": [{"pixels": [[1, 2], [3]]}]}', "instances.0.pixels", "ragged"),
+        (b'{"instances": [{"pixels": [[1, 2], [3, 4]]}]}', "instances.0.pixels.0.0", "at least 8"),
+        (
+            b'{"instances": [{"pixels": [[[1, 2, 3, 4, 5, 6, 7, 8]]]}]}',
+            "instances.0.pixels.0",
+            "at least 8",
+        ),
+        (b'{"instances": [{"pixels": [[1, 2], [3]]}]}', "instances.0.pixels.0.0", "at least 8"),
         (b'{"instances": [{"png": "not base64!"}]}', "instances.0.png", "base64"),
         (b'{"instances": [{"png": "aGVsbG8="}]}', "instances.0.png", "readable image"),
         (b'{"instances": [{}]}', "instances.0", "exactly one of pixels or png"),

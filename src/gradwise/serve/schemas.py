@@ -198,14 +198,21 @@ def _image_model(schema: Schema) -> tuple[type[BaseModel], Callable[[list[BaseMo
     c, h, w = norm.sample_shape
     described = f"({c}, {h}, {w})" + (f" or ({h}, {w})" if c == 1 else "")
     scale = f"{norm.pixel_low:g} to {norm.pixel_high:g}"
+    # exact lengths, so the OpenAPI document states the shape
+    Row = Annotated[list[Number], Field(min_length=w, max_length=w)]  # noqa: N806
+    Rows = Annotated[list[Row], Field(min_length=h, max_length=h)]  # type: ignore[valid-type]  # noqa: N806
+    Rows3 = Annotated[list[Rows], Field(min_length=c, max_length=c)]  # type: ignore[valid-type]  # noqa: N806
 
     class Instance(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        pixels: list[list[list[Number]]] | None = Field(
+        model_config = ConfigDict(
+            extra="forbid",
+            json_schema_extra={"oneOf": [{"required": ["pixels"]}, {"required": ["png"]}]},
+        )
+        pixels: Rows3 = Field(  # type: ignore[valid-type]
             None,
             description=f"raw pixels shaped {described}, in the training data's scale ({scale})",
         )
-        png: str | None = Field(None, description="a base64-encoded PNG (resized to fit)")
+        png: str = Field(None, description="a base64-encoded PNG (resized to fit)")
 
         @field_validator("pixels", mode="before")
         @classmethod
