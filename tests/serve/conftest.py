@@ -65,3 +65,62 @@ def copy_run(run: Run, dest: Path) -> Run:
 
     shutil.copytree(run.path, dest)
     return Run.load(dest)
+
+
+class Server:
+    """A real `gradwise serve` process on 127.0.0.1 and a free port."""
+
+    def __init__(self, run_dir: Path, *args: str, port: int | None = None) -> None:
+        import os
+        import subprocess
+        import sys
+
+        from gradwise.serve.runner import free_port
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        src = str(Path(gradwise.__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+        cmd = [sys.executable, "-m", "gradwise", "serve", str(run_dir), "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            [*cmd, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    def wait_ready(self, timeout_s: float = 120.0) -> Server:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def server_factory():
+    """Start servers; every one still running is killed at the end of the test."""
+    started: list[Server] = []
+
+    def start(run_dir: Path, *args: str) -> Server:
+        server = Server(run_dir, *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
