@@ -479,13 +479,31 @@ class RobustnessAudit(_Strict):
 
 class ShiftAudit(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1, description="false-alarm rate of every test")
-    sample_size: int = Field(1000, ge=10, description="rows per side for the detectors")
+    sample_size: int = Field(
+        1000, ge=10, description="rows per side for the detectors (a random sample of more)"
+    )
     permutations: int = Field(200, ge=10, description="MMD permutation test")
+    correction: Literal["bh", "holm"] = Field(
+        "bh", description="per-feature multiple-testing correction: Benjamini-Hochberg or Holm"
+    )
+    bins: int = Field(10, ge=2, description="PSI bins, cut at training-data quantiles")
     psi_warn: float = Field(0.1, ge=0, description="population stability index")
     psi_fail: float = Field(0.25, ge=0)
     auc_warn: float = Field(0.6, ge=0.5, le=1, description="domain-classifier ROC-AUC")
     auc_fail: float = Field(0.75, ge=0.5, le=1)
+    ks_warn: float = Field(0.1, ge=0, le=1, description="Kolmogorov-Smirnov D")
+    chi2_warn: float = Field(0.1, ge=0, le=1, description="Cramer's V of a categorical column")
+    wasserstein_warn: float = Field(0.1, ge=0, description="W1 distance, in training stds")
+    mmd_warn: float = Field(0.002, description="MMD^2 (RBF kernel, median bandwidth)")
+    classifier: Literal["quadratic", "hgb"] = Field(
+        "quadratic",
+        description="domain classifier: logistic regression on x and x^2, or gradient boosting",
+    )
+    power: bool = Field(True, description="measure detection power with simulated shifts")
     power_repeats: int = Field(20, ge=2, description="repeats per simulated shift (power)")
+    power_target: float = Field(
+        0.8, gt=0, le=1, description="share of repeats a detector must flag to notice a shift"
+    )
 
 
 class DataQualityAudit(_Strict):
@@ -493,7 +511,22 @@ class DataQualityAudit(_Strict):
     epochs: int | None = Field(None, ge=1, description="epochs per fold; null: the run's")
     label_issue_warn: float = Field(0.01, ge=0, description="share of likely label errors")
     label_issue_fail: float = Field(0.05, ge=0)
-    near_duplicate_cosine: float = Field(0.995, gt=0, le=1)
+    near_duplicate_cosine: float = Field(
+        0.999,
+        gt=0,
+        le=1,
+        description="cosine of centred embeddings that counts as a near copy (0.995 also "
+        "pairs distinct samples whose embeddings a trained model has collapsed together)",
+    )
+    leakage_fail: float = Field(
+        0.01, ge=0, description="share of val/test samples exactly in training that fails"
+    )
+    missing_warn: float = Field(
+        0.3, gt=0, le=1, description="share of missing values that makes a column missing-heavy"
+    )
+    imbalance_warn: float = Field(
+        10.0, ge=1, description="largest / smallest class count that warns"
+    )
     max_listed: int = Field(20, ge=1, description="worst rows listed by row number")
 
 

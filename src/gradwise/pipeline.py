@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,15 +50,20 @@ def train_run(
     on_epoch_end: EpochFn | None = None,
     progress: ProgressFn | None = None,
     parallel: Parallel = Parallel(),
+    train_rows: np.ndarray | None = None,
 ) -> Run:
     """Train `cfg` and write its run directory; see `gradwise.train` for the arguments.
+
+    `train_rows` (for the audits that retrain, e.g. k-fold out-of-fold predictions) trains
+    on only those positions within the training split; val, test and the preprocessing
+    fitted on the whole training split stay as they are.
 
     The data is read and checked before the run directory is created, so bad data leaves
     no half-made folder behind.
     """
     with torch.random.fork_rng(devices=[]):  # the caller's random state is left untouched
         torch.manual_seed(cfg.seed)
-        data, loss_name, model, notes = prepare(cfg)
+        data, loss_name, model, notes = prepare(cfg, train_rows)
         run_dir = resolve_out(out, cfg, resume, overwrite, parallel.is_main)
         if resume:
             cfg = _resume_config(run_dir, cfg)
@@ -107,9 +113,12 @@ def _fit_and_save(
     return Run(run_dir, cfg, data.schema, model.eval(), loss_name)
 
 
-def prepare(cfg: Config) -> tuple[Dataset, str, nn.Module, list[str]]:
+def prepare(
+    cfg: Config, train_rows: np.ndarray | None = None
+) -> tuple[Dataset, str, nn.Module, list[str]]:
     """The data, the loss name, a freshly initialised model and what preparing them did
     (imputation counts, loaded weights, frozen layers), for a config; the caller seeds.
+    `train_rows`: keep only these positions of the training split.
 
     Raises:
         ConfigError, DataError: before any training starts.
@@ -119,6 +128,8 @@ def prepare(cfg: Config) -> tuple[Dataset, str, nn.Module, list[str]]:
         denoising_loss_name(cfg.train.loss) if isinstance(cfg.model, DiffusionConfig) else None
     )
     data = load_dataset(cfg.data, cfg.seed, tokenizer=source_tokenizer(cfg))
+    if train_rows is not None:
+        data = data.keep_train(train_rows)
     notes = list(data.notes)
     n_classes = data.schema.n_outputs if data.schema.task == "classification" else 0
     loss_name = own_loss or resolve_loss_name(cfg.train.loss, data.schema.task, n_classes)

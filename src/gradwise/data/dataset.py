@@ -3,6 +3,7 @@ sample came from in the source (so a split can be read back exactly)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,15 @@ class Dataset:
 
     def part(self, name: str) -> Split:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def keep_train(self, positions: np.ndarray) -> Dataset:
+        """The same data with only the training samples at `positions` (0-based positions
+        within the training split, e.g. the folds of a k-fold retrain); val, test and the
+        schema (fitted on the whole training split) stay."""
+        idx = torch.as_tensor(np.sort(np.asarray(positions, dtype=np.int64)))
+        train = Split(self.train.x[idx].contiguous(), self.train.y[idx].contiguous())
+        rows = {**self.rows, "train": self.rows["train"][idx.numpy()]} if self.rows else {}
+        return dataclasses.replace(self, train=train, rows=rows)
 
     def raw_rows(self, name: str) -> Any:
         """The raw samples of split `name`, in the order of its tensors."""
