@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
 
 if TYPE_CHECKING:
-    from gradwise.api import audit, compare, load, lr_find, serve, train
+    from gradwise.api import audit, compare, load, lr_find, monitor, serve, train
     from gradwise.run import Run
 
 __version__ = "0.1.0"
@@ -29,6 +29,7 @@ _LAZY = {
     "compare": "gradwise.api",
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
+    "monitor": "gradwise.monitor",  # the package, callable as gradwise.api.monitor
     "serve": "gradwise.serve",  # the package, callable as gradwise.api.serve
     "train": "gradwise.api",
 }
@@ -44,6 +45,7 @@ __all__ = [
     "compare",
     "load",
     "lr_find",
+    "monitor",
     "serve",
     "train",
 ]

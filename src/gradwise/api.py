@@ -11,10 +11,11 @@ from gradwise.run import Run
 if TYPE_CHECKING:
     from gradwise.audit import AuditReport
     from gradwise.evaluate.compare import Comparison
+    from gradwise.monitor import MonitorReport
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
 
-__all__ = ["audit", "compare", "load", "lr_find", "serve", "train"]
+__all__ = ["audit", "compare", "load", "lr_find", "monitor", "serve", "train"]
 
 ConfigSource = str | Path | dict[str, Any] | Config
 
@@ -209,3 +210,39 @@ def serve(
     )
     run_dir = run.path if isinstance(run, Run) else Path(run)
     serve_forever(run_dir, settings, host=host, port=port, workers=workers, threads=threads)
+
+
+def monitor(
+    run: Run | str | Path,
+    *,
+    store: str | None = None,
+    window: str | int = 1000,
+    webhook: str | None = None,
+    follow: bool = False,
+    poll_s: float = 10.0,
+) -> MonitorReport:
+    """Watch what a run served: per window of traffic, input drift against the training
+    split (raw features and embeddings), predictions and confidence against validation, a
+    label-free accuracy estimate and, where feedback arrived, the measured accuracy. Writes
+    RUN/monitor/report.json, windows.json and timeline.png; alerts are logged (and POSTed
+    to `webhook`).
+
+    Args:
+        store: the prediction store the server wrote (default RUN/monitor/predictions.sqlite;
+            a SQLite path or postgresql+psycopg://...).
+        window: instances per window, or a duration such as "30m", "1h", "1d".
+        follow: keep watching, polling every `poll_s` seconds, until interrupted.
+
+    Returns:
+        A MonitorReport (`.alerted` is True when a threshold was crossed).
+    """
+    from gradwise.monitor import watch
+
+    return watch(
+        run if isinstance(run, Run) else load(run),
+        store,
+        window,
+        webhook,
+        follow=follow,
+        poll_s=poll_s,
+    )

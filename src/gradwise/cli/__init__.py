@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import ClickException, UsageError  # typer vendors click
 
 from gradwise import __version__
-from gradwise.cli import audit, datasets, generate, predict, serve, train
+from gradwise.cli import audit, datasets, generate, monitor, predict, serve, train
 from gradwise.cli.console import Command, Group, print_error
 
 app = typer.Typer(
@@ -58,6 +58,7 @@ VERBS: list[tuple[str, Callable[..., Any]]] = [
     ("sample", generate.sample),
     ("audit", audit.audit),
     ("serve", serve.serve),
+    ("monitor", monitor.monitor),
     ("datasets", datasets.datasets),
 ]
 for name, fn in VERBS:

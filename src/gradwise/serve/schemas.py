@@ -209,10 +209,10 @@ def _image_model(schema: Schema) -> tuple[type[BaseModel], Callable[[list[BaseMo
             json_schema_extra={"oneOf": [{"required": ["pixels"]}, {"required": ["png"]}]},
         )
         pixels: Rows3 = Field(  # type: ignore[valid-type]
-            None,
+            None,  # type: ignore[arg-type]
             description=f"raw pixels shaped {described}, in the training data's scale ({scale})",
         )
-        png: str = Field(None, description="a base64-encoded PNG (resized to fit)")
+        png: str = Field(None, description="a base64-encoded PNG (resized to fit)")  # type: ignore[assignment]
 
         @field_validator("pixels", mode="before")
         @classmethod

@@ -23,18 +23,19 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from gradwise.errors import ConfigError, GradwiseError
 from gradwise.logs import LOG
 from gradwise.run import Run
 from gradwise.serve.batcher import DynamicBatcher
+from gradwise.serve.feedback import feedback_model, feedback_rows
 from gradwise.serve.generate import GenerateRequest, sse, stream_tokens
 from gradwise.serve.guard import GuardMiddleware
 from gradwise.serve.metrics import MetricsMiddleware, ServerMetrics
 from gradwise.serve.predict import PredictEndpoint, PredictFastPath, invalid_reply
 from gradwise.serve.predictor import Predictor, model_version
-from gradwise.serve.schemas import MAX_INSTANCES, instance_codec
+from gradwise.serve.schemas import instance_codec
 from gradwise.serve.store import (
     FeedbackRecord,
     PredictionRecord,
@@ -307,7 +308,7 @@ def _add_predict_routes(app: FastAPI, state: ServerState) -> None:
         headers = {"x-request-id": reply.request_id} if reply.request_id else None
         return Response(reply.body, reply.status, headers, media_type="application/json")
 
-    Feedback = _feedback_model(run)  # noqa: N806 - a class
+    Feedback = feedback_model(run)  # noqa: N806 - a class
 
     @app.post(
         "/v1/feedback",
@@ -321,56 +322,16 @@ def _add_predict_routes(app: FastAPI, state: ServerState) -> None:
                 {"error": "the prediction store is off (--store off); feedback is not kept"},
                 409,
             )
-        label = _check_label(run, body.label)  # type: ignore[attr-defined]
-        state.store.put(FeedbackRecord(body.request_id, body.row, time.time(), label))  # type: ignore[attr-defined]
-        return JSONResponse({"request_id": body.request_id, "recorded": True}, 202)  # type: ignore[attr-defined]
+        now = time.time()
+        rows = feedback_rows(run, body)
+        for row, label in rows:
+            state.store.put(FeedbackRecord(body.request_id, row, now, label))  # type: ignore[attr-defined]
+        return JSONResponse(
+            {"request_id": body.request_id, "recorded": len(rows)},  # type: ignore[attr-defined]
+            202,
+        )
 
     _ = (predict, feedback)
-
-
-def _feedback_model(run: Run) -> type[BaseModel]:
-    if run.schema.task == "classification":
-        classes = ", ".join(map(str, run.schema.classes or []))
-        label_type: Any = str | int | float
-        described = f"the true class, one of {classes}"
-    else:
-        label_type = (
-            Annotated[float, Field(allow_inf_nan=False)]
-            | list[Annotated[float, Field(allow_inf_nan=False)]]
-        )
-        described = "the true value (a list for several outputs)"
-
-    class FeedbackRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        request_id: str = Field(min_length=1, max_length=64, description="from /v1/predict")
-        row: int = Field(0, ge=0, lt=MAX_INSTANCES, description="which instance of the request")
-        label: label_type = Field(description=described)  # type: ignore[valid-type]
-
-    return FeedbackRequest
-
-
-def _check_label(run: Run, label: Any) -> Any:
-    """The label as the class it names (classification), or the value(s).
-
-    Raises:
-        GradwiseError: not a class of the run, or the wrong number of values.
-    """
-    if run.schema.task == "classification":
-        for cls in run.schema.classes or []:
-            if str(cls) == str(label) or (
-                isinstance(label, int | float) and isinstance(cls, int | float) and cls == label
-            ):
-                return cls
-        raise GradwiseError(
-            f"label: {label!r} is not a class of this model; classes: "
-            f"{', '.join(map(str, run.schema.classes or []))}."
-        )
-    values = label if isinstance(label, list) else [label]
-    if len(values) != run.schema.n_outputs:
-        raise GradwiseError(
-            f"label: {len(values)} value(s) given; the model predicts {run.schema.n_outputs}."
-        )
-    return values[0] if len(values) == 1 else values
 
 
 def _add_generate_route(app: FastAPI, state: ServerState) -> None:
