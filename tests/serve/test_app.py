@@ -331,3 +331,30 @@ def test_a_language_model_streams_the_tokens_greedy_decoding_gives(lm_run: Run):
     assert "".join(t["token"] for t in tokens[:-1]) == reference
     assert tokens[-1]["text"] == reference and tokens[-1]["n_tokens"] == 12
     assert whole["text"] == reference
+
+
+def test_conformal_outputs_are_the_uncertainty_audits(
+    digits_run: Run, regression_run: Run, tmp_path: Path
+):
+    """With the uncertainty audit present, the served sets and intervals are the ones
+    `Run.predict_sets` / `Run.predict_intervals` give for the same inputs."""
+    pytest.importorskip("gradwise.audit.conformal", reason="the uncertainty audit is absent")
+    images = DIGITS.images[:6]
+    run = copy_run(digits_run, tmp_path / "cls")
+    gradwise.audit(run, checks=["uncertainty"])
+    run = Run.load(run.path)
+    with client(run) as c:
+        body = c.post("/v1/predict", json={"instances": [{"pixels": im.tolist()} for im in images]})
+    member = run.predict_sets(images[:, None])  # type: ignore[attr-defined]
+    classes = run.schema.classes
+    expected = [[classes[j] for j in np.flatnonzero(row)] for row in member]
+    assert [p["prediction_set"] for p in body.json()["predictions"]] == expected
+    reg = copy_run(regression_run, tmp_path / "reg")
+    gradwise.audit(reg, checks=["uncertainty"])
+    reg = Run.load(reg.path)
+    frame = reg.split("test").raw.iloc[:4]
+    rows = frame[reg.schema.tabular.columns].to_dict(orient="records")
+    with client(reg) as c:
+        served = c.post("/v1/predict", json={"instances": rows}).json()["predictions"]
+    _, lower, upper = reg.predict_intervals(frame)  # type: ignore[attr-defined]
+    np.testing.assert_allclose([p["interval"] for p in served], np.c_[lower, upper], rtol=1e-5)
