@@ -67,6 +67,12 @@ def serve(
     tune_seconds: Annotated[
         float, typer.Option(min=1.0, metavar="S", help="with --tune: load per setting")
     ] = 5.0,
+    tune_batches: Annotated[
+        str, typer.Option(metavar="N,N,...", help="with --tune: max-batch values to try")
+    ] = "1,8,32,128",
+    tune_waits: Annotated[
+        str, typer.Option(metavar="MS,MS,...", help="with --tune: max-wait-ms values to try")
+    ] = "0,1,2,5",
 ) -> None:
     """Serve a run over HTTP: POST /v1/predict (or /v1/generate), /v1/feedback, /healthz,
     /readyz, /metrics, /docs. Ctrl-C stops it after answering every accepted request."""
@@ -83,7 +89,9 @@ def serve(
         from gradwise.serve.runner import set_threads
 
         set_threads(threads)
-        _tune(run_dir, settings, p95_ms, tune_seconds)
+        batches = tuple(int(v) for v in _numbers(tune_batches, "--tune-batches", integer=True))
+        waits = tuple(_numbers(tune_waits, "--tune-waits"))
+        _tune(run_dir, settings, p95_ms, tune_seconds, batches, waits)
         return
     from gradwise.serve.runner import serve_forever
 
@@ -97,10 +105,30 @@ def serve(
         serve_forever(run_dir, settings, host=host, port=port, workers=workers, threads=threads)
 
 
-def _tune(run_dir: Path, settings: object, p95_ms: float, seconds: float) -> None:
-    from gradwise.serve.tune import MAX_BATCHES, MAX_WAITS_MS, TUNE_FILE, tune_batching
+def _numbers(text: str, flag: str, integer: bool = False) -> list[float]:
+    from gradwise.errors import ConfigError
 
-    n = len(MAX_BATCHES) * len(MAX_WAITS_MS)
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < (1 if integer else 0) or (integer and v != int(v)) for v in values):
+        kind = "whole numbers of at least 1" if integer else "numbers of at least 0"
+        raise ConfigError(f"{flag} {text!r}: give {kind}, comma-separated (e.g. 1,8,32).")
+    return values
+
+
+def _tune(
+    run_dir: Path,
+    settings: object,
+    p95_ms: float,
+    seconds: float,
+    batches: tuple[int, ...],
+    waits: tuple[float, ...],
+) -> None:
+    from gradwise.serve.tune import TUNE_FILE, tune_batching
+
+    n = len(batches) * len(waits)
     err_console.print(
         f"measuring {n} settings for {seconds:g} s each under wrk load (64 connections) ...",
         highlight=False,
@@ -117,7 +145,9 @@ def _tune(run_dir: Path, settings: object, p95_ms: float, seconds: float) -> Non
             highlight=False,
         )
 
-    result = tune_batching(run_dir, p95_ms, seconds=seconds, settings=settings, on_trial=progress)
+    result = tune_batching(
+        run_dir, p95_ms, batches, waits, seconds=seconds, settings=settings, on_trial=progress
+    )
     table = Table(title=f"batching under load, p95 budget {p95_ms:g} ms", title_justify="left")
     for col in ("max-batch", "max-wait ms", "req/s", "p50 ms", "p95 ms", "errors", "fits"):
         table.add_column(col, justify="right")
