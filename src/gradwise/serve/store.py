@@ -12,6 +12,7 @@ replicas on several machines write to one PostgreSQL (`postgresql+psycopg://...`
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -19,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -38,8 +39,11 @@ predictions = sa.Table(
     "predictions",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("request_id", sa.String(64), nullable=False, index=True),
-    sa.Column("time", sa.Float, nullable=False, index=True),  # Unix seconds
+    # no index on request_id: random keys would make every insert a random B-tree write
+    # (3x the writer's CPU on a store of 100,000 requests); the monitor joins feedback by
+    # scanning the window it reads anyway
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("time", sa.Float, nullable=False, index=True),  # Unix seconds, appended in order
     sa.Column("model_version", sa.String(128), nullable=False),
     sa.Column("replica_id", sa.String(128), nullable=False),
     sa.Column("n_instances", sa.Integer, nullable=False),
@@ -167,28 +171,47 @@ PREDICTION_KEYS = (
 FEEDBACK_KEYS = ("request_id", "row", "time", "label")
 
 
+ROWS_PER_INSERT = 500  # rows per multi-row INSERT (SQLite allows 32766 parameters)
+
+
 @dataclass(frozen=True)
 class _Insert:
-    """An INSERT in the driver's own parameter style, for cursor.executemany."""
+    """Multi-row INSERTs in the driver's own parameter style: one statement per
+    ROWS_PER_INSERT rows, so the driver releases and retakes the GIL once per statement
+    rather than once per row (as executemany does), and SQLAlchemy's per-row work is not
+    paid on the server's time."""
 
-    sql: str
-    order: tuple[str, ...] | None  # positional styles (SQLite's ?): the keys in order
+    table: str
+    keys: tuple[str, ...]
+    mark: str  # the placeholder: ? (qmark) or %s (format)
+    quoted: tuple[str, ...]
 
-    def params(self, rows: list[dict[str, Any]]) -> list[Any]:
-        if self.order is None:
-            return rows
-        return [tuple(row[k] for k in self.order) for row in rows]
+    def statements(self, rows: list[tuple[Any, ...]]) -> list[tuple[str, tuple[Any, ...]]]:
+        """(SQL, parameters) per chunk of rows; each row holds the values in `keys` order."""
+        one = "(" + ", ".join([self.mark] * len(self.keys)) + ")"
+        head = f"INSERT INTO {self.table} ({', '.join(self.quoted)}) VALUES "
+        out = []
+        for a in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[a : a + ROWS_PER_INSERT]
+            params = tuple(itertools.chain.from_iterable(chunk))
+            out.append((head + ", ".join([one] * len(chunk)), params))
+        return out
 
 
 def _driver_insert(table: sa.Table, keys: tuple[str, ...], engine: sa.Engine) -> _Insert:
-    compiled = table.insert().inline().compile(dialect=engine.dialect, column_keys=list(keys))
-    order = tuple(compiled.positiontup or ()) if compiled.positional else None
-    return _Insert(str(compiled), order)
+    dialect = engine.dialect
+    marks = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+    if dialect.paramstyle not in marks:
+        raise ConfigError(
+            f"The store's driver uses the {dialect.paramstyle} parameter style; gradwise writes "
+            "to SQLite and PostgreSQL (psycopg)."
+        )
+    quote = dialect.identifier_preparer.quote
+    return _Insert(table.name, keys, marks[dialect.paramstyle], tuple(quote(k) for k in keys))
 
 
-@dataclass(frozen=True, slots=True)
-class PredictionRecord:
-    """One served request, as it went over the wire.
+class PredictionRecord(NamedTuple):
+    """One served request, as it went over the wire (a tuple: made on the request path).
 
     Attributes:
         inputs: the request body (JSON bytes or text).
@@ -205,8 +228,7 @@ class PredictionRecord:
     confidence: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class FeedbackRecord:
+class FeedbackRecord(NamedTuple):
     """The true label of instance `row` of request `request_id`, as JSON-able data."""
 
     request_id: str
@@ -239,9 +261,8 @@ class PredictionStore:
         self.replica_id = replica_id
         self.flush_interval_s = flush_interval_s
         self.max_pending = max_pending
-        self._queue: queue.SimpleQueue[PredictionRecord | FeedbackRecord | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[PredictionRecord | FeedbackRecord] = queue.SimpleQueue()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._engine: sa.Engine | None = None
         self._insert_prediction: _Insert | None = None
@@ -293,37 +314,27 @@ class PredictionStore:
         """Write everything queued, then stop the writer."""
         if self._thread is None:
             return
-        self._queue.put(None)
+        self._stop.set()
         self._thread.join(timeout_s)
         if self._engine is not None:
             self._engine.dispose()
         self._thread = None
 
     def _write_loop(self) -> None:
+        # The writer sleeps between flushes rather than waiting on the queue: woken by every
+        # put, it would take the GIL from the event loop once per request.
         pending: list[PredictionRecord | FeedbackRecord] = []
-        stopping = False
-        next_flush = time.monotonic() + self.flush_interval_s
-        while not stopping or pending:
-            timeout = max(0.0, next_flush - time.monotonic())
-            try:
-                item = self._queue.get(timeout=timeout) if not stopping else None
-                if item is None:
-                    stopping = True
-                else:
-                    pending.append(item)
-                    while len(pending) < 5000:  # take what is already waiting
-                        more = self._queue.get_nowait()
-                        if more is None:
-                            stopping = True
-                            break
-                        pending.append(more)
-            except queue.Empty:
-                pass
-            if pending and (stopping or time.monotonic() >= next_flush or len(pending) >= 5000):
+        while True:
+            stopping = self._stop.wait(self.flush_interval_s)
+            while True:
+                try:
+                    pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if pending:
                 pending = self._write(pending, give_up=stopping)
-                next_flush = time.monotonic() + self.flush_interval_s
-            elif not pending:
-                next_flush = time.monotonic() + self.flush_interval_s
+            if stopping and self._queue.empty() and not pending:
+                return
 
     def _write(
         self, records: list[PredictionRecord | FeedbackRecord], give_up: bool
@@ -334,15 +345,13 @@ class PredictionStore:
         labels = [_feedback_row(r) for r in records if isinstance(r, FeedbackRecord)]
         try:
             with self._engine.begin() as conn:
-                # the driver's own executemany: SQLAlchemy's per-row work would hold the
-                # GIL the event loop needs
                 for insert, rows in (
                     (self._insert_prediction, preds),
                     (self._insert_feedback, labels),
                 ):
-                    if rows:
-                        assert insert is not None
-                        conn.exec_driver_sql(insert.sql, insert.params(rows))
+                    assert insert is not None
+                    for sql, params in insert.statements(rows):
+                        conn.exec_driver_sql(sql, params)
         except sa.exc.SQLAlchemyError as exc:
             self.last_error = str(exc).splitlines()[0]
             log.warning("prediction store: write failed (%s); will retry", self.last_error)
@@ -364,22 +373,23 @@ class PredictionStore:
             self.n_dropped += dropped
             self._flushed.notify_all()
 
-    def _prediction_row(self, r: PredictionRecord) -> dict[str, Any]:
+    def _prediction_row(self, r: PredictionRecord) -> tuple[Any, ...]:
         inputs = r.inputs.decode("utf-8", "replace") if isinstance(r.inputs, bytes) else r.inputs
-        return {
-            "request_id": r.request_id,
-            "time": r.time,
-            "model_version": r.model_version,
-            "replica_id": self.replica_id,
-            "n_instances": r.n_instances,
-            "inputs": inputs,
-            "outputs": r.outputs,
-            "confidence": r.confidence,
-        }
+        # in PREDICTION_KEYS order
+        return (
+            r.request_id,
+            r.time,
+            r.model_version,
+            self.replica_id,
+            r.n_instances,
+            inputs,
+            r.outputs,
+            r.confidence,
+        )
 
 
-def _feedback_row(r: FeedbackRecord) -> dict[str, Any]:
-    return {"request_id": r.request_id, "row": r.row, "time": r.time, "label": json.dumps(r.label)}
+def _feedback_row(r: FeedbackRecord) -> tuple[Any, ...]:
+    return (r.request_id, r.row, r.time, json.dumps(r.label))  # FEEDBACK_KEYS order
 
 
 def _redact(url: str) -> str:
