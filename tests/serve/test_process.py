@@ -101,3 +101,19 @@ def test_sigterm_mid_load_answers_every_accepted_request(
     # and every answer reached its client (nothing half-sent, nothing dropped)
     assert ids == {rid for _, rid in answered}
     assert any(t > signalled[0] for t, _ in answered)  # some were in flight at SIGTERM
+
+
+def test_workers_are_processes_each_with_its_own_batcher_and_store_writer(
+    digits_run: Run, tmp_path: Path, server_factory
+):
+    db = tmp_path / "p.sqlite"
+    server = server_factory(digits_run.path, "--store", str(db), "--workers", "2").wait_ready()
+    answered = asyncio.run(load(server.url, 3, 32))
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(60)
+    con = sqlite3.connect(db)
+    replicas = {r[0] for r in con.execute("SELECT DISTINCT replica_id FROM predictions")}
+    n_stored = con.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+    con.close()
+    assert len(replicas) == 2  # two processes shared the port, each wrote its own records
+    assert n_stored == len(answered)
