@@ -176,14 +176,19 @@ def test_values_beyond_float32_are_refused_and_the_server_answers_on(
 
 
 def test_a_non_finite_model_output_fails_its_own_request_only(digits_run: Run, monkeypatch):
-    logits = digits_run.logits
+    import torch
 
-    def overflowing(x):  # what a model far outside its training range can return
-        out = logits(x)
-        out[(x.reshape(len(x), -1) > 100).any(dim=1)] = float("inf")
-        return out
+    class Overflowing(torch.nn.Module):  # what a model far outside its training range can do
+        def __init__(self, model):
+            super().__init__()
+            self.inner = model
 
-    monkeypatch.setattr(digits_run, "logits", overflowing)
+        def forward(self, x):
+            out = self.inner(x)
+            out[(x.reshape(len(x), -1) > 100).any(dim=1)] = float("inf")
+            return out
+
+    monkeypatch.setattr(digits_run, "model", Overflowing(digits_run.model).eval())
     edge = np.full((8, 8), 1000.0).tolist()
     with client(digits_run, max_wait_ms=200) as c:
         r = c.post("/v1/predict", json={"instances": [{"pixels": pixels(0)}, {"pixels": edge}]})

@@ -76,9 +76,8 @@ class Predictor:
             texts = self.run.predict(raw)
             return self._split(batch, [{"prediction": str(t)} for t in texts], [None] * len(flat))
         x = torch.as_tensor(raw) if self.codec.model_ready else self.run.transform(raw)
-        with torch.inference_mode():
-            logits = self.run.logits(x)
-        finite = torch.isfinite(logits).all(dim=1).numpy()
+        logits = self._forward(x)
+        finite = np.isfinite(logits.numpy()).all(axis=1)
         outputs, confidence = self._outputs(logits)
         if self.conformal is not None and finite.any():
             keep = np.flatnonzero(finite)
@@ -97,10 +96,22 @@ class Predictor:
             start += len(item)
         return answers
 
+    @torch.inference_mode()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """What `Run.logits` computes, for one batch the batcher already bounded: the model
+        is kept in eval mode (Run does so), so the per-call `eval_mode` walk over every
+        module that `Run.logits` pays (a third of a one-row request's time, measured) is
+        skipped. Optimised variants are served the same way: their `Run.model` is the
+        engine's module."""
+        model = self.run.model
+        if model.training:
+            model.eval()
+        return model(x.to(self.run.device)).float().cpu()
+
     def _outputs(self, logits: torch.Tensor) -> tuple[list[dict[str, Any]], list[float | None]]:
         run = self.run
         if self.task == "classification":
-            probs = np.nan_to_num(run.probabilities(logits), nan=0.0)
+            probs = run.probabilities(logits)  # rows that are not finite fail their request
             top = probs.argmax(axis=1)
             labels = run.schema.target.decode(top)
             confidence = probs[np.arange(len(probs)), top]
@@ -117,7 +128,6 @@ class Predictor:
             conf_list: list[float | None] = [float(c) for c in confidence]
         else:
             values = np.asarray(run.schema.target.decode(logits.numpy()), dtype=np.float64)
-            values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
             outputs = [
                 {"prediction": float(v[0]) if len(v) == 1 else [float(a) for a in v]}
                 for v in values
