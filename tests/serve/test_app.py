@@ -332,6 +332,10 @@ def test_a_language_model_streams_the_tokens_greedy_decoding_gives(lm_run: Run):
         ).json()
         assert c.post("/v1/predict", json={"instances": []}).status_code == 404
         assert c.post("/v1/generate", json={"tokens": 0}).status_code == 422
+        tiny = {"prompt": "abc", "tokens": 12, "temperature": 1e-300, "stream": False}
+        assert c.post("/v1/generate", json=tiny).json()["text"] == reference  # greedy, no NaN
+        odd = {"prompt": "é☃", "tokens": 3, "top_p": 1e-9, "top_k": 10**6, "seed": 2**63 - 1}
+        assert c.post("/v1/generate", json={**odd, "stream": False}).status_code == 200
     tokens = [json.loads(e[6:]) for e in events]
     assert "".join(t["token"] for t in tokens[:-1]) == reference
     assert tokens[-1]["text"] == reference and tokens[-1]["n_tokens"] == 12

@@ -15,12 +15,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
@@ -30,7 +31,7 @@ from gradwise.logs import LOG
 from gradwise.run import Run
 from gradwise.serve.batcher import DynamicBatcher
 from gradwise.serve.feedback import feedback_model, feedback_rows
-from gradwise.serve.generate import GenerateRequest, sse, stream_tokens
+from gradwise.serve.generate import GenerateRequest, generate_all, generation_events
 from gradwise.serve.guard import GuardMiddleware
 from gradwise.serve.metrics import MetricsMiddleware, ServerMetrics
 from gradwise.serve.predict import PredictEndpoint, PredictFastPath, invalid_reply
@@ -346,25 +347,16 @@ def _add_generate_route(app: FastAPI, state: ServerState) -> None:
         if not state.accepting:
             return JSONResponse({"error": "the server is shutting down"}, 503)
         request_id = os.urandom(16).hex()
+        headers = {"x-request-id": request_id}
 
-        def events() -> Iterator[bytes]:
-            tokens: list[str] = []
-            probs: list[float] = []
-            for token, p in stream_tokens(run, body):
-                tokens.append(token)
-                probs.append(p)
-                if body.stream:
-                    yield sse({"token": token, "p": round(p, 6)})
-            summary = _generation_summary(state, request_id, body, tokens, probs)
-            yield sse(summary, event="done") if body.stream else _json(summary)
+        def done(tokens: list[str], probs: list[float]) -> dict[str, Any]:
+            return _generation_summary(state, request_id, body, tokens, probs)
 
         if body.stream:
-            return StreamingResponse(
-                events(), media_type="text/event-stream", headers={"x-request-id": request_id}
-            )
-        return StreamingResponse(
-            events(), media_type="application/json", headers={"x-request-id": request_id}
-        )
+            events = generation_events(run, body, done)
+            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+        tokens, probs = await run_in_threadpool(generate_all, run, body)
+        return JSONResponse(done(tokens, probs), headers=headers)
 
     _ = generate
 
@@ -400,7 +392,3 @@ def _generation_summary(
             )
         )
     return summary
-
-
-def _json(data: dict[str, Any]) -> bytes:
-    return json.dumps(data).encode()
