@@ -72,3 +72,7 @@ def stream(calibrated_run: Run, tmp_path_factory: pytest.TempPathFactory) -> Str
     serve_stream(run, store, stream_x, labels)
     drifted = np.arange(len(stream_x)) >= len(x)
     return Stream(run, store, len(x), labels, drifted)
+
+
+# the serving tests' runs (a table with named columns, a regression, a small GPT)
+from tests.serve.conftest import lm_run, regression_run, table_run  # noqa: E402, F401

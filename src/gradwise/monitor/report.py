@@ -156,7 +156,10 @@ def timeline(report: MonitorReport) -> Any:
     for w in windows:
         if any(a.kind == "drift" for a in w.alerts):
             top.axvspan(w.index - 0.5, w.index + 0.5, color="red", alpha=0.12, lw=0)
-    top.legend(loc="upper left", fontsize=8)
+    if top.get_legend_handles_labels()[0]:
+        top.legend(loc="upper left", fontsize=8)
+    else:  # nothing compared (a language model): say so on the panel
+        top.text(0.5, 0.5, "inputs not compared", ha="center", va="center", transform=top.transAxes)
     top.set_title(
         f"served traffic of {Path(report.run).name}: {report.settings['window']} per window"
     )

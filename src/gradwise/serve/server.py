@@ -387,7 +387,15 @@ def _generation_summary(
                 state.version,
                 1,
                 json.dumps(body.model_dump(mode="json")),
-                json.dumps([{"prediction": gen.text, "perplexity": summary["perplexity"]}]),
+                json.dumps(
+                    [
+                        {
+                            "prediction": gen.text,
+                            "perplexity": summary["perplexity"],
+                            "confidence": mean_p,  # the mean probability of its tokens
+                        }
+                    ]
+                ),
                 mean_p,
             )
         )
