@@ -315,7 +315,7 @@ def _add_predict_routes(app: FastAPI, state: ServerState) -> None:
         "/v1/feedback",
         summary="record the true label of a served prediction",
         status_code=202,
-        responses=ERRORS,
+        responses={**ERRORS, 409: {"model": ErrorResponse, "description": "the store is off"}},
     )
     async def feedback(body: Annotated[Feedback, Body()]) -> JSONResponse:  # type: ignore[valid-type]
         if state.store is None:
