@@ -24,8 +24,10 @@ in the same run, so they survive a shared CPU better than the absolute rates.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,7 +94,10 @@ def start(cmd: list[str], port: int, body: str) -> subprocess.Popen:
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
     }
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a session of its own: LitServe's inference workers are its children, stopped with it
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -109,8 +114,19 @@ def start(cmd: list[str], port: int, body: str) -> subprocess.Popen:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    proc.kill()
+    stop(proc)
     raise RuntimeError(f"{cmd} did not answer")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's whole process group (its own children included), then wait;
+    SIGKILL what is left after 30 s."""
+    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is still there
+    proc.wait(30)
 
 
 def tree_cpu_s(pid: int) -> float | None:
@@ -149,8 +165,7 @@ def measure(cmd: list[str], port: int, body: str, args: argparse.Namespace, sing
             cpu_us = round(1e6 * (after - before) / loaded.requests, 1)
         alone = run_wrk(url, body, 1, 5, threads=1) if single else None
     finally:
-        proc.terminate()
-        proc.wait(60)
+        stop(proc)
     return loaded, cpu_us, alone
 
 
