@@ -82,8 +82,13 @@ class Server:
         src = str(Path(gradwise.__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
         cmd = [sys.executable, "-m", "gradwise", "serve", str(run_dir), "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [*cmd, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        self.proc = subprocess.Popen(  # its own group: stop() ends its workers too
+            [*cmd, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout_s: float = 120.0) -> Server:
@@ -104,8 +109,12 @@ class Server:
         raise RuntimeError("server did not become ready")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        import contextlib
+        import os
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the server and any worker left
         self.proc.wait(30)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
