@@ -367,3 +367,34 @@ def test_conformal_outputs_are_the_uncertainty_audits(
         served = c.post("/v1/predict", json={"instances": rows}).json()["predictions"]
     _, lower, upper = reg.predict_intervals(frame)  # type: ignore[attr-defined]
     np.testing.assert_allclose([p["interval"] for p in served], np.c_[lower, upper], rtol=1e-5)
+
+
+def test_a_forecaster_takes_a_window_of_named_rows(tmp_path: Path):
+    t = np.arange(400)
+    frame = pd.DataFrame({"day": t, "load": 10 + 3 * np.sin(2 * np.pi * t / 24)})
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(
+        data={
+            "source": f"timeseries:{tmp_path / 's.csv'}",
+            "target": "load",
+            "window": 24,
+            "horizon": 3,
+        },
+        model={"arch": "lstm", "hidden": 16},
+        train={"epochs": 2},
+    )
+    run = gradwise.train(cfg, out=tmp_path / "ts")
+    window = frame.iloc[-24:][run.schema.series.features.columns]  # the feature columns
+    with client(run) as c:
+        props = c.get("/openapi.json").json()["components"]["schemas"]["Instance"]["properties"]
+        assert props["window"]["minItems"] == props["window"]["maxItems"] == 24
+        body = {"instances": [{"window": window.to_dict(orient="records")}]}
+        served = c.post("/v1/predict", json=body).json()["predictions"][0]["prediction"]
+        short = {"instances": [{"window": window.iloc[:5].to_dict(orient="records")}]}
+        assert c.post("/v1/predict", json=short).status_code == 422
+        extra = {"instances": [{"window": frame.iloc[-24:].to_dict(orient="records")}]}
+        bad = c.post("/v1/predict", json=extra).json()["detail"][0]
+        assert bad["field"] == "instances.0.window.0.day" and "Extra" in bad["reason"]
+    np.testing.assert_allclose(served, run.predict(window)[0], rtol=1e-5)

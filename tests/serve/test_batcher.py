@@ -68,41 +68,44 @@ def test_rows_count_against_max_batch_and_a_large_item_runs_alone():
     assert sizes == [6, 3, 20]  # 3 + 3 fit in 8; the third 3 would not; 20 alone
 
 
-def test_a_lone_request_waits_at_most_max_wait_for_company():
+def test_a_request_waits_for_company_while_others_are_in_flight():
     fn = Recorder()
+    slow = Recorder(delay_s=0.06)
+
+    def batch(items):
+        return (slow if "slow" in items else fn)(items)
 
     async def main():
-        batcher = DynamicBatcher(fn, max_batch=64, max_wait_ms=30)
+        batcher = DynamicBatcher(batch, max_batch=64, max_wait_ms=40)
         await batcher.start()
-        await batcher.submit("warm")  # sparse traffic: runs at once
-        started = time.perf_counter()
-        first = asyncio.ensure_future(batcher.submit("a"))  # right after: dense, so it waits
-        await asyncio.sleep(0.005)
-        second = asyncio.ensure_future(batcher.submit("b"))
-        await asyncio.gather(first, second)
-        waited = time.perf_counter() - started
+        first = asyncio.ensure_future(batcher.submit("slow"))  # alone: runs at once
+        await asyncio.sleep(0.01)
+        a = asyncio.ensure_future(batcher.submit("a"))  # "slow" is in flight: a waits
+        await asyncio.sleep(0.07)  # "slow" is done; a's wait for company has begun
+        b = asyncio.ensure_future(batcher.submit("b"))
+        await asyncio.gather(first, a, b)
         await batcher.close()
-        return waited
 
-    waited = run(main())
-    assert fn.batches[1:] == [["a", "b"]]  # b joined a's batch during the wait
-    assert waited >= 0.02
+    run(main())
+    assert slow.batches == [["slow"]]
+    assert fn.batches == [["a", "b"]]  # b joined a's batch during the wait
 
 
-def test_sparse_traffic_does_not_wait():
+def test_lone_requests_do_not_wait():
     fn = Recorder()
 
     async def main():
         batcher = DynamicBatcher(fn, max_batch=64, max_wait_ms=200)
         await batcher.start()
-        await asyncio.sleep(0.25)  # nothing arrived for longer than max_wait
         started = time.perf_counter()
-        await batcher.submit("x")
+        for i in range(5):  # one client, one request after another: never company
+            await batcher.submit(i)
         took = time.perf_counter() - started
         await batcher.close()
         return took
 
-    assert run(main()) < 0.15  # well under the 200 ms it would wait for company
+    assert run(main()) < 0.5  # waiting for company would take 5 x 200 ms
+    assert fn.batches == [[0], [1], [2], [3], [4]]
 
 
 def test_a_failing_item_fails_alone():

@@ -5,9 +5,9 @@ collector task takes the first waiting item, then keeps taking items until the b
 `max_batch` rows or `max_wait_ms` has passed since the first arrived, and hands the batch to
 a single worker thread, so the event loop keeps accepting requests while the model runs.
 Under load the queue fills while a batch is in the model, so batches form without waiting.
-When traffic is sparse (the request before came more than `max_wait_ms` earlier) a lone
-request runs at once instead of waiting for company that is not coming, so an unloaded
-server answers in the time of one forward pass.
+A request that arrives while no other is in flight (an unloaded server, or one client
+sending one request after another) runs at once instead of waiting for company that is not
+coming, so it is answered in the time of one forward pass.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class _Pending(Generic[T, R]):
     item: T
     rows: int
     future: asyncio.Future[R]
+    lone: bool = False  # nothing else was in flight when it arrived
 
 
 class DynamicBatcher(Generic[T, R]):
@@ -74,8 +75,7 @@ class DynamicBatcher(Generic[T, R]):
         self._accepting = False
         self.queued_rows = 0  # rows waiting for a batch (the queue-depth gauge)
         self.n_batches = 0
-        self._last_arrival = float("-inf")
-        self._sparse = True  # the latest request came long after the one before
+        self.in_flight = 0  # items submitted and not yet answered
 
     @property
     def is_running(self) -> bool:
@@ -98,16 +98,16 @@ class DynamicBatcher(Generic[T, R]):
         """
         if not self._accepting or self._arrived is None:
             raise ShuttingDown("the server is shutting down")
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        self._sparse = now - self._last_arrival > self.max_wait_s
-        self._last_arrival = now
-        future: asyncio.Future[R] = loop.create_future()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         rows = self._rows(item)
         self.queued_rows += rows
-        self._waiting.append(_Pending(item, rows, future))
+        self._waiting.append(_Pending(item, rows, future, lone=self.in_flight == 0))
+        self.in_flight += 1
         self._arrived.set()
-        return await future
+        try:
+            return await future
+        finally:
+            self.in_flight -= 1
 
     async def close(self) -> None:
         """Stop accepting items, answer every item already queued, then stop the worker."""
@@ -130,7 +130,7 @@ class DynamicBatcher(Generic[T, R]):
                 await arrived.wait()
                 continue
             deadline = loop.time() + self.max_wait_s
-            wait = not (self._sparse and len(self._waiting) == 1)
+            wait = not (len(self._waiting) == 1 and self._waiting[0].lone)
             while wait and self._accepting and self.queued_rows < self.max_batch:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
