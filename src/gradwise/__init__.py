@@ -18,7 +18,19 @@ from typing import TYPE_CHECKING, Any
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
 
 if TYPE_CHECKING:
-    from gradwise.api import audit, bench, compare, explain, load, lr_find, optimize, train, tune
+    from gradwise.api import (
+        audit,
+        bench,
+        compare,
+        explain,
+        load,
+        lr_find,
+        monitor,
+        optimize,
+        serve,
+        train,
+        tune,
+    )
     from gradwise.run import Run
 
 __version__ = "0.1.0"
@@ -31,7 +43,9 @@ _LAZY = {
     "explain": "gradwise.explain",  # the package, callable as gradwise.api.explain
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
+    "monitor": "gradwise.monitor",  # the package, callable as gradwise.api.monitor
     "optimize": "gradwise.api",
+    "serve": "gradwise.serve",  # the package, callable as gradwise.api.serve
     "train": "gradwise.api",
     "tune": "gradwise.tune",  # the package, callable as gradwise.api.tune
 }
@@ -49,7 +63,9 @@ __all__ = [
     "explain",
     "load",
     "lr_find",
+    "monitor",
     "optimize",
+    "serve",
     "train",
     "tune",
 ]
