@@ -20,12 +20,14 @@ from gradwise.errors import ConfigError
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """The model in eval mode (dropout off, batch-norm statistics frozen) for the block, then
     back in the mode it was in."""
-    was_training = model.training
+    if not model.training:  # already in eval mode: `eval()` would walk every module again
+        yield model
+        return
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        model.train(True)
 
 
 def activation(name: Activation) -> nn.Module:

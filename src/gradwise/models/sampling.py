@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,6 +17,9 @@ class LanguageModel(Protocol):
         ...
 
 
+GREEDY_BELOW = 1e-3
+
+
 def sample_next(
     logits: Tensor,
     temperature: float,
@@ -23,8 +27,9 @@ def sample_next(
     top_p: float | None,
     generator: torch.Generator | None,
 ) -> Tensor:
-    """Next token ids (B,) from last-step logits (B, V); temperature 0 is greedy."""
-    if temperature <= 0:
+    """Next token ids (B,) from last-step logits (B, V); temperature 0 is greedy, and so is
+    one below GREEDY_BELOW, where logits / T would overflow."""
+    if temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1)
     logits = logits.float() / temperature
     if top_k is not None and top_k < logits.shape[-1]:
@@ -40,7 +45,42 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-@torch.no_grad()
+def generate_iter(
+    model: LanguageModel,
+    prompt: Tensor,
+    n_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    banned: tuple[int, ...] = (),
+) -> Iterator[tuple[int, float]]:
+    """Continue `prompt` (T,) ids by `n_tokens`, one (token id, probability) at a time,
+    feeding one token per step with carried state.
+
+    Every step runs in inference mode itself: grad mode is thread-local, and a consumer
+    (the server's streaming response) may resume the generator on another thread.
+
+    Args:
+        banned: ids never to emit (the tokenizer's special tokens: <pad> is not text).
+
+    Yields:
+        The chosen id and the probability the model gave it (softmax of its logits, before
+        temperature or truncation): how sure it was.
+    """
+    with torch.inference_mode():
+        logits, state = model.step(prompt[None], None)
+    for _ in range(n_tokens):
+        with torch.inference_mode():
+            last = logits[:, -1].float()
+            if banned:
+                last[:, list(banned)] = float("-inf")
+            token = sample_next(last, temperature, top_k, top_p, generator)
+            p = float(last.softmax(dim=-1)[0, token[0]])
+            logits, state = model.step(token[:, None], state)
+        yield int(token[0]), p
+
+
 def generate(
     model: LanguageModel,
     prompt: Tensor,
@@ -51,26 +91,12 @@ def generate(
     generator: torch.Generator | None = None,
     banned: tuple[int, ...] = (),
 ) -> tuple[Tensor, Tensor]:
-    """Continue `prompt` (T,) ids by `n_tokens`, feeding one token per step with carried state.
-
-    Args:
-        banned: ids never to emit (the tokenizer's special tokens: <pad> is not text).
-
-    Returns:
-        (n_tokens,) generated ids, and (n_tokens,) the probability the model gave each chosen
-        token (softmax of its logits, before temperature or truncation): how sure it was.
-    """
-    logits, state = model.step(prompt[None], None)
-    ids, probs = [], []
-    for _ in range(n_tokens):
-        last = logits[:, -1].float()
-        if banned:
-            last[:, list(banned)] = float("-inf")
-        token = sample_next(last, temperature, top_k, top_p, generator)
-        ids.append(token)
-        probs.append(last.softmax(dim=-1).gather(-1, token[:, None])[:, 0])
-        logits, state = model.step(token[:, None], state)
-    return torch.cat(ids), torch.cat(probs)
+    """`generate_iter`, collected: (n_tokens,) generated ids and their probabilities."""
+    steps = list(
+        generate_iter(model, prompt, n_tokens, temperature, top_k, top_p, generator, banned)
+    )
+    ids = torch.tensor([i for i, _ in steps], dtype=torch.long)
+    return ids, torch.tensor([p for _, p in steps])
 
 
 @dataclass(frozen=True)

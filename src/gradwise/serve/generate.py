@@ -20,13 +20,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradwise.logs import LOG
-from gradwise.models.sampling import sample_next
+from gradwise.models.sampling import generate_iter
 from gradwise.run import Run
 
 log = logging.getLogger(LOG)
 
 MAX_TOKENS = 2048
-GREEDY_BELOW = 1e-3  # a smaller temperature overflows logits / T: sampled greedily instead
 
 
 class GenerateRequest(BaseModel):
@@ -52,20 +51,12 @@ def stream_tokens(run: Run, req: GenerateRequest) -> Iterator[tuple[str, float]]
     assert tok is not None
     model: Any = run.model
     gen = torch.Generator().manual_seed(req.seed) if req.seed is not None else None
-    banned = list(tok.specials.all())
-    temperature = 0.0 if req.temperature < GREEDY_BELOW else req.temperature
-    with torch.inference_mode():
-        ids = torch.from_numpy(tok.encode(req.prompt or "\n"))
-        logits, state = model.step(ids[None], None)
-    for _ in range(req.tokens):
-        with torch.inference_mode():
-            last = logits[:, -1].float()
-            if banned:
-                last[:, banned] = float("-inf")
-            token = sample_next(last, temperature, req.top_k, req.top_p, gen)
-            p = float(last.softmax(dim=-1)[0, token[0]])
-            logits, state = model.step(token[:, None], state)
-        yield tok.token_text(int(token[0])), p
+    ids = torch.from_numpy(tok.encode(req.prompt or "\n"))
+    steps = generate_iter(
+        model, ids, req.tokens, req.temperature, req.top_k, req.top_p, gen, tok.specials.all()
+    )
+    for token, p in steps:
+        yield tok.token_text(token), p
 
 
 def sse(data: dict[str, Any], event: str | None = None) -> bytes:
