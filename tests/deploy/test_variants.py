@@ -13,6 +13,7 @@ import gradwise
 from gradwise.deploy.levers import calibration_inputs, make_variant
 from gradwise.errors import DataError, GradwiseError, NotTrainedError
 from gradwise.run import Run
+from tests.conftest import tiny_config
 
 INT8_LEVERS = ("torch-int8-dynamic", "onnx-int8-dynamic", "onnx-int8-static", "openvino-int8")
 OTHER_LEVERS = ("onnx-fp32", "openvino-fp32", "torch-bf16")
@@ -98,3 +99,13 @@ def test_a_variant_without_its_engine_file_or_with_an_unknown_engine_is_refused(
     (copy / "model.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="names backend 'tensorrt'"):
         gradwise.load(copy)
+
+
+def test_auditing_a_variant_says_robustness_is_measured_by_transfer(tmp_path):
+    run = gradwise.train(tiny_config(train={"epochs": 1}), out=tmp_path / "r")
+    gradwise.optimize(run, onnx=True)
+    variant = next(p for p in (run.path / "artifacts").iterdir() if (p / "model.json").is_file())
+    report = gradwise.audit(variant, checks=["calibration", "robustness"])
+    assert report["calibration"].verdict != "n/a"  # forward-only checks run on the variant
+    assert report["robustness"].verdict == "n/a"
+    assert "by transfer" in report["robustness"].summary

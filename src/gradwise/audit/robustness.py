@@ -169,6 +169,13 @@ def check(run: Run, settings: RobustnessAudit, ctx: AuditContext) -> CheckResult
 
 
 def _check_applies(run: Run) -> None:
+    if run.backend is not None:
+        raise NotApplicable(
+            f"{run.path} is an optimised variant (backend {run.backend['name']}), which "
+            "has no gradients to attack with; `gradwise optimize` measures its robustness by "
+            "transfer (attacks made on the torch run, scored on the variant) in its trade-off "
+            "table, and `gradwise audit` on the run it was made from measures the rest."
+        )
     if isinstance(run.config.model, DiffusionConfig):
         raise NotApplicable(
             "a diffusion model generates images and predicts nothing from an input, so there "
