@@ -18,7 +18,18 @@ from typing import TYPE_CHECKING, Any
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
 
 if TYPE_CHECKING:
-    from gradwise.api import audit, bench, compare, explain, load, lr_find, optimize, train, tune
+    from gradwise.api import (
+        audit,
+        bench,
+        compare,
+        explain,
+        load,
+        lr_find,
+        optimize,
+        report,
+        train,
+        tune,
+    )
     from gradwise.run import Run
 
 __version__ = "0.1.0"
@@ -32,6 +43,7 @@ _LAZY = {
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
     "optimize": "gradwise.api",
+    "report": "gradwise.report",  # the package, callable as gradwise.api.report
     "train": "gradwise.api",
     "tune": "gradwise.tune",  # the package, callable as gradwise.api.tune
 }
@@ -50,6 +62,7 @@ __all__ = [
     "load",
     "lr_find",
     "optimize",
+    "report",
     "train",
     "tune",
 ]

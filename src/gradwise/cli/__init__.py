@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import ClickException, UsageError  # typer vendors click
 
 from gradwise import __version__
-from gradwise.cli import audit, datasets, explain, generate, optimize, predict, train, tune
+from gradwise.cli import audit, datasets, explain, generate, optimize, predict, report, train, tune
 from gradwise.cli.console import Command, Group, print_error
 
 app = typer.Typer(
@@ -62,6 +62,7 @@ VERBS: list[tuple[str, Callable[..., Any]]] = [
     ("bench", optimize.bench),
     ("datasets", datasets.datasets),
     ("tune", tune.tune),
+    ("report", report.report),
 ]
 for name, fn in VERBS:
     app.command(name, cls=Command)(fn)
