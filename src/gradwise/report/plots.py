@@ -91,7 +91,7 @@ def plot_importance(imp: dict[str, Any]) -> Figure:
     lost when the column is shuffled."""
     names = list(imp["features"])
     order = np.argsort(imp["mean_abs_attribution"])[-15:]
-    fig = figure(height=0.7 + 0.24 * len(order))
+    fig = figure(height=max(1.8, 0.7 + 0.24 * len(order)))
     left, right = fig.subplots(1, 2, sharey=True)
     y = np.arange(len(order))
     left.barh(y, np.asarray(imp["mean_abs_attribution"])[order], color="tab:blue")
@@ -114,7 +114,7 @@ def plot_activations(layers: list[dict[str, Any]]) -> Figure | None:
     rows = [r for r in rows if r[1] is not None or r[2] is not None]
     if not rows:
         return None
-    fig = figure(height=0.7 + 0.28 * len(rows))
+    fig = figure(height=max(1.8, 0.7 + 0.28 * len(rows)))
     ax = fig.subplots()
     y = np.arange(len(rows))[::-1]
     dead = [100 * (r[1] or 0.0) for r in rows]
@@ -249,7 +249,7 @@ def plot_importance_study(importance: dict[str, Any]) -> Figure | None:
         return None
     names = sorted(fanova, key=lambda k: fanova[k])
     ped = importance.get("ped_anova") or {}
-    fig = figure(height=0.7 + 0.3 * len(names))
+    fig = figure(height=max(1.8, 0.7 + 0.3 * len(names)))
     ax = fig.subplots()
     y = np.arange(len(names))
     ax.barh(y + 0.2, [fanova[n] for n in names], height=0.4, label="fANOVA", color="tab:blue")

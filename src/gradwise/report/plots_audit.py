@@ -107,7 +107,7 @@ def plot_baseline(m: dict[str, Any]) -> Figure:
     the network, seed-to-seed spread for the baselines)."""
     rows = [("network", m["network"], m.get("noise") or 0.0)]
     rows += [(b["name"], b["mean"], b.get("std") or 0.0) for b in m.get("baselines", [])]
-    fig = figure(height=0.5 + 0.45 * len(rows))
+    fig = figure(height=max(1.8, 0.5 + 0.45 * len(rows)))
     ax = fig.subplots()
     y = np.arange(len(rows))[::-1]
     colours = ["tab:blue"] + ["#9a9a9a"] * (len(rows) - 1)
@@ -327,7 +327,7 @@ def _drift_effects(report: dict[str, Any], title: str) -> Figure:
         detectors[d]["effect"] / detectors[d]["threshold"] if detectors[d]["threshold"] else 0.0
         for d in names
     ]
-    fig = figure(height=0.6 + 0.4 * len(names))
+    fig = figure(height=max(1.8, 0.6 + 0.4 * len(names)))
     ax = fig.subplots()
     colours = ["tab:red" if detectors[d]["drifted"] else "tab:blue" for d in names]
     ax.barh(names, ratio, color=colours)
