@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 import gradwise
+from gradwise.audit import read_audit
 from gradwise.cli import app
 from gradwise.errors import ConfigError, NotTrainedError
-from gradwise.audit import read_audit
 from gradwise.report import ship_rule, write_report
 from tests.report.conftest import DATA, add_monitor
 from tests.report.page import png_of, read_page
