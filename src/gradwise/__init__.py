@@ -25,8 +25,10 @@ if TYPE_CHECKING:
         explain,
         load,
         lr_find,
+        monitor,
         optimize,
         report,
+        serve,
         train,
         tune,
     )
@@ -42,8 +44,10 @@ _LAZY = {
     "explain": "gradwise.explain",  # the package, callable as gradwise.api.explain
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
+    "monitor": "gradwise.monitor",  # the package, callable as gradwise.api.monitor
     "optimize": "gradwise.api",
     "report": "gradwise.report",  # the package, callable as gradwise.api.report
+    "serve": "gradwise.serve",  # the package, callable as gradwise.api.serve
     "train": "gradwise.api",
     "tune": "gradwise.tune",  # the package, callable as gradwise.api.tune
 }
@@ -61,8 +65,10 @@ __all__ = [
     "explain",
     "load",
     "lr_find",
+    "monitor",
     "optimize",
     "report",
+    "serve",
     "train",
     "tune",
 ]

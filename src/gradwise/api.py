@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from gradwise.deploy.tradeoff import TradeOff
     from gradwise.evaluate.compare import Comparison
     from gradwise.explain import Explanation
+    from gradwise.monitor import MonitorReport
     from gradwise.report import Report
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
@@ -26,8 +27,10 @@ __all__ = [
     "explain",
     "load",
     "lr_find",
+    "monitor",
     "optimize",
     "report",
+    "serve",
     "train",
     "tune",
 ]
@@ -391,6 +394,87 @@ def optimize(
         calibration_samples=calibration_samples,
         robust_samples=robust_samples,
         seconds=seconds,
+    )
+
+
+def serve(
+    run: Run | str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    store: str | None = None,
+    max_batch: int = 32,
+    max_wait_ms: float = 2.0,
+    workers: int = 1,
+    api_key_env: str | None = None,
+    max_body_kb: int = 1024,
+    flush_interval_s: float = 0.5,
+    threads: int | None = None,
+) -> None:
+    """Serve a run over HTTP until interrupted (POST /v1/predict, /v1/feedback, /healthz,
+    /readyz, /metrics; POST /v1/generate for language models). See `gradwise.serve.app` for
+    the ASGI app alone.
+
+    Args:
+        run: a Run or its directory (an optimised variant's directory too).
+        store: prediction log: None (RUN/monitor/predictions.sqlite), a SQLite path, a
+            SQLAlchemy URL (postgresql+psycopg://...), or "off".
+        max_batch, max_wait_ms: dynamic batching (rows per forward pass, longest wait).
+        workers: processes sharing the port, each with its own batcher and store writer.
+        api_key_env: environment variable holding the key every route but /healthz and
+            /readyz requires.
+        max_body_kb: larger request bodies are refused with 413.
+        flush_interval_s: the store commits at least this often (what a kill -9 can lose).
+        threads: torch threads per process (None: torch's default).
+    """
+    from gradwise.serve.runner import serve_forever
+    from gradwise.serve.server import ServeSettings
+
+    settings = ServeSettings(
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        store=store,
+        api_key_env=api_key_env,
+        max_body_kb=max_body_kb,
+        flush_interval_s=flush_interval_s,
+    )
+    run_dir = run.path if isinstance(run, Run) else Path(run)
+    serve_forever(run_dir, settings, host=host, port=port, workers=workers, threads=threads)
+
+
+def monitor(
+    run: Run | str | Path,
+    *,
+    store: str | None = None,
+    window: str | int = 1000,
+    webhook: str | None = None,
+    follow: bool = False,
+    poll_s: float = 10.0,
+) -> MonitorReport:
+    """Watch what a run served: per window of traffic, input drift against the training
+    split (raw features and embeddings), predictions and confidence against validation, a
+    label-free accuracy estimate and, where feedback arrived, the measured accuracy. Writes
+    RUN/monitor/report.json, windows.json and timeline.png; alerts are logged (and POSTed
+    to `webhook`).
+
+    Args:
+        store: the prediction store the server wrote (default RUN/monitor/predictions.sqlite;
+            a SQLite path or postgresql+psycopg://...).
+        window: instances per window, or a duration such as "30m", "1h", "1d".
+        follow: keep watching, polling every `poll_s` seconds, until interrupted.
+
+    Returns:
+        A MonitorReport (`.alerted` is True when a threshold was crossed).
+    """
+    from gradwise.monitor import watch
+
+    return watch(
+        run if isinstance(run, Run) else load(run),
+        store,
+        window,
+        webhook,
+        follow=follow,
+        poll_s=poll_s,
     )
 
 

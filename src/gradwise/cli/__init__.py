@@ -15,7 +15,19 @@ import typer
 from typer._click.exceptions import ClickException, UsageError  # typer vendors click
 
 from gradwise import __version__
-from gradwise.cli import audit, datasets, explain, generate, optimize, predict, report, train, tune
+from gradwise.cli import (
+    audit,
+    datasets,
+    explain,
+    generate,
+    monitor,
+    optimize,
+    predict,
+    report,
+    serve,
+    train,
+    tune,
+)
 from gradwise.cli.console import Command, Group, print_error
 
 app = typer.Typer(
@@ -60,6 +72,8 @@ VERBS: list[tuple[str, Callable[..., Any]]] = [
     ("explain", explain.explain),
     ("optimize", optimize.optimize),
     ("bench", optimize.bench),
+    ("serve", serve.serve),
+    ("monitor", monitor.monitor),
     ("datasets", datasets.datasets),
     ("tune", tune.tune),
     ("report", report.report),

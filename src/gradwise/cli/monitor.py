@@ -1,0 +1,163 @@
+"""The monitor verb: windows of served traffic against training and validation.
+
+Exit codes: 0 no alert; 2 bad input; 3 an alert fired (drift, prediction shift, confidence
+or accuracy drop); 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from gradwise.cli.console import (
+    RunArg,
+    console_logging,
+    err_console,
+    flag,
+    handles_errors,
+    out_console,
+)
+
+
+@handles_errors
+def monitor(
+    run_dir: RunArg,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="the store the server wrote: a SQLite path or postgresql+psycopg://... "
+            "(default RUN/monitor/predictions.sqlite)",
+        ),
+    ] = None,
+    window: Annotated[
+        str,
+        typer.Option(metavar="N|1h", help="instances per window, or a duration (30m, 1h, 1d)"),
+    ] = "1000",
+    follow: Annotated[bool, flag("--follow", "keep watching; Ctrl-C stops")] = False,
+    webhook: Annotated[
+        str | None, typer.Option(metavar="URL", help="POST alerts here as JSON")
+    ] = None,
+    poll_s: Annotated[
+        float, typer.Option(min=0.1, metavar="S", help="with --follow: seconds between reads")
+    ] = 10.0,
+) -> None:
+    """Compare served traffic with the training data, window by window: input drift (raw
+    features and embeddings), predictions and confidence, estimated and measured accuracy.
+    Exit code 3 when an alert fired."""
+    import gradwise
+    from gradwise.monitor import ALERT_EXIT_CODE, watch
+
+    run = gradwise.load(run_dir)
+
+    def show(w: Any) -> None:
+        if follow:
+            out_console.print(_window_line(w), highlight=False)
+
+    with console_logging(quiet=False, progress=False):
+        report = watch(run, store, window, webhook, follow, poll_s, on_window=show)
+    if not follow:
+        out_console.print(window_table(report))
+    _summary(report)
+    if report.alerted:
+        raise typer.Exit(ALERT_EXIT_CODE)
+
+
+def window_table(report: Any) -> Table:
+    title = f"served traffic of {report.run} ({report.settings['window']} per window)"
+    table = Table(title=title, title_justify="left")
+    for col in (
+        "window",
+        "from",
+        "n",
+        "drift raw",
+        "drift embed",
+        "predictions",
+        "confidence",
+        "accuracy (labels)",
+        "alerts",
+    ):
+        table.add_column(col, justify="left" if col in ("from", "alerts") else "right")
+    for w in report.windows:
+        table.add_row(*_cells(w))
+    return table
+
+
+def _cells(w: Any) -> list[str]:
+    from gradwise.monitor.report import when
+
+    acc = "" if w.accuracy is None else f"{w.accuracy:.3f} ({w.n_labelled})"
+    if w.rmse is not None:
+        acc = f"rmse {w.rmse:.3g} ({w.n_labelled})"
+    return [
+        f"{w.index}{'' if w.complete else ' (open)'}",
+        when(w.start_time),
+        str(w.n),
+        _drift_cell(w.raw_drift),
+        _drift_cell(w.embed_drift),
+        _drift_cell(w.output_drift),
+        "" if w.mean_confidence is None else f"{w.mean_confidence:.3f}",
+        acc,
+        ", ".join(a.kind for a in w.alerts) or "-",
+    ]
+
+
+def _drift_cell(drift: dict[str, Any] | None) -> str:
+    if drift is None:
+        return ""
+    flagged = [name for name, d in drift["detectors"].items() if d["drifted"]]
+    return ("DRIFT " + "+".join(flagged)) if flagged else "ok"
+
+
+def _window_line(w: Any) -> str:
+    cells = _cells(w)
+    return (
+        f"window {cells[0]} from {cells[1]}: n={cells[2]} raw {cells[3] or '-'} embed "
+        f"{cells[4] or '-'} predictions {cells[5] or '-'} confidence {cells[6] or '-'} "
+        f"accuracy {cells[7] or '-'} alerts {cells[8]}"
+    )
+
+
+def _summary(report: Any) -> None:
+    p = out_console.print
+    replicas = ", ".join(f"{k} ({v})" for k, v in report.replicas.items()) or "none"
+    versions = ", ".join(f"{k} ({v})" for k, v in report.versions.items()) or "none"
+    p(
+        f"{report.served} instances served by {len(report.replicas)} replica(s): {replicas}",
+        highlight=False,
+    )
+    p(f"model versions: {versions}", highlight=False)
+    if report.val_accuracy is not None:
+        p(
+            f"validation: accuracy {report.val_accuracy:.3f}, mean confidence "
+            f"{report.val_confidence:.3f}",
+            highlight=False,
+        )
+    if report.trust is not None:
+        p(f"trust: {report.trust.sentence()}", highlight=False)
+    if not report.windows:
+        size = report.settings["window"]
+        p(
+            f"no window to judge yet ({report.served} instances; a window is {size})",
+            highlight=False,
+        )
+    kinds = sorted({a.kind for a in report.alerts})
+    if kinds:
+        p(
+            f"alerts: {', '.join(kinds)} in {len({a.window for a in report.alerts})} window(s)",
+            highlight=False,
+        )
+    else:
+        p("alerts: none", highlight=False)
+    if report.retrain is not None:
+        r = report.retrain
+        p(
+            f"drift persists over windows {r.first}-{r.last} ({r.n} instances, {r.n_labelled} "
+            f"labelled): retrain on them, starting from the served model:\n  {r.command}",
+            highlight=False,
+        )
+    err_console.print(
+        f"details: {report.run}/monitor/report.json, windows.json, timeline.png", highlight=False
+    )
