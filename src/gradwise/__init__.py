@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         lr_find,
         monitor,
         optimize,
+        report,
         serve,
         train,
         tune,
@@ -45,6 +46,7 @@ _LAZY = {
     "lr_find": "gradwise.api",
     "monitor": "gradwise.monitor",  # the package, callable as gradwise.api.monitor
     "optimize": "gradwise.api",
+    "report": "gradwise.report",  # the package, callable as gradwise.api.report
     "serve": "gradwise.serve",  # the package, callable as gradwise.api.serve
     "train": "gradwise.api",
     "tune": "gradwise.tune",  # the package, callable as gradwise.api.tune
@@ -65,6 +67,7 @@ __all__ = [
     "lr_find",
     "monitor",
     "optimize",
+    "report",
     "serve",
     "train",
     "tune",

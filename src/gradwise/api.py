@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from gradwise.evaluate.compare import Comparison
     from gradwise.explain import Explanation
     from gradwise.monitor import MonitorReport
+    from gradwise.report import Report
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
     from gradwise.tune import TuneResult
@@ -28,6 +29,7 @@ __all__ = [
     "lr_find",
     "monitor",
     "optimize",
+    "report",
     "serve",
     "train",
     "tune",
@@ -474,3 +476,32 @@ def monitor(
         follow=follow,
         poll_s=poll_s,
     )
+
+
+def report(
+    run: Run | str | Path,
+    *,
+    tune: str | Path | None = None,
+    compare: str | Path | None = None,
+    out: str | Path | None = None,
+) -> Report:
+    """Write the run's report: one self-contained HTML page (CSS inline, every plot a base64
+    PNG drawn from the run's JSON) with a ship / ship with care / do not ship decision.
+
+    Args:
+        run: a Run or its directory.
+        tune: a tuning study's folder; default: the study the run lies inside, if any.
+        compare: a comparison's folder whose seeds give the noise; default: the one the run
+            lies inside, if any.
+        out: the HTML file (default RUN/report.html).
+
+    Returns:
+        A Report: the file, the decision with its reasons, the sections and which have data.
+
+    Raises:
+        NotTrainedError: no finished run there. ConfigError: `tune` / `compare` is not a
+        study's folder. DataError: a file the report reads is damaged.
+    """
+    from gradwise.report import write_report
+
+    return write_report(run.path if isinstance(run, Run) else run, tune, compare, out)

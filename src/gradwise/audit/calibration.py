@@ -78,6 +78,16 @@ def reliability_of(
     return conf_mean, acc, counts
 
 
+def reliability_bins(conf: np.ndarray, acc: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
+    """`reliability`'s three arrays as JSON (what the audit stores and the report draws):
+    equal-width bins over [0, 1], empty bins with count 0."""
+    return {
+        "confidence": [round(float(v), 6) for v in conf],
+        "accuracy": [round(float(v), 6) for v in acc],
+        "count": [int(v) for v in counts],
+    }
+
+
 def expected_calibration_error(
     probs: np.ndarray, labels: np.ndarray, n_bins: int = 15, binning: Binning = "width"
 ) -> float:
@@ -301,6 +311,10 @@ def _classifier(run: Run, settings: CalibrationAudit, ctx: AuditContext) -> Chec
             "graded": "after" if settings.store_temperature else "before",
             "n_val": len(val),
             "n_test": len(test),
+            "reliability": {
+                "before": reliability_bins(*reliability(before_p, labels, settings.bins)),
+                "after": reliability_bins(*reliability(after_p, labels, settings.bins)),
+            },
         },
         settings=_stated(
             settings,
@@ -343,6 +357,10 @@ def _language_model(run: Run, settings: CalibrationAudit, ctx: AuditContext) -> 
             "graded": "before",
             "n_test_tokens": before.n,
             "n_val_tokens_for_temperature": len(val_targets),
+            "reliability": {
+                "before": reliability_bins(*reliability_of(conf, correct, settings.bins)),
+                "after": reliability_bins(*reliability_of(conf_t, correct_t, settings.bins)),
+            },
         },
         settings=_stated(
             settings,

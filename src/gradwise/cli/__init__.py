@@ -23,6 +23,7 @@ from gradwise.cli import (
     monitor,
     optimize,
     predict,
+    report,
     serve,
     train,
     tune,
@@ -75,6 +76,7 @@ VERBS: list[tuple[str, Callable[..., Any]]] = [
     ("monitor", monitor.monitor),
     ("datasets", datasets.datasets),
     ("tune", tune.tune),
+    ("report", report.report),
 ]
 for name, fn in VERBS:
     app.command(name, cls=Command)(fn)

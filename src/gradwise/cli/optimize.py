@@ -125,7 +125,7 @@ def cost_table(report: Any, title: str) -> Table:
             f"{c.n_params:,}" if c.n_params is not None else "",
             f"{c.size_mb:.3f}",
             f"{c.flops_per_sample / 1e6:.3f}" if c.flops_per_sample is not None else "",
-            f"{c.peak_memory_mb:.1f}" if c.peak_memory_mb is not None else "",
+            _megabytes(c.peak_memory_mb),
             f"{c.best_throughput:,.0f} (b{c.best_batch})",
             f"{c.usd_per_million:.5f}",
             f"{c.usd_per_million_batch1:.5f}",
@@ -290,3 +290,10 @@ def _num(value: float | None, digits: int, signed: bool = False) -> str:
     if value is None:
         return "n/a"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _megabytes(mb: float | None) -> str:
+    """Peak memory growth; a small model's batch fits in memory already held: "<0.1"."""
+    if mb is None:
+        return ""
+    return "<0.1" if mb < 0.05 else f"{mb:.1f}"

@@ -1,0 +1,144 @@
+"""Audits: measured evidence about a trained run, one check per module.
+
+    gradwise audit RUN [--checks a,b,...] [--against DATA]
+    gradwise.audit(run, checks=["calibration", "robustness"])
+
+Each check writes RUN/audit/<check>.json (numbers, settings, verdict, one sentence, seconds).
+This package is also `gradwise.audit(...)`: calling it runs `gradwise.api.audit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gradwise.artifacts import write_json
+from gradwise.audit.base import AuditContext, AuditReport, CheckResult, NotApplicable
+from gradwise.callable_module import make_callable
+from gradwise.errors import ConfigError
+from gradwise.logs import LOG
+from gradwise.run import Run
+
+log = logging.getLogger(LOG)
+
+CHECKS = (
+    "generalisation",
+    "baseline",
+    "calibration",
+    "uncertainty",
+    "robustness",
+    "shift",
+    "data_quality",
+)
+AUDIT_FOLDER = "audit"
+
+__all__ = ["CHECKS", "AuditReport", "CheckResult", "run_checks"]
+
+
+def _check_fn(name: str) -> Callable[[Run, Any, AuditContext], CheckResult]:
+    """The check function of `name`; each module loads only when its check runs."""
+    match name:  # each branch names its import: one module loads, and mypy sees no redefinition
+        case "generalisation":
+            from gradwise.audit.generalisation import check as generalisation
+
+            return generalisation
+        case "baseline":
+            from gradwise.audit.baseline import check as baseline
+
+            return baseline
+        case "calibration":
+            from gradwise.audit.calibration import check as calibration
+
+            return calibration
+        case "uncertainty":
+            from gradwise.audit.conformal import check as uncertainty
+
+            return uncertainty
+        case "robustness":
+            from gradwise.audit.robustness import check as robustness
+
+            return robustness
+        case "shift":
+            from gradwise.audit.shift import check as shift
+
+            return shift
+        case "data_quality":
+            from gradwise.audit.data_quality import check as data_quality
+
+            return data_quality
+    raise ConfigError(f"unknown check {name!r}; choose from {', '.join(CHECKS)}.")
+
+
+def parse_checks(text: str | None) -> list[str]:
+    """`a,b,...` (or None: every check) as a list of check names; a typo is an error."""
+    if not text:
+        return list(CHECKS)
+    names = [n.strip().replace("-", "_") for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        import difflib
+
+        hints = []
+        for n in unknown:
+            close = difflib.get_close_matches(n, CHECKS, n=1)
+            hints.append(f"{n!r}" + (f" (did you mean {close[0]}?)" if close else ""))
+        raise ConfigError(f"--checks names {', '.join(hints)}; the checks are {', '.join(CHECKS)}.")
+    return names
+
+
+def run_checks(
+    run: Run,
+    checks: list[str] | None = None,
+    against: str | None = None,
+    on_done: Callable[[CheckResult], None] | None = None,
+) -> AuditReport:
+    """Run the named checks (default: all) on `run`, each writing RUN/audit/<check>.json.
+
+    A check that cannot apply to this run is reported as n/a with the reason, not an error.
+    """
+    names = parse_checks(",".join(checks)) if checks else list(CHECKS)
+    out = Path(run.path) / AUDIT_FOLDER
+    ctx = AuditContext(out=out, against=against, seed=run.config.seed)
+    results = []
+    for name in names:
+        fn = _check_fn(name)
+        settings = getattr(run.config.audit, name)
+        started = time.perf_counter()
+        try:
+            result = fn(run, settings, ctx)
+        except NotApplicable as exc:
+            result = CheckResult(
+                check=name,
+                verdict="n/a",
+                headline="n/a",
+                summary=str(exc),
+                settings=settings.model_dump(mode="json"),
+            )
+        result = CheckResult(
+            **{**result.to_dict(), "wall_s": round(time.perf_counter() - started, 3)}
+        )
+        write_json(out / f"{name}.json", result.to_dict())
+        log.info("%s: %s (%s) in %.1f s", name, result.headline, result.verdict, result.wall_s)
+        if on_done is not None:
+            on_done(result)
+        results.append(result)
+    return AuditReport(str(run.path), tuple(results))
+
+
+def read_audit(run_dir: str | Path) -> dict[str, CheckResult]:
+    """The checks already written in RUN/audit, by name."""
+    from gradwise.artifacts import read_json
+
+    folder = Path(run_dir) / AUDIT_FOLDER
+    found = {}
+    for name in CHECKS:
+        path = folder / f"{name}.json"
+        if path.is_file():
+            found[name] = CheckResult.from_dict(read_json(path))
+    return found
+
+
+make_callable(__name__, "audit")

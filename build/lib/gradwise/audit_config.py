@@ -1,0 +1,199 @@
+"""The audit's settings: one class per check, each with its thresholds of pass / warn / fail.
+
+Every setting is written into the check's RUN/audit/<check>.json, because numbers compare
+only with their settings. `gradwise.config` re-exports every name here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneralisationAudit(_Strict):
+    fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [0.1, 0.2, 0.3, 0.5, 0.75, 1.0],
+        description="training-data fractions of the learning curve",
+    )
+    seeds: int = Field(2, ge=1, description="seeds per fraction below 0.5 (one above)")
+    epochs: int | None = Field(None, ge=1, description="epochs per retrain; null: the run's")
+    scale_epochs: bool = Field(
+        True,
+        description="multiply a retrain's epochs by 1 / fraction, so it takes as many "
+        "optimiser steps as the run (early stopping still ends it)",
+    )
+    learning_curve: bool = Field(True, description="retrain on the fractions (false: gap only)")
+    gap_warn: float = Field(
+        0.05, ge=0, description="train - test gap of a higher-is-better metric (accuracy)"
+    )
+    gap_fail: float = Field(0.15, ge=0)
+    relative_gap_warn: float = Field(
+        0.2, ge=0, description="(test - train) / test of a lower-is-better metric (RMSE, loss)"
+    )
+    relative_gap_fail: float = Field(0.5, ge=0)
+
+
+class BaselineAudit(_Strict):
+    seeds: int = Field(3, ge=1, description="seeds of each stochastic baseline (its noise)")
+    metric: Literal["auto", "accuracy", "f1_macro", "rmse", "mae"] = Field(
+        "auto", description="test metric compared; auto: accuracy (classes) or rmse (values)"
+    )
+    margin_warn: float = Field(
+        0.0, ge=0, description="warn when the network beats the best baseline by less than this"
+    )
+    max_train_rows: int = Field(
+        50_000, ge=10, description="training rows the baselines are fitted on (seeded subsample)"
+    )
+    season: int | None = Field(
+        None,
+        ge=2,
+        description="forecasting: season length of the seasonal naive forecast; "
+        "null: inferred from the training series' autocorrelation",
+    )
+
+
+class CalibrationAudit(_Strict):
+    bins: int = Field(15, ge=2, description="confidence bins (equal width and equal mass)")
+    ece_warn: float = Field(0.05, ge=0)
+    ece_fail: float = Field(0.15, ge=0)
+    store_temperature: bool = Field(
+        True, description="store the fitted temperature in the run (predict applies it)"
+    )
+    max_tokens: int = Field(
+        200_000, ge=1, description="language models: test tokens whose predictions are scored"
+    )
+
+
+class UncertaintyAudit(_Strict):
+    coverage: float = Field(0.9, gt=0, lt=1, description="target coverage of sets/intervals")
+    method: Literal["aps", "lac"] = Field(
+        "aps", description="classification score: adaptive sets (aps) or 1 - p(true) (lac)"
+    )
+    randomised: bool = Field(
+        True,
+        description="aps: randomised sets (exact coverage); false: every class up to the one "
+        "that crosses the quantile (never empty, coverage at or above the target)",
+    )
+    regression_score: Literal["absolute", "normalised"] = Field(
+        "normalised",
+        description="regression: |residual| (one width), or |residual| / difficulty estimate "
+        "(narrower where the model is usually right)",
+    )
+    coverage_tolerance: float = Field(
+        0.03, ge=0, description="warn when test coverage falls this far below the target"
+    )
+    coverage_fail: float = Field(
+        0.1, ge=0, description="fail when test coverage falls this far below the target"
+    )
+    store: bool = Field(True, description="store the quantiles in the run (predict uses them)")
+
+
+class RobustnessAudit(_Strict):
+    eps: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None,
+        description="attack radii in `units` (0 is always added); null: 0 and 1/64 .. 1/4 of "
+        "the raw value range (arrays, images), 0 .. 1 standard deviation (tables)",
+    )
+    reference_eps: float | None = Field(
+        None,
+        gt=0,
+        description="the radius the verdict reads; null: 1/16 of the raw value range "
+        "(arrays, images) or 0.25 standard deviations (tables)",
+    )
+    units: Literal["auto", "raw", "std"] = Field(
+        "auto",
+        description="raw: the data's own units (normalisation undone first); std: standard "
+        "deviations of each column; auto: raw for arrays and images, std for tables",
+    )
+    steps: int = Field(10, ge=1, description="PGD steps")
+    step_size: float | None = Field(
+        None, gt=0, description="PGD step as a fraction of eps; null: 2.5 / steps"
+    )
+    restarts: int = Field(
+        1, ge=1, description="PGD runs per radius: the first from x, the others from random starts"
+    )
+    norm: Literal["linf", "l2", "both"] = Field(
+        "both", description="L2 radii are eps * sqrt(d): at most eps root-mean-square per value"
+    )
+    max_samples: int = Field(1000, ge=1, description="test samples attacked (seeded sample)")
+    corruptions: bool = Field(True, description="also measure common corruptions")
+    drop_warn: float = Field(
+        0.1, ge=0, description="accuracy lost at the reference eps (regression: RMSE increase)"
+    )
+    drop_fail: float = Field(0.3, ge=0)
+
+
+class ShiftAudit(_Strict):
+    alpha: float = Field(0.05, gt=0, lt=1, description="false-alarm rate of every test")
+    sample_size: int = Field(
+        1000, ge=10, description="rows per side for the detectors (a random sample of more)"
+    )
+    permutations: int = Field(200, ge=10, description="MMD permutation test")
+    correction: Literal["bh", "holm"] = Field(
+        "bh", description="per-feature multiple-testing correction: Benjamini-Hochberg or Holm"
+    )
+    bins: int = Field(10, ge=2, description="PSI bins, cut at training-data quantiles")
+    psi_warn: float = Field(0.1, ge=0, description="population stability index")
+    psi_fail: float = Field(0.25, ge=0)
+    auc_warn: float = Field(0.6, ge=0.5, le=1, description="domain-classifier ROC-AUC")
+    auc_fail: float = Field(0.75, ge=0.5, le=1)
+    ks_warn: float = Field(0.1, ge=0, le=1, description="Kolmogorov-Smirnov D")
+    chi2_warn: float = Field(0.1, ge=0, le=1, description="Cramer's V of a categorical column")
+    wasserstein_warn: float = Field(0.1, ge=0, description="W1 distance, in training stds")
+    mmd_warn: float = Field(0.002, description="MMD^2 (RBF kernel, median bandwidth)")
+    classifier: Literal["quadratic", "hgb"] = Field(
+        "quadratic",
+        description="domain classifier: logistic regression on x and x^2, or gradient boosting",
+    )
+    embedding_components: int = Field(
+        32,
+        ge=0,
+        description="images, text, sequences: the detectors compare this many principal "
+        "components of the embeddings (fitted on training embeddings); 0: every dimension",
+    )
+    power: bool = Field(True, description="measure detection power with simulated shifts")
+    power_repeats: int = Field(20, ge=2, description="repeats per simulated shift (power)")
+    power_target: float = Field(
+        0.8, gt=0, le=1, description="share of repeats a detector must flag to notice a shift"
+    )
+
+
+class DataQualityAudit(_Strict):
+    folds: int = Field(5, ge=2, description="k-fold retrains for out-of-fold probabilities")
+    epochs: int | None = Field(
+        None, ge=1, description="epochs per fold; null: the run's best epoch (metrics.json)"
+    )
+    label_issue_warn: float = Field(0.01, ge=0, description="share of likely label errors")
+    label_issue_fail: float = Field(0.05, ge=0)
+    near_duplicate_cosine: float = Field(
+        0.999,
+        gt=0,
+        le=1,
+        description="cosine of centred embeddings that counts as a near copy (0.995 also "
+        "pairs distinct samples whose embeddings a trained model has collapsed together)",
+    )
+    leakage_fail: float = Field(
+        0.01, ge=0, description="share of val/test samples exactly in training that fails"
+    )
+    missing_warn: float = Field(
+        0.3, gt=0, le=1, description="share of missing values that makes a column missing-heavy"
+    )
+    imbalance_warn: float = Field(
+        10.0, ge=1, description="largest / smallest class count that warns"
+    )
+    max_listed: int = Field(20, ge=1, description="worst rows listed by row number")
+
+
+class AuditConfig(_Strict):
+    generalisation: GeneralisationAudit = GeneralisationAudit()
+    baseline: BaselineAudit = BaselineAudit()
+    calibration: CalibrationAudit = CalibrationAudit()
+    uncertainty: UncertaintyAudit = UncertaintyAudit()
+    robustness: RobustnessAudit = RobustnessAudit()
+    shift: ShiftAudit = ShiftAudit()
+    data_quality: DataQualityAudit = DataQualityAudit()

@@ -1,0 +1,122 @@
+"""The audit verb: measured evidence about a trained run, as a verdict table."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from gradwise.cli.console import (
+    JsonOpt,
+    QuietOpt,
+    RunArg,
+    console_logging,
+    handles_errors,
+    out_console,
+    overrides_dict,
+)
+
+VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "n/a": "dim"}
+
+
+@handles_errors
+def audit(
+    run_dir: RunArg,
+    checks: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CHECK,CHECK,...",
+            help="checks to run (default: all): generalisation, baseline, calibration, "
+            "uncertainty, robustness, shift, data_quality",
+        ),
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DATA",
+            help="other data for the shift check (csv:new.csv, or a path): is it like the "
+            "training data?",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="change a check's setting for this audit, e.g. --set "
+            "audit.uncertainty.coverage=0.99 --set audit.calibration.bins=10 (audit.* keys "
+            "only; defaults come from the run's config.yaml)",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure generalisation, baselines, calibration, uncertainty, robustness, shift and data
+    quality; each check writes RUN/audit/<check>.json (numbers, settings, verdict, sentence)."""
+    import gradwise
+    from gradwise.audit import parse_checks
+
+    names = parse_checks(checks)
+    run = gradwise.load(run_dir)  # a missing or unfinished run is reported before any check
+    if set_:
+        run.config = audit_settings(run.config, overrides_dict(set_))
+    with console_logging(quiet or as_json, progress=False):
+        report = gradwise.audit(run, checks=names, against=against)
+    if as_json:
+        import json
+
+        out_console.print_json(json.dumps([c.to_dict() for c in report.checks]))
+        return
+    out_console.print(verdict_table(report, f"audit of {run_dir}"))
+    out_console.print(overall_line(report))
+    plots = [f"{run_dir}/audit/{p}" for c in report.checks for p in c.plots]
+    out_console.print(f"details: {run_dir}/audit/<check>.json" + _listed(" plots", plots))
+
+
+def audit_settings(config: Any, overrides: dict[str, Any]) -> Any:
+    """The run's config with `audit.*` overrides applied (checked as the config is).
+
+    Raises:
+        ConfigError: a key outside audit.*, an unknown key or a bad value.
+    """
+    from gradwise.config import load_config
+    from gradwise.errors import ConfigError
+
+    other = [k for k in overrides if not k.startswith("audit.")]
+    if other:
+        raise ConfigError(
+            f"audit --set changes the checks' settings only (audit.<check>.<key>); "
+            f"{', '.join(other)} would change the run itself: retrain with "
+            "gradwise train --set instead."
+        )
+    return load_config(config, overrides)
+
+
+def overall_line(report: object) -> str:
+    """The worst verdict and how many checks had each."""
+    from gradwise.audit import AuditReport
+
+    assert isinstance(report, AuditReport)
+    counts = {v: sum(c.verdict == v for c in report.checks) for v in VERDICT_STYLE}
+    tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    style = VERDICT_STYLE[report.worst]
+    return f"overall: [{style}]{report.worst}[/] ({tally})"
+
+
+def _listed(label: str, items: list[str]) -> str:
+    return f";{label}: {', '.join(items)}" if items else ""
+
+
+def verdict_table(report: object, title: str) -> Table:
+    """One row per check: its headline number, verdict, seconds and plain sentence."""
+    from gradwise.audit import AuditReport
+
+    assert isinstance(report, AuditReport)
+    table = Table(title=title, title_justify="left")
+    for col in ("check", "headline", "verdict", "seconds", "what it means"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for c in report.checks:
+        style = VERDICT_STYLE[c.verdict]
+        table.add_row(c.check, c.headline, f"[{style}]{c.verdict}[/]", f"{c.wall_s:.1f}", c.summary)
+    return table

@@ -1,0 +1,84 @@
+"""The report verb: one self-contained HTML page of a run's whole story."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gradwise.cli.console import JsonOpt, RunArg, handles_errors, out_console
+
+DECISION_STYLE = {"ship": "bold green", "ship with care": "bold yellow", "do not ship": "bold red"}
+
+
+@handles_errors
+def report(
+    run_dir: RunArg,
+    tune: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="a tuning study's folder (gradwise tune --out DIR); default: the study the "
+            "run lies inside, if any",
+        ),
+    ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="a comparison's folder (gradwise compare --out DIR) whose seeds give the "
+            "noise; default: the comparison the run lies inside, if any",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="where to write (default RUN/report.html)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write one self-contained HTML page (plots embedded, no network needed) from the run's
+    files: data, training, metrics, baseline, every audit check, explanations, cost, tuning
+    and monitoring, with a ship / ship with care / do not ship decision on top."""
+    import gradwise
+
+    result = gradwise.report(run_dir, tune=tune, compare=compare, out=out)
+    decision = result.decision
+    if as_json:
+        import json
+
+        out_console.print_json(
+            json.dumps(
+                {
+                    "path": str(result.path),
+                    "decision": decision.decision,
+                    "reasons": [
+                        {"text": r.text, "section": r.anchor, "severity": r.severity}
+                        for r in decision.reasons
+                    ],
+                    "sections": [
+                        {"id": s, "title": t, "has_data": present}
+                        for s, t, present in result.sections
+                    ],
+                    "notes": list(result.notes),
+                }
+            )
+        )
+        return
+    style = DECISION_STYLE[decision.decision]
+    out_console.print(f"report of {run_dir}: [{style}]{decision.decision}[/]", highlight=False)
+    for r in decision.reasons:
+        out_console.print(f"- {r.text} (#{r.anchor})", markup=False, highlight=False)
+    if result.missing:
+        out_console.print(
+            f"sections without data yet (the page names the command for each): "
+            f"{', '.join(result.missing)}",
+            highlight=False,
+        )
+    for note in result.notes:
+        out_console.print(f"note: {note}", markup=False, highlight=False)
+    size = result.path.stat().st_size / 2**20
+    out_console.print(
+        f"wrote {result.path} ({size:.1f} MB, self-contained: open it in any browser)",
+        highlight=False,
+        soft_wrap=True,
+    )

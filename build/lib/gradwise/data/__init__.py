@@ -1,0 +1,1 @@
+"""Data: sources, preprocessing fitted on the training split, splits, augmentation, batching."""

@@ -1,0 +1,102 @@
+"""The in-memory dataset: three tensor splits, the schema that made them, and where each
+sample came from in the source (so a split can be read back exactly)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from gradwise.artifacts import write_json
+from gradwise.data.schema import Schema
+
+SPLITS = ("train", "val", "test")
+SPLITS_FILE = "splits.json"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Model-ready tensors: x is preprocessed input, y is the encoded target."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train / val / test tensors with their schema.
+
+    Attributes:
+        notes: what preprocessing did (imputed values, dropped columns).
+        rows: per split, each sample's position among the source's samples (table rows,
+            array samples, text windows, series windows), in split order.
+        raw: the source's samples as read, before preprocessing: a DataFrame (tables,
+            labelled text), an array (arrays, images, raw series windows) or token windows
+            (a corpus); `raw_rows` takes a split's part of it.
+    """
+
+    train: Split
+    val: Split
+    test: Split
+    schema: Schema
+    notes: tuple[str, ...] = ()
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+    raw: Any = None
+
+    def part(self, name: str) -> Split:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def keep_train(self, positions: np.ndarray) -> Dataset:
+        """The same data with only the training samples at `positions` (0-based positions
+        within the training split, e.g. the folds of a k-fold retrain); val, test and the
+        schema (fitted on the whole training split) stay."""
+        idx = torch.as_tensor(np.sort(np.asarray(positions, dtype=np.int64)))
+        train = Split(self.train.x[idx].contiguous(), self.train.y[idx].contiguous())
+        rows = {**self.rows, "train": self.rows["train"][idx.numpy()]} if self.rows else {}
+        return dataclasses.replace(self, train=train, rows=rows)
+
+    def raw_rows(self, name: str) -> Any:
+        """The raw samples of split `name`, in the order of its tensors."""
+        idx = self.rows[name]
+        if isinstance(self.raw, pd.DataFrame):
+            return self.raw.iloc[idx].reset_index(drop=True)
+        return self.raw[idx]
+
+    def save_splits(self, run_dir: Path) -> None:
+        """RUN/splits.json: the source, its content hash, and each split's row positions."""
+        write_json(
+            run_dir / SPLITS_FILE,
+            {
+                "source": self.schema.source,
+                "sha256": self.schema.sha256,
+                "n_rows": int(sum(len(v) for v in self.rows.values())),
+                **{name: self.rows[name].tolist() for name in SPLITS},
+            },
+        )
+
+    @staticmethod
+    def from_arrays(
+        x: np.ndarray,
+        y: np.ndarray,
+        idx: tuple[np.ndarray, np.ndarray, np.ndarray],
+        schema: Schema,
+        notes: tuple[str, ...] = (),
+        raw: Any = None,
+    ) -> Dataset:
+        """Split preprocessed arrays of every sample by the row positions `idx`."""
+        xt = torch.from_numpy(np.ascontiguousarray(x))
+        yt = torch.from_numpy(np.ascontiguousarray(y))
+        train, val, test = (
+            Split(xt[i].contiguous(), yt[i].contiguous()) for i in map(torch.from_numpy, idx)
+        )
+        rows = {name: np.asarray(i, dtype=np.int64) for name, i in zip(SPLITS, idx)}
+        return Dataset(train, val, test, schema=schema, notes=notes, rows=rows, raw=raw)

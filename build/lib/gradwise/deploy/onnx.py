@@ -1,0 +1,236 @@
+"""ONNX: export with a dynamic batch axis, run through ONNX Runtime, int8 through its tools.
+
+The exporter is torch's TorchScript-based one (`torch.onnx.export(dynamo=False)`): the
+torch.export-based exporter needs the onnxscript package and cannot trace the data-dependent
+branch BERT takes on padding, while the tracer records the padded path, which is exact for
+inputs with and without padding (see `example_inputs`). Supervised models are exported with
+two outputs, `logits` and `features` (the head reads the features, so the graph computes
+them once), so `Run.embed` works on a variant as on the run it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gradwise.data.text import PAD
+from gradwise.errors import GradwiseError
+from gradwise.models.spec import Embedder
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+OPSET = 17
+ENGINE_CHUNK = 256  # samples per engine call (see OnnxModule._run)
+Int8Mode = Literal["dynamic", "static"]
+# Ops whose weights static quantization turns to int8; the norms stay float (per-channel
+# scales of a 1-D LayerNorm weight are meaningless, and quantizing them costs accuracy).
+STATIC_OPS = ["Conv", "MatMul", "Gemm"]
+
+
+class _LogitsAndFeatures(nn.Module):
+    """forward(x) -> (logits, features), computing the features once: `head(features(x))`
+    is the Embedder contract of every supervised architecture."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        assert isinstance(self.model, Embedder) and self.model.head is not None
+        features = self.model.features(x)
+        return self.model.head(features), features
+
+
+def example_inputs(x: Tensor, kind: str, n: int = 2) -> Tensor:
+    """`n` samples to trace with; for token ids, those with the most padding, so the traced
+    graph holds the masked attention path (exact with or without padding)."""
+    if kind == "tokens" and len(x) > n:
+        order = torch.argsort((x == PAD).sum(dim=1), descending=True, stable=True)
+        return x[order[:n]]
+    return x[:n]
+
+
+def export_onnx(model: nn.Module, example: Tensor, path: Path, with_features: bool) -> None:
+    """Write `model` (eval mode, CPU, float32) as ONNX with a dynamic batch axis.
+
+    Args:
+        example: (B, ...) inputs to trace with, in model units (see `example_inputs`).
+        with_features: export `features` beside `logits` (supervised models).
+    """
+    module: nn.Module = _LogitsAndFeatures(model) if with_features else model
+    outputs = ["logits", "features"] if with_features else ["logits"]
+    axes = {name: {0: "batch"} for name in ["x", *outputs]}
+    from gradwise.artifacts import atomic_path
+
+    with warnings.catch_warnings(), torch.no_grad(), atomic_path(path) as tmp:
+        # the tracer's notes on Python branches it records (the padded path, on purpose) and
+        # the legacy exporter's deprecation notice; see the module docstring for the choice
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message="The feature will be removed")
+        # indices here are never negative (GPT's last-token gather), the case it warns of
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            str(tmp),
+            dynamo=False,
+            input_names=["x"],
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+        )
+
+
+def session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session using `threads` intra-op threads (default: as torch)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only: its notes are not the user's business
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxModule(nn.Module, Embedder):
+    """An ONNX Runtime session behind the nn.Module interface: forward(x) -> logits, so every
+    Run method (logits, predict, evaluate) works unchanged. No parameters, no autograd."""
+
+    head = None  # the head lives inside the graph
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.session = session(self.path, threads)
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.input_type = np.int64 if "int64" in self.session.get_inputs()[0].type else np.float32
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._run(x, "logits")
+
+    def features(self, x: Tensor) -> Tensor:
+        if "features" not in self.outputs:
+            raise GradwiseError(
+                f"{self.path} holds only the logits of this language model; embed with the run "
+                "it was made from (its parent directory's parent)."
+            )
+        return self._run(x, "features")
+
+    def _run(self, x: Tensor, output: str) -> Tensor:
+        if x.requires_grad:
+            raise GradwiseError(
+                f"{self.path} runs in ONNX Runtime, which has no gradients; attack or explain "
+                "the torch run it was made from (a transfer attack), not the variant."
+            )
+        # at most ENGINE_CHUNK samples per call: an engine keeps buffers sized for the
+        # largest batch it has seen, and Run.logits sends eval_batch_size (1024) at once
+        outs = [self._call(xb, output) for xb in x.detach().split(ENGINE_CHUNK)]
+        return (torch.cat(outs) if len(outs) > 1 else outs[0]).to(x.device)
+
+    def _call(self, x: Tensor, output: str) -> Tensor:
+        arr = np.ascontiguousarray(x.cpu().numpy(), dtype=self.input_type)
+        (out,) = self.session.run([output], {"x": arr})
+        return torch.from_numpy(out)
+
+
+def max_abs_diff(a: nn.Module, b: nn.Module, x: Tensor, batch: int = 256) -> float:
+    """The largest |a(x) - b(x)| over the samples of x (parity of a variant with its source)."""
+    worst = 0.0
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            xb = x[start : start + batch]
+            worst = max(worst, float((a(xb).float() - b(xb).float()).abs().max()))
+    return worst
+
+
+def quantize_onnx(
+    source: Path, dest: Path, mode: Int8Mode, calibration: Tensor | None = None, batch: int = 32
+) -> dict[str, Any]:
+    """int8 ONNX through onnxruntime.quantization.
+
+    Args:
+        mode: dynamic (weights int8, activations quantized per batch at run time) or static
+            (QDQ: activation ranges calibrated once, MinMax over `calibration`, weights per
+            channel; Conv, MatMul and Gemm).
+        calibration: (N, ...) training inputs in model units, for static.
+
+    Returns:
+        The settings, for model.json.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from gradwise.artifacts import atomic_path
+
+    with _quiet_ort(), tempfile.TemporaryDirectory() as folder, atomic_path(dest) as tmp:
+        pre = Path(folder) / "pre.onnx"  # shape inference and graph clean-up first, as advised
+        quant_pre_process(str(source), str(pre))
+        if mode == "dynamic":
+            quantize_dynamic(str(pre), str(tmp), weight_type=QuantType.QInt8)
+            return {"tool": "onnxruntime.quantization", "mode": "dynamic", "weights": "int8"}
+        assert calibration is not None
+        arr = calibration.numpy()
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.batches: Iterator[np.ndarray] = (
+                    arr[i : i + batch] for i in range(0, len(arr), batch)
+                )
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                xb = next(self.batches, None)
+                return None if xb is None else {"x": xb}
+
+        quantize_static(
+            str(pre),
+            str(tmp),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=STATIC_OPS,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    return {
+        "tool": "onnxruntime.quantization",
+        "mode": "static",
+        "format": "QDQ",
+        "ops": STATIC_OPS,
+        "weights": "int8 per channel",
+        "activations": "uint8 per tensor, MinMax",
+        "calibration_samples": len(arr),
+    }
+
+
+@contextlib.contextmanager
+def _quiet_ort() -> Iterator[None]:
+    """The quantizer logs notes through `logging.info` and friends, which also install a
+    handler on the root logger when it has none (logging.basicConfig); keep its notes off the
+    user's console and leave the root logger as it was."""
+    root = logging.getLogger()
+    previous, handlers = root.level, list(root.handlers)
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)

@@ -1,0 +1,449 @@
+"""The training loop: every choice from the config, diagnostics, resumable checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gradwise.config import Config, TrainConfig
+from gradwise.data.augment import make_augment
+from gradwise.data.batcher import Batcher
+from gradwise.data.dataset import Dataset
+from gradwise.errors import ConfigError, TrainingDiverged
+from gradwise.evaluate.evaluator import EvalSettings
+from gradwise.models.moe import expert_shares
+from gradwise.training.checkpoint import (
+    restore_checkpoint,
+    save_checkpoint,
+    save_tensors,
+)
+from gradwise.training.diagnostics import dead_relu_fraction, layer_grad_norms
+from gradwise.training.early_stopping import EarlyStopping
+from gradwise.training.objectives import Objective
+from gradwise.training.optim import Schedule, decay_groups, make_optimizer
+from gradwise.training.transfer import unfreeze
+
+log = logging.getLogger("gradwise")
+
+ProgressFn = Callable[[int, int, int], None]  # (epoch, batches done, batches in epoch)
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """This process's place in a data-parallel job (rank 0 of 1 when alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class StopTraining(Exception):
+    """Raised by an `on_epoch_end` callback to end training after this epoch.
+
+    The run then ends as after an early stop: the weights and checkpoint are saved, the best
+    epoch's weights restored, and the run summarised; `TrainResult.stop_reason` (and
+    metrics.json's `stop_reason`) holds the message. The search prunes trials this way.
+    """
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    epochs: int
+    stopped_early: bool
+    wall_s: float
+    restored_best: bool = False
+    notes: list[str] = field(default_factory=list)
+    stop_reason: str | None = None  # why an on_epoch_end callback stopped training
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is cuda but no GPU is visible; use auto or cpu.")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX). Without
+    it oneDNN emulates bf16 and a bf16 matmul runs several times slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no way to tell, assume the user knows their CPU
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
+    """A context-manager factory: bf16 autocast when asked, else a no-op."""
+    if cfg.precision == "bf16":
+        if device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning(
+                "train.precision is bf16, but this CPU has no native bf16 matrix multiply "
+                "(no AVX512-BF16 or AMX), so bf16 runs slower than fp32 here; "
+                "set train.precision: fp32 (or train.compile: true for speed)"
+            )
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def logged_metrics(objective: Objective) -> tuple[str, ...]:
+    """The metric names every epoch's record holds, which early stopping may watch."""
+    return ("train.loss", *(f"val.{name}" for name in objective.metric_names()))
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    cfg: Config,
+    objective: Objective,
+    out: Path | None = None,
+    resume: bool = False,
+    parallel: Parallel = Parallel(),
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train `model` on `data.train`, validating on `data.val` after every epoch.
+
+    Args:
+        model: built for the data's schema; trained in place and left holding the best (or
+            last) weights.
+        out: run directory for metrics.jsonl, model.safetensors and checkpoints (rank 0
+            writes); None keeps everything in memory. metrics.jsonl grows every epoch; the
+            weights and checkpoint are saved every `train.checkpoint_every_s` seconds, after
+            the last epoch and at an early stop.
+        resume: continue from `out/checkpoints/last.safetensors`.
+        parallel: rank and world size under DDP.
+        on_epoch_end: called with each epoch's record; raising StopTraining from it ends
+            training after that epoch, saved and summarised like an early stop.
+
+    Raises:
+        TrainingDiverged: the loss became NaN/inf or the gradient norm exploded.
+    """
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    memory_format = _memory_format(model, data, tc)
+    model.to(device)
+    if memory_format is not None:
+        model.to(memory_format=memory_format)  # type: ignore[call-overload]
+    forward: nn.Module = model
+    ddp = None
+    if parallel.world_size > 1:
+        ddp = nn.parallel.DistributedDataParallel(model)
+        forward = ddp
+    if tc.compile:
+        forward = torch.compile(forward)  # type: ignore[assignment]
+    amp = autocast_for(tc, device)
+    settings = EvalSettings(tc.eval_batch_size, device, amp, memory_format)
+
+    order = torch.Generator().manual_seed(cfg.seed)
+    noise = torch.Generator().manual_seed(cfg.seed + 1 + parallel.rank)
+    train_split = data.train
+    if device.type != "cpu":
+        train_split = type(train_split)(train_split.x.to(device), train_split.y.to(device))
+    batches = Batcher(
+        train_split,
+        tc.batch_size,
+        shuffle=True,
+        order=order,
+        augment=make_augment(cfg.data.augment, data.schema.kind),
+        noise=noise,
+        rank=parallel.rank,
+        world_size=parallel.world_size,
+    )
+    opt = make_optimizer(model, tc.optimizer)
+    steps_per_epoch = math.ceil(len(batches) / tc.accumulate)
+    sched = Schedule(tc.schedule, tc.optimizer.lr, steps_per_epoch, steps_per_epoch * tc.epochs)
+    early = EarlyStopping.from_config(tc.early_stopping)
+    writes = out is not None and parallel.is_main
+    history: list[dict[str, float]] = []
+    keep_best = tc.early_stopping.restore_best
+    best_state: dict[str, Tensor] | None = None  # a copy of the best epoch's weights (keep_best)
+    start_epoch, wall_before = 1, 0.0
+
+    if resume:
+        assert out is not None
+        start_epoch, wall_before, history, best_state = restore_checkpoint(
+            out, model, opt, sched, early, order, noise
+        )
+        best_state = (best_state or _copy_state(model)) if keep_best else None
+        log.info("resumed from epoch %d of %d", start_epoch - 1, tc.epochs)
+    elif writes:
+        assert out is not None
+        (out / "metrics.jsonl").write_text("")
+
+    penalty = _penalty(model, tc)
+    started = saved_at = time.perf_counter()
+    weights_epoch = -1  # the best epoch whose weights model.safetensors holds
+
+    def save_state(epoch: int) -> None:
+        """model.safetensors holds the weights the run would end with now: the best epoch's
+        (keep_best; written again only when a new epoch is best) or the latest; then the
+        checkpoint."""
+        nonlocal weights_epoch, saved_at
+        assert out is not None
+        if best_state is None or weights_epoch != early.best_epoch:
+            weights = model.state_dict() if best_state is None else best_state
+            save_tensors(out / "model.safetensors", weights)
+            weights_epoch = early.best_epoch
+        if tc.checkpoint:
+            best_apart = best_state if early.best_epoch != epoch else None
+            wall_s = wall_before + time.perf_counter() - started
+            save_checkpoint(
+                out, model, best_apart, opt, sched, early, order, noise, history, wall_s
+            )
+        saved_at = time.perf_counter()
+
+    stopped_early = early.should_stop
+    last_epoch = start_epoch - 1
+    stop_reason: str | None = None
+    for epoch in range(start_epoch, tc.epochs + 1) if not stopped_early else ():
+        t0 = time.perf_counter()
+        if tc.unfreeze_epoch is not None and epoch >= tc.unfreeze_epoch and tc.freeze:
+            unfreeze(model)
+            if epoch == tc.unfreeze_epoch:
+                log.info("epoch %d: unfroze %s", epoch, ", ".join(tc.freeze))
+        train_loss, max_norm, grad_norms = _train_epoch(
+            forward,
+            model,
+            batches,
+            opt,
+            sched,
+            objective,
+            noise,
+            tc,
+            amp,
+            penalty,
+            ddp,
+            _bind(progress, epoch),
+        )
+        _check_divergence(train_loss, max_norm, epoch, sched, tc)
+        val = objective.metrics(model, data.val, settings)
+        record: dict[str, float] = {
+            "epoch": epoch,
+            "lr": sched.lr(max(sched.step - 1, 0)),
+            "train.loss": train_loss,
+            **{f"val.{k}": v for k, v in val.items()},
+        }
+        if tc.diagnostics:
+            record.update(grad_norms)
+            probe = data.val.x[:256].to(device)
+            if memory_format is not None:
+                probe = probe.contiguous(memory_format=memory_format)
+            with amp():
+                record.update(dead_relu_fraction(model, probe))
+        record.update(expert_shares(model))
+        record["epoch_s"] = time.perf_counter() - t0
+        history.append(record)
+        if early.update(record, epoch) and keep_best:
+            best_state = _copy_state(model)
+        sched.epoch_end(record.get(early.metric), early.minimize)
+        last_epoch = epoch
+        if writes:
+            assert out is not None
+            with (out / "metrics.jsonl").open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        is_last = epoch == tc.epochs or early.should_stop
+        if writes and (is_last or time.perf_counter() - saved_at >= tc.checkpoint_every_s):
+            save_state(epoch)
+        log.info(_epoch_line(record, tc.epochs, early.metric))
+        stop_reason = _epoch_end(on_epoch_end, record)
+        if stop_reason is not None:
+            if writes and not is_last:  # the run ends here: saved as after its last epoch
+                save_state(epoch)
+            stopped_early = True
+            log.info("stopped after epoch %d: %s", epoch, stop_reason)
+            break
+        if early.should_stop:
+            stopped_early = True
+            log.info(
+                "early stopping after epoch %d: %s has not improved for %d epochs "
+                "(best %.4g at epoch %d)",
+                epoch,
+                early.metric,
+                early.bad_epochs,
+                early.best_value,
+                early.best_epoch,
+            )
+            break
+
+    restored = False
+    if best_state is not None and early.best_epoch != last_epoch:
+        model.load_state_dict(best_state)
+        restored = True
+        log.info(
+            "restored the weights of epoch %d, the best by %s (%.4g); set "
+            "train.early_stopping.restore_best: false to keep the last epoch's",
+            early.best_epoch,
+            early.metric,
+            early.best_value,
+        )
+    return TrainResult(
+        history=history,
+        best_epoch=early.best_epoch if keep_best else last_epoch,
+        epochs=last_epoch,
+        stopped_early=stopped_early,
+        wall_s=wall_before + time.perf_counter() - started,
+        restored_best=restored,
+        stop_reason=stop_reason,
+    )
+
+
+def _epoch_end(
+    on_epoch_end: Callable[[dict[str, float]], None] | None, record: dict[str, float]
+) -> str | None:
+    """Call the epoch callback; the reason it gives when it raises StopTraining, else None."""
+    if on_epoch_end is None:
+        return None
+    try:
+        on_epoch_end(record)
+    except StopTraining as stop:
+        return str(stop) or "stopped by the epoch callback"
+    return None
+
+
+def _train_epoch(
+    forward: nn.Module,
+    model: nn.Module,
+    batches: Batcher,
+    opt: torch.optim.Optimizer,
+    sched: Schedule,
+    objective: Objective,
+    gen: torch.Generator,
+    tc: TrainConfig,
+    amp: Callable[[], Any],
+    penalty: Callable[[], Tensor] | None,
+    ddp: nn.parallel.DistributedDataParallel | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[float, float | None, dict[str, float]]:
+    """One pass over the training batches; returns mean loss, max gradient norm, layer norms."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_batches = len(batches)
+    k = tc.accumulate
+    losses: list[Tensor] = []  # one per batch, summed after the epoch: no arithmetic per step
+    sizes: list[int] = []
+    max_norm: Tensor | None = None
+    grad_norms: dict[str, float] = {}
+    report_every = max(1, n_batches // 50)
+    for i, (xb, yb) in enumerate(batches):
+        group_start = (i // k) * k
+        group_size = min(k, n_batches - group_start)
+        boundary = i - group_start + 1 == group_size
+        with _no_sync(ddp, boundary):
+            with amp():
+                loss = objective.loss(forward, xb, yb, gen)
+                if penalty is not None:
+                    loss = loss + penalty()
+            # loss / 1 would add an op (and its backward) per step and change nothing
+            (loss if group_size == 1 else loss / group_size).backward()
+        losses.append(loss.detach())
+        sizes.append(len(xb))
+        if boundary:
+            if tc.diagnostics and i + 1 == n_batches:
+                grad_norms = layer_grad_norms(model)
+            if tc.grad_clip:  # 0 or None: no clipping
+                norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+                max_norm = norm if max_norm is None else torch.maximum(max_norm, norm)
+            sched.apply(opt)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step += 1
+        if progress is not None and (i % report_every == 0 or i + 1 == n_batches):
+            progress(i + 1, n_batches)
+    return _mean_loss(losses, sizes), None if max_norm is None else float(max_norm), grad_norms
+
+
+def _mean_loss(losses: list[Tensor], sizes: list[int]) -> float:
+    """The size-weighted mean of per-batch losses, summed in float64 in batch order."""
+    total = 0.0
+    for loss, n in zip(torch.stack(losses).tolist() if losses else [], sizes):
+        total += loss * n
+    return total / max(sum(sizes), 1)
+
+
+def _no_sync(ddp: nn.parallel.DistributedDataParallel | None, boundary: bool) -> Any:
+    # Accumulating micro-batches need no all-reduce until the step that uses them.
+    return ddp.no_sync() if ddp is not None and not boundary else contextlib.nullcontext()
+
+
+def _penalty(model: nn.Module, tc: TrainConfig) -> Callable[[], Tensor] | None:
+    """L1/L2 penalties on the weights (not biases or norm scales), added to the loss."""
+    if tc.l1 == 0 and tc.l2 == 0:
+        return None
+    weights, _ = decay_groups(model)
+
+    def penalty() -> Tensor:
+        total = torch.zeros((), device=weights[0].device)
+        if tc.l1:
+            total = total + tc.l1 * sum(w.abs().sum() for w in weights)
+        if tc.l2:
+            total = total + tc.l2 * sum(w.pow(2).sum() for w in weights)
+        return total
+
+    return penalty
+
+
+def _check_divergence(
+    loss: float, max_norm: float | None, epoch: int, sched: Schedule, tc: TrainConfig
+) -> None:
+    lr = sched.lr(max(sched.step - 1, 0))
+    fixes = (
+        f"try a lower learning rate (--set train.optimizer.lr={lr / 10:.1e}), gradient clipping "
+        "(train.grad_clip: 1.0), or an init that suits the activation (model.init: he for ReLU, "
+        "xavier for tanh). The last good checkpoint is kept."
+    )
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"The training loss became {loss} in epoch {epoch} (learning rate {lr:.2e}): the "
+            f"weights diverged. Likely cause: a learning rate too high for this model; {fixes}"
+        )
+    if max_norm is not None and (not math.isfinite(max_norm) or max_norm > tc.explode_threshold):
+        raise TrainingDiverged(
+            f"The gradient norm reached {max_norm:.3g} in epoch {epoch}, above "
+            f"train.explode_threshold={tc.explode_threshold:g}: the gradients exploded. "
+            f"Likely causes: a learning rate too high or a poor initialisation; {fixes}"
+        )
+
+
+def _memory_format(model: nn.Module, data: Dataset, tc: TrainConfig) -> torch.memory_format | None:
+    is_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if tc.channels_last and is_conv and data.schema.kind == "image":
+        return torch.channels_last
+    return None
+
+
+def _copy_state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _bind(progress: ProgressFn | None, epoch: int) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(epoch, done, total)
+
+
+def _epoch_line(record: dict[str, float], epochs: int, metric: str) -> str:
+    keys = ["train.loss", "val.loss", "val.accuracy", "val.rmse", "val.perplexity", metric]
+    shown = dict.fromkeys(k for k in keys if k in record)
+    parts = [f"{k} {record[k]:.4g}" for k in shown]
+    return (
+        f"epoch {int(record['epoch'])}/{epochs}  "
+        + "  ".join(parts)
+        + f"  lr {record['lr']:.2e}  ({record['epoch_s']:.2f} s)"
+    )
