@@ -4,6 +4,7 @@ import torch
 from sklearn import metrics as skm
 
 from gradwise.evaluate.metrics import (
+    average_precision,
     classification_metrics,
     language_model_metrics,
     macro_f1,
@@ -27,8 +28,11 @@ def test_classification_metrics_match_scikit_learn(n_classes):
     )
     if n_classes == 2:
         assert ours["roc_auc"] == pytest.approx(skm.roc_auc_score(y, probs[:, 1]))
+        assert ours["average_precision"] == pytest.approx(
+            skm.average_precision_score(y, probs[:, 1])
+        )
     else:
-        assert "roc_auc" not in ours
+        assert "roc_auc" not in ours and "average_precision" not in ours
 
 
 def test_macro_f1_ignores_classes_absent_from_labels_and_predictions():
@@ -42,6 +46,16 @@ def test_roc_auc_handles_ties_and_single_class():
     y = torch.tensor([0, 0, 1, 1, 1])
     assert roc_auc(scores, y) == pytest.approx(skm.roc_auc_score(y, scores))
     assert roc_auc(scores, torch.ones(5, dtype=torch.long)) is None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_average_precision_equals_scikit_learn_with_ties_and_rare_positives(seed):
+    g = np.random.default_rng(seed)
+    y = (g.random(400) < 0.03).astype(np.int64)
+    y[0] = 1
+    scores = np.round(g.normal(size=400) + 2 * y, 1)  # rounding makes ties
+    ours = average_precision(torch.from_numpy(scores), torch.from_numpy(y))
+    assert ours == pytest.approx(skm.average_precision_score(y, scores), abs=1e-12)
 
 
 def test_single_binary_logit_is_read_as_the_positive_class():

@@ -59,10 +59,10 @@ def predict_logits(model: nn.Module, x: Tensor, settings: EvalSettings = EvalSet
 
 
 def task_metric_names(schema: Schema) -> tuple[str, ...]:
-    """The names `split_metrics` gives besides `loss` (ROC-AUC only for two classes, and only
-    when both occur in the split)."""
+    """The names `split_metrics` gives besides `loss` (ROC-AUC and average precision only for
+    two classes, and only when both occur in the split)."""
     if schema.task == "classification":
-        binary = ("roc_auc",) if schema.n_outputs == 2 else ()
+        binary = ("roc_auc", "average_precision") if schema.n_outputs == 2 else ()
         return ("accuracy", "f1_macro", "log_loss", *binary)
     if schema.task in ("lm", "seq2seq", "mlm"):
         return ("perplexity", "bits_per_token", "accuracy")

@@ -1,4 +1,4 @@
-"""Metrics: accuracy, macro-F1, ROC-AUC, log-loss; RMSE, MAE, R²; perplexity.
+"""Metrics: accuracy, macro-F1, ROC-AUC, average precision, log-loss; RMSE, MAE, R²; perplexity.
 
 Computed in torch on whole prediction tensors: cheap enough to log every epoch, and checked
 against scikit-learn's implementations in the tests.
@@ -25,7 +25,8 @@ def lower_is_better(metric: str) -> bool:
 
 
 def classification_metrics(logits: Tensor, y: Tensor) -> dict[str, float]:
-    """Accuracy, macro-F1, log-loss, binary ROC-AUC from (N, K) logits or one binary logit."""
+    """Accuracy, macro-F1, log-loss, and for two classes ROC-AUC and average precision (the
+    area under the precision-recall curve of class 1), from (N, K) logits or one binary logit."""
     logits = logits.float()
     if logits.shape[1] == 1:  # a single binary logit
         logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
@@ -37,9 +38,11 @@ def classification_metrics(logits: Tensor, y: Tensor) -> dict[str, float]:
         "log_loss": F.cross_entropy(logits, y).item(),
     }
     if n_classes == 2:
-        auc = roc_auc(logits[:, 1] - logits[:, 0], y)
+        score = logits[:, 1] - logits[:, 0]
+        auc = roc_auc(score, y)
         if auc is not None:
             out["roc_auc"] = auc
+            out["average_precision"] = average_precision(score, y)
     return out
 
 
@@ -63,6 +66,20 @@ def roc_auc(scores: Tensor, y: Tensor) -> float | None:
         return None
     ranks = rankdata(scores.double().numpy())
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision(scores: Tensor, y: Tensor) -> float:
+    """Area under the precision-recall curve of class 1 as scikit-learn's
+    `average_precision_score`: the sum over distinct thresholds of precision times the gain in
+    recall. At a 2% positive rate it says what ROC-AUC hides: how clean the top alerts are."""
+    s = scores.double().numpy()
+    order = np.argsort(-s, kind="stable")
+    s, hit = s[order], (y.numpy()[order] == 1)
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last index of each tie group
+    tps = np.cumsum(hit)[last]
+    precision = tps / (last + 1)
+    recall = tps / max(int(hit.sum()), 1)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def regression_metrics(pred: Tensor, y: Tensor) -> dict[str, float]:

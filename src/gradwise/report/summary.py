@@ -153,7 +153,7 @@ def _task(ev: Evidence) -> str:
 def _secondary(test: dict[str, Any], metric: str) -> str:
     keep = [
         k
-        for k in ("f1_macro", "roc_auc", "log_loss", "mae", "r2", "perplexity")
+        for k in ("f1_macro", "roc_auc", "average_precision", "log_loss", "mae", "r2", "perplexity")
         if k in test and k != metric
     ]
     return ", ".join(f"{k} {num(test[k])}" for k in keep)
