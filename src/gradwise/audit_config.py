@@ -41,7 +41,9 @@ class GeneralisationAudit(_Strict):
 class BaselineAudit(_Strict):
     seeds: int = Field(3, ge=1, description="seeds of each stochastic baseline (its noise)")
     metric: Literal["auto", "accuracy", "f1_macro", "rmse", "mae"] = Field(
-        "auto", description="test metric compared; auto: accuracy (classes) or rmse (values)"
+        "auto",
+        description="test metric compared; auto: accuracy (classes; macro-F1 when a class "
+        "holds under 10% of the training rows) or rmse (values)",
     )
     margin_warn: float = Field(
         0.0, ge=0, description="warn when the network beats the best baseline by less than this"

@@ -49,6 +49,24 @@ def test_breast_cancer_reports_logistic_regression_and_boosting_next_to_the_netw
     )
 
 
+def test_a_rare_class_makes_auto_compare_macro_f1_not_accuracy(tmp_path):
+    g = np.random.default_rng(0)
+    x = g.normal(size=(600, 4))
+    y = (x[:, 0] + 0.3 * g.normal(size=600) > 1.7).astype(int)  # about 5% positives
+    assert 0.02 < y.mean() < 0.1
+    pd.DataFrame({**{f"f{i}": x[:, i] for i in range(4)}, "y": y}).to_csv(
+        tmp_path / "rare.csv", index=False
+    )
+    cfg = tiny_config(
+        data={"source": f"csv:{tmp_path / 'rare.csv'}", "target": "y"}, train={"epochs": 5}
+    )
+    run = gradwise.train(cfg, out=tmp_path / "r")
+    result = run_checks(run, ["baseline"])["baseline"]
+    assert result.metrics["metric"] == "f1_macro"
+    assert result.metrics["network"] == pytest.approx(run.metrics["test"]["f1_macro"])
+    assert "accuracy would reward ignoring it" in result.settings["metric"]
+
+
 def test_sms_messages_get_a_tf_idf_baseline(tmp_path):
     assert hashlib.sha256(SMS.read_bytes()).hexdigest() == SMS_SHA256
     lines = SMS.read_text(encoding="utf-8").splitlines()[:600]

@@ -271,6 +271,10 @@ def test_api_key_guards_every_route_but_the_health_checks(digits_run: Run, monke
         assert c.post("/v1/predict", json=body, headers=auth).status_code == 200
         assert c.post("/v1/predict", json=body, headers={"x-api-key": "s3cret"}).status_code == 200
         assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+        spec = c.get("/openapi.json", headers=auth).json()  # what generated clients read
+        assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+        assert spec["paths"]["/v1/predict"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]
+        assert "security" not in spec["paths"]["/healthz"]["get"]
     monkeypatch.delenv("SERVE_KEY")
     with pytest.raises(ConfigError, match="SERVE_KEY"):
         gradwise.serve.app(digits_run, api_key_env="SERVE_KEY")

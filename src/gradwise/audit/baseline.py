@@ -147,7 +147,7 @@ def check(run: Run, settings: BaselineAudit, ctx: AuditContext) -> CheckResult:
         raise NotApplicable("a diffusion model generates images; it has no targets to predict.")
     train, test = run.split("train"), run.split("test")
     baselines, notes = baselines_for(run, settings, train, test)
-    metric = _metric(run, settings)
+    metric = _metric(run, settings, train)
     y_test = _truth(run, test)
     net_pred = _network_predictions(run, test)
     network = score(metric, net_pred, y_test)
@@ -203,7 +203,7 @@ def check(run: Run, settings: BaselineAudit, ctx: AuditContext) -> CheckResult:
         settings={
             **settings.model_dump(mode="json"),
             "metric": f"{metric} on the test split"
-            + (" (the task's primary metric)" if settings.metric == "auto" else ""),
+            + (_auto_reason(metric) if settings.metric == "auto" else ""),
             "noise": f"sqrt(paired bootstrap variance of the difference over {BOOTSTRAP} "
             "resamples of the test rows + the best baseline's seed-to-seed variance); the "
             "network's seed-to-seed noise is not measured (one run; gradwise compare "
@@ -216,7 +216,12 @@ def check(run: Run, settings: BaselineAudit, ctx: AuditContext) -> CheckResult:
     )
 
 
-def _metric(run: Run, settings: BaselineAudit) -> str:
+RARE_CLASS = 0.1
+"""Below this share of the training rows, a class makes accuracy meaningless (a model that
+never predicts it scores 1 - share): auto compares macro-F1 instead."""
+
+
+def _metric(run: Run, settings: BaselineAudit, train: SplitView) -> str:
     if run.schema.task == "lm":
         if settings.metric != "auto":
             from gradwise.errors import ConfigError
@@ -228,7 +233,10 @@ def _metric(run: Run, settings: BaselineAudit) -> str:
         return "loss"
     classifier = run.schema.task == "classification"
     if settings.metric == "auto":
-        return "accuracy" if classifier else "rmse"
+        if not classifier:
+            return "rmse"
+        shares = np.bincount(train.y.numpy(), minlength=run.schema.n_outputs) / len(train.y)
+        return "f1_macro" if shares.min() < RARE_CLASS else "accuracy"
     if higher_is_better(settings.metric) != classifier:
         from gradwise.errors import ConfigError
 
@@ -238,6 +246,15 @@ def _metric(run: Run, settings: BaselineAudit) -> str:
             f"use {kinds} (or auto)."
         )
     return settings.metric
+
+
+def _auto_reason(metric: str) -> str:
+    if metric == "f1_macro":
+        return (
+            f" (auto: a class holds under {RARE_CLASS:.0%} of the training rows, so accuracy "
+            "would reward ignoring it)"
+        )
+    return " (the task's primary metric)"
 
 
 def _truth(run: Run, split: SplitView) -> np.ndarray:

@@ -32,7 +32,7 @@ from gradwise.run import Run
 from gradwise.serve.batcher import DynamicBatcher
 from gradwise.serve.feedback import feedback_model, feedback_rows
 from gradwise.serve.generate import GenerateRequest, generate_all, generation_events
-from gradwise.serve.guard import GuardMiddleware
+from gradwise.serve.guard import OPEN_PATHS, GuardMiddleware
 from gradwise.serve.metrics import MetricsMiddleware, ServerMetrics
 from gradwise.serve.predict import PredictEndpoint, PredictFastPath, invalid_reply
 from gradwise.serve.predictor import Predictor, model_version
@@ -175,9 +175,33 @@ def create_app(run: Run | str | Path, settings: ServeSettings = ServeSettings())
         _add_generate_route(app, state)
     else:
         _add_predict_routes(app, state)
+    if api_key is not None:
+        _declare_api_key(app)
     app.add_middleware(GuardMiddleware, api_key=api_key, max_body_bytes=settings.max_body_kb * 1024)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app
+
+
+def _declare_api_key(app: FastAPI) -> None:
+    """State in the OpenAPI document what the guard asks for: a bearer token or an X-API-Key
+    header on every route but the health checks, so generated clients send it."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+        for path, operations in schema["paths"].items():
+            if path not in OPEN_PATHS:
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _lifespan(state: ServerState) -> Any:
