@@ -152,8 +152,14 @@ def detection_power(
     """
     from threadpoolctl import threadpool_limits
 
+    pool = np.concatenate([space.train, space.test])
+    if 2 * n > len(pool):
+        raise ValueError(f"n = {n} needs {2 * n} rows; the splits hold {len(pool)}")
+    # every unshifted sample is drawn from the pool: represent it once (for images and tokens
+    # the model's embeddings, one batched pass with every thread) instead of twice per repeat
+    pooled = space.represent(pool)
     with threadpool_limits(limits=1):  # many small problems: BLAS threads only wait on each other
-        return _detection_power(space, settings, n, repeats, target, seed)
+        return _detection_power(space, settings, n, repeats, target, seed, pool, pooled)
 
 
 def _detection_power(
@@ -163,12 +169,11 @@ def _detection_power(
     repeats: int,
     target: float,
     seed: int,
+    pool: np.ndarray,
+    pooled: np.ndarray,
 ) -> PowerReport:
     rng = np.random.default_rng(seed)
     stats = _PoolStats.of(space)
-    pool = np.concatenate([space.train, space.test])
-    if 2 * n > len(pool):
-        raise ValueError(f"n = {n} needs {2 * n} rows; the splits hold {len(pool)}")
     need = int(np.ceil(target * repeats - 1e-9))
 
     def hits(shift: Shift | None, m: float, wanted: tuple[str, ...]) -> dict[str, list[int]]:
@@ -177,13 +182,14 @@ def _detection_power(
         running = wanted
         for _ in range(repeats):
             order = rng.permutation(len(pool))
-            ref = pool[order[:n]]
-            cur = _current(
-                space, stats, pool[_rows(space, order[n:], shift, m, n, rng)], shift, m, rng
-            )
+            rows = _rows(space, order[n:], shift, m, n, rng)
+            if shift is None or shift == "prior":  # unshifted rows: their representation
+                cur = pooled[rows]
+            else:
+                cur = space.represent(_current(space, stats, pool[rows], shift, m, rng))
             report = detect(
-                prepare(space.represent(ref), space.categorical),
-                space.represent(cur),
+                prepare(pooled[order[:n]], space.categorical),
+                cur,
                 dataclasses.replace(settings, detectors=running),  # type: ignore[arg-type]
                 seed=rng,
             )
