@@ -1,1 +1,0 @@
-"""Data: sources, preprocessing fitted on the training split, splits, augmentation, batching."""

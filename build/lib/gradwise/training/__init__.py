@@ -1,1 +1,0 @@
-"""Training: the loop, losses, optimizers and schedules, early stopping, checkpoints."""
