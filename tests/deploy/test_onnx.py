@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradwise.config import BERTConfig, CNNConfig, GPTConfig, MLPConfig
+from gradwise.config import BERTConfig, CNNConfig, GPTConfig, MLPConfig, RNNConfig, ViTConfig
 from gradwise.data.text import N_SPECIAL, PAD
 from gradwise.deploy.onnx import OnnxModule, example_inputs, export_onnx
 from gradwise.models import InputSpec, build_model
@@ -27,6 +27,11 @@ CASES = {
         CNNConfig(arch="cnn", channels=[8, 16], batch_norm=True),
         InputSpec("image", (1, 8, 8), 10),
     ),
+    "vit": (
+        ViTConfig(arch="vit", n_layer=2, d_model=32, n_head=4, pool="cls"),
+        InputSpec("image", (1, 8, 8), 10),
+    ),
+    "lstm": (RNNConfig(arch="lstm", hidden=16), InputSpec("sequence", (12, 3), 4)),
     "bert": (
         BERTConfig(arch="bert", n_layer=2, d_model=32, n_head=4),
         InputSpec("tokens", (16,), 3, vocab_size=40),

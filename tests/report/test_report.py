@@ -215,6 +215,7 @@ def test_a_regression_run_renders_its_own_plots_and_says_why_calibration_is_na(t
 
 
 def test_the_templates_ship_in_the_wheel(tmp_path):
+    import shutil
     import subprocess
     import sys
     import zipfile
@@ -225,6 +226,11 @@ def test_the_templates_ship_in_the_wheel(tmp_path):
     setuptools = pytest.importorskip("setuptools")
     if int(setuptools.__version__.split(".")[0]) < 77:
         pytest.skip(f"setuptools {setuptools.__version__} cannot build this project (>= 77)")
+    # built from a copy: setuptools writes build/ and *.egg-info beside the sources
+    project = tmp_path / "project"
+    shutil.copytree(root / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, project / name)
     built = subprocess.run(
         [
             sys.executable,
@@ -236,7 +242,7 @@ def test_the_templates_ship_in_the_wheel(tmp_path):
             "-q",
             "-w",
             str(tmp_path),
-            str(root),
+            str(project),
         ],
         capture_output=True,
         text=True,

@@ -60,7 +60,8 @@ class ViT(nn.Module, Embedder):
         """(B, C, H, W) -> (B, D): the class token (or the mean of the patch tokens)."""
         x = self.patch_embed(images)  # (B, D, H/P, W/P)
         x = x.flatten(2).transpose(1, 2)  # (B, N, D)
-        x = torch.cat([self.cls.expand(len(x), -1, -1), x], dim=1)  # (B, N+1, D)
+        # x.shape[0], not len(x): the ONNX tracer keeps a shape dynamic, a Python int fixed
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)  # (B, N+1, D)
         x = self.drop(x + self.pos)
         for block in self.blocks:
             x = block(x)
