@@ -11,6 +11,7 @@ no number in it is typed by hand.
 
     python examples/run_examples.py                  # all, then the README table
     python examples/run_examples.py --only credit-german,demand-airline
+    python examples/run_examples.py --resume         # go on where a failed step stopped
     python examples/run_examples.py --table-only     # rewrite the table from runs/examples
 """
 
@@ -123,18 +124,28 @@ def gradwise(*args: str, log: Path, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-def run_example(ex: Example) -> dict[str, Any]:
-    """Train, audit, explain, optimise and report one example; the flow's timings."""
+def run_example(ex: Example, resume: bool = False) -> dict[str, Any]:
+    """Train, audit, explain, optimise and report one example; the flow's timings.
+
+    flow.json records each step as it finishes; with `resume`, the steps it already holds
+    are not run again (the report always is: it draws what the others wrote).
+    """
     run = OUT / ex.config
+    record = run / "flow.json"
+    done = _read(record).get("seconds", {}) if resume else {}
     run.mkdir(parents=True, exist_ok=True)
     log = run.parent / f"{ex.config}.flow.log"
-    log.write_text("")
-    seconds: dict[str, float] = {}
+    if not done:
+        log.write_text("")
+    seconds: dict[str, float] = dict(done)
 
     def step(name: str, *args: str) -> str:
+        if name in done and name != "report":
+            return ""
         began = time.perf_counter()
         out = gradwise(*args, log=log)
         seconds[name] = round(time.perf_counter() - began, 1)
+        record.write_text(json.dumps({"seconds": seconds}, indent=2) + "\n")
         return out
 
     config = str(HERE / f"{ex.config}.yaml")
@@ -147,7 +158,7 @@ def run_example(ex: Example) -> dict[str, Any]:
     report = json.loads(step("report", "report", str(run), "--json"))
     decision = {"decision": report["decision"], "reasons": [r["text"] for r in report["reasons"]]}
     flow = {"seconds": seconds, "decision": decision}
-    (run / "flow.json").write_text(json.dumps(flow, indent=2) + "\n")
+    record.write_text(json.dumps(flow, indent=2) + "\n")
     return flow
 
 
@@ -204,7 +215,7 @@ def table_rows() -> list[str]:
         run = OUT / ex.config
         metrics = _read(run / "metrics.json")
         flow = _read(run / "flow.json")
-        if not metrics or not flow:
+        if not metrics or "decision" not in flow:
             continue
         arch = _read_arch(run)
         test = metrics.get("test", {})
@@ -247,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="comma-separated example names")
     parser.add_argument("--table-only", action="store_true", help="rewrite the README table")
+    parser.add_argument(
+        "--resume", action="store_true", help="skip the steps each example's flow.json holds"
+    )
     args = parser.parse_args(argv)
     chosen = [e for e in EXAMPLES if not args.only or e.config in args.only.split(",")]
     if args.only and len(chosen) != len(args.only.split(",")):
@@ -258,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         for ex in chosen:
             print(f"{ex.config}: {ex.use} ...", flush=True)
             try:
-                flow = run_example(ex)
+                flow = run_example(ex, args.resume)
             except RuntimeError as e:
                 print(f"  failed: {e}", flush=True)
                 failed.append(ex.config)
