@@ -133,3 +133,37 @@ def test_bf16_variant_computes_in_bf16(mlp_run: Run):
     assert next(run.model.parameters()).dtype == torch.bfloat16
     x = mlp_run.split("test").x
     assert (run.logits(x) - mlp_run.logits(x)).abs().max() < 0.1
+
+
+def test_a_lever_the_engine_cannot_take_is_left_out_with_its_reason(
+    mlp_run: Run, tmp_path, monkeypatch
+):
+    import shutil
+
+    shutil.copytree(mlp_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("artifacts"))
+    run = gradwise.load(tmp_path / "run")
+
+    from gradwise.deploy import onnx
+
+    export, calls = onnx.export_onnx, []
+
+    def export_failing_first(*args, **kwargs):  # an engine that cannot take one variant
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("exporter trace\nConcat: Non concat axis dimensions must match")
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr(onnx, "export_onnx", export_failing_first)
+    table = gradwise.optimize(run, quantize="int8", onnx=True, seconds=0.05)
+    assert [r.variant for r in table.rows] == ["fp32", "onnx-int8-dynamic", "onnx-int8-static"]
+    assert "onnx-fp32 could not be made (Concat: Non concat axis" in table.verdict
+    saved = json.loads((run.path / "artifacts" / "tradeoff.json").read_text())
+    assert list(saved["levers"]["failed"]) == ["onnx-fp32"]
+    assert not (run.path / "artifacts" / "onnx-fp32").exists()  # nothing half-made
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot export")
+
+    monkeypatch.setattr(onnx, "export_onnx", broken)
+    with pytest.raises(ConfigError, match="no variant could be made: onnx-fp32: cannot export"):
+        gradwise.optimize(run, onnx=True, seconds=0.05)

@@ -7,6 +7,8 @@ RUN/artifacts/tradeoff.json keeps the table.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,11 @@ from gradwise.config import DiffusionConfig, Seq2SeqConfig
 from gradwise.deploy.levers import LEVERS, calibration_inputs, is_transformer, make_variant
 from gradwise.deploy.tradeoff import TradeOff, tradeoff
 from gradwise.deploy.variants import artifacts_folder
-from gradwise.errors import ConfigError
+from gradwise.errors import ConfigError, GradwiseError
+from gradwise.logs import LOG
 from gradwise.run import Run
+
+log = logging.getLogger(LOG)
 
 TRADEOFF_FILE = "tradeoff.json"
 
@@ -141,15 +146,34 @@ def optimize(
 
         sources.append(distill(run, levers.distill, temperature, alpha))
     variants: list[Run] = sources[1:]
+    failed: dict[str, str] = {}
     for source in sources:
         calibration = calibration_inputs(source, calibration_samples, source.config.seed)
-        variants += [make_variant(run, source, name, calibration) for name in names]
+        for name in names:
+            try:
+                variants.append(make_variant(run, source, name, calibration))
+            except GradwiseError:
+                raise
+            except Exception as exc:  # an engine that cannot take this model: the others can
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+                failed[name] = reason
+                log.warning("could not make the %s variant (left out): %s", name, reason)
+    if failed and not variants:
+        raise ConfigError(
+            "no variant could be made: "
+            + "; ".join(f"{k}: {v}" for k, v in failed.items())
+            + ". Try other levers (--onnx, --openvino, --quantize int8)."
+        )
     table = tradeoff(run, variants, budget, robust_samples, seconds, run.config.seed)
+    if failed:
+        left_out = "; ".join(f"{k} could not be made ({v})" for k, v in failed.items())
+        table = dataclasses.replace(table, verdict=f"{table.verdict} Left out: {left_out}.")
     _store_temperatures(run, variants, table)
     result = table.to_dict()
     result["levers"] = {
         "asked": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(levers).items()},
         "made": [r.variant for r in table.rows if r.variant != "fp32"],
+        "failed": failed,
     }
     write_json(artifacts_folder(run) / TRADEOFF_FILE, result)
     return table

@@ -123,22 +123,26 @@ def write_variant(
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    write_model(folder)
-    for file in ("config.yaml", SPLITS_FILE):
-        if (source.path / file).is_file():
-            atomic_write_bytes(folder / file, (source.path / file).read_bytes())
-    meta = read_json(source.path / "model.json")
-    meta["format"] = FORMAT_VERSION  # the weights below come from the loaded source model
-    meta["backend"] = backend
-    meta["calibration"] = {"temperature": None, "conformal": None}  # refitted per variant
-    write_json(folder / "model.json", meta)
-    variant = Run.load(folder)
-    data = source.dataset()
-    summary = {k: v for k, v in source.metrics.items() if k not in SPLITS}
-    # val and test: what a variant is judged on (`gradwise evaluate` measures train too)
-    summary.update({s: variant.evaluate(s, data) for s in ("val", "test")})
-    summary["variant"] = {"name": name, "source": str(source.path), **info}
-    write_json(folder / "metrics.json", summary)
+    try:
+        write_model(folder)
+        for file in ("config.yaml", SPLITS_FILE):
+            if (source.path / file).is_file():
+                atomic_write_bytes(folder / file, (source.path / file).read_bytes())
+        meta = read_json(source.path / "model.json")
+        meta["format"] = FORMAT_VERSION  # the weights below come from the loaded source model
+        meta["backend"] = backend
+        meta["calibration"] = {"temperature": None, "conformal": None}  # refitted per variant
+        write_json(folder / "model.json", meta)
+        variant = Run.load(folder)
+        data = source.dataset()
+        summary = {k: v for k, v in source.metrics.items() if k not in SPLITS}
+        # val and test: what a variant is judged on (`gradwise evaluate` measures train too)
+        summary.update({s: variant.evaluate(s, data) for s in ("val", "test")})
+        summary["variant"] = {"name": name, "source": str(source.path), **info}
+        write_json(folder / "metrics.json", summary)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # no half-made variant for bench or serve
+        raise
     return variant
 
 
