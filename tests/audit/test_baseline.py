@@ -65,6 +65,9 @@ def test_a_rare_class_makes_auto_compare_macro_f1_not_accuracy(tmp_path):
     assert result.metrics["metric"] == "f1_macro"
     assert result.metrics["network"] == pytest.approx(run.metrics["test"]["f1_macro"])
     assert "accuracy would reward ignoring it" in result.settings["metric"]
+    # ten balanced classes of about 10% each are not rare: digits compare accuracy
+    digits = gradwise.train(tiny_config(train={"epochs": 2}), out=tmp_path / "digits")
+    assert run_checks(digits, ["baseline"])["baseline"].metrics["metric"] == "accuracy"
 
 
 def test_sms_messages_get_a_tf_idf_baseline(tmp_path):

@@ -217,8 +217,9 @@ def check(run: Run, settings: BaselineAudit, ctx: AuditContext) -> CheckResult:
 
 
 RARE_CLASS = 0.1
-"""Below this share of the training rows, a class makes accuracy meaningless (a model that
-never predicts it scores 1 - share): auto compares macro-F1 instead."""
+"""A class under this share of the training rows, and under half its share were the classes
+balanced, makes accuracy meaningless (a model that never predicts it scores 1 - share): auto
+compares macro-F1 instead. Ten balanced classes of 10% each are not rare."""
 
 
 def _metric(run: Run, settings: BaselineAudit, train: SplitView) -> str:
@@ -236,7 +237,8 @@ def _metric(run: Run, settings: BaselineAudit, train: SplitView) -> str:
         if not classifier:
             return "rmse"
         shares = np.bincount(train.y.numpy(), minlength=run.schema.n_outputs) / len(train.y)
-        return "f1_macro" if shares.min() < RARE_CLASS else "accuracy"
+        rare = shares.min() < min(RARE_CLASS, 0.5 / len(shares))
+        return "f1_macro" if rare else "accuracy"
     if higher_is_better(settings.metric) != classifier:
         from gradwise.errors import ConfigError
 
@@ -251,8 +253,8 @@ def _metric(run: Run, settings: BaselineAudit, train: SplitView) -> str:
 def _auto_reason(metric: str) -> str:
     if metric == "f1_macro":
         return (
-            f" (auto: a class holds under {RARE_CLASS:.0%} of the training rows, so accuracy "
-            "would reward ignoring it)"
+            f" (auto: a class holds under {RARE_CLASS:.0%} of the training rows and under half "
+            "its balanced share, so accuracy would reward ignoring it)"
         )
     return " (the task's primary metric)"
 
