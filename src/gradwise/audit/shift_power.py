@@ -150,7 +150,7 @@ def detection_power(
     has flagged `target` of `repeats` already, or missed too often to get there. Its power
     at that magnitude is the share of the repeats it ran (`PowerCurve.trials`).
     """
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
 
     pool = np.concatenate([space.train, space.test])
     if 2 * n > len(pool):
@@ -158,8 +158,10 @@ def detection_power(
     # every unshifted sample is drawn from the pool: represent it once (for images and tokens
     # the model's embeddings, one batched pass with every thread) instead of twice per repeat
     pooled = space.represent(pool)
-    with threadpool_limits(limits=1):  # many small problems: BLAS threads only wait on each other
-        return _detection_power(space, settings, n, repeats, target, seed, pool, pooled)
+    # the detectors are many small problems whose BLAS threads only wait on each other: one
+    # thread for them, while the model that embeds a shifted sample keeps every thread
+    threads = ThreadpoolController()  # found once; limit() per detection is then cheap
+    return _detection_power(space, settings, n, repeats, target, seed, pool, pooled, threads)
 
 
 def _detection_power(
@@ -171,6 +173,7 @@ def _detection_power(
     seed: int,
     pool: np.ndarray,
     pooled: np.ndarray,
+    threads: Any,
 ) -> PowerReport:
     rng = np.random.default_rng(seed)
     stats = _PoolStats.of(space)
@@ -187,12 +190,13 @@ def _detection_power(
                 cur = pooled[rows]
             else:
                 cur = space.represent(_current(space, stats, pool[rows], shift, m, rng))
-            report = detect(
-                prepare(pooled[order[:n]], space.categorical),
-                cur,
-                dataclasses.replace(settings, detectors=running),  # type: ignore[arg-type]
-                seed=rng,
-            )
+            with threads.limit(limits=1):
+                report = detect(
+                    prepare(pooled[order[:n]], space.categorical),
+                    cur,
+                    dataclasses.replace(settings, detectors=running),  # type: ignore[arg-type]
+                    seed=rng,
+                )
             for r in report.results:
                 c = count.setdefault(r.detector, [0, 0])
                 c[0] += r.drifted
