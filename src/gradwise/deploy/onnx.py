@@ -133,13 +133,17 @@ class OnnxModule(nn.Module, Embedder):
                 f"{self.path} runs in ONNX Runtime, which has no gradients; attack or explain "
                 "the torch run it was made from (a transfer attack), not the variant."
             )
+        if len(x) <= ENGINE_CHUNK and x.device.type == "cpu":  # the serving path: one call
+            return self._call(x, output)
         # at most ENGINE_CHUNK samples per call: an engine keeps buffers sized for the
         # largest batch it has seen, and Run.logits sends eval_batch_size (1024) at once
         outs = [self._call(xb, output) for xb in x.detach().split(ENGINE_CHUNK)]
         return (torch.cat(outs) if len(outs) > 1 else outs[0]).to(x.device)
 
     def _call(self, x: Tensor, output: str) -> Tensor:
-        arr = np.ascontiguousarray(x.cpu().numpy(), dtype=self.input_type)
+        arr = x.detach().cpu().numpy()
+        if arr.dtype != self.input_type or not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr, dtype=self.input_type)
         (out,) = self.session.run([output], {"x": arr})
         return torch.from_numpy(out)
 

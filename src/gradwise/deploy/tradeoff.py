@@ -308,6 +308,10 @@ def _verdict(rows: list[Row], choice: str | None, unit: str) -> str:
         elif r.speedup_b64 <= 1:
             lost.append(f"{r.variant} is not faster than fp32 at batch 64 ({r.speedup_b64:.2f}x)")
         else:
-            lost.append(f"{r.variant} is slower than {choice} ({r.speedup_b64:.1f}x)")
+            behind = chosen.speedup_b64 / r.speedup_b64
+            lost.append(
+                f"{r.variant} is faster than fp32 ({r.speedup_b64:.1f}x) but {behind:.1f}x "
+                f"slower than {choice}"
+            )
     why = ("; ".join(lost) + ".") if lost else ""
     return f"recommended: {chosen.recommendation.split(';')[0]}. {why}".strip()
