@@ -45,11 +45,12 @@ class MoEFeedForward(nn.Module):
         weight, chosen = probs.topk(self.top_k, dim=-1)  # (N, k)
         weight = (weight / weight.sum(dim=-1, keepdim=True)).to(x.dtype)
         out = self._dispatch(tokens, chosen, weight)
-        routed = F.one_hot(chosen, self.experts).sum(dim=1).float()  # (N, E)
-        fraction = routed.mean(dim=0) / self.top_k
-        self.aux_loss = self.aux_weight * self.experts * (fraction * probs.mean(dim=0)).sum()
-        if self.training:
-            self.counts += routed.sum(dim=0).long().detach()
+        if self.training or torch.is_grad_enabled():  # only a loss to be backpropagated reads it
+            routed = F.one_hot(chosen, self.experts).sum(dim=1).float()  # (N, E)
+            fraction = routed.mean(dim=0) / self.top_k
+            self.aux_loss = self.aux_weight * self.experts * (fraction * probs.mean(dim=0)).sum()
+            if self.training:
+                self.counts += routed.sum(dim=0).long().detach()
         return self.drop(out).reshape(shape)
 
     def _dispatch(self, tokens: Tensor, chosen: Tensor, weight: Tensor) -> Tensor:
