@@ -22,7 +22,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# every worked example end to end (train, audit, explain, optimise, report; ~30 min on 2 cores),
+# every worked example end to end (train, audit, explain, optimise, report; about 50 minutes
+# on 2 cores, most of it the two text encoders),
 # then the README's table of their headline numbers, rewritten from the runs' files
 examples: $(STAMP)
 	$(BIN)/python examples/run_examples.py
