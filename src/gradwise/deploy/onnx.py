@@ -23,14 +23,13 @@ import torch
 from torch import Tensor, nn
 
 from gradwise.data.text import PAD
-from gradwise.errors import GradwiseError
+from gradwise.deploy.engine import EngineModule
 from gradwise.models.spec import Embedder
 
 if TYPE_CHECKING:
     import onnxruntime
 
 OPSET = 17
-ENGINE_CHUNK = 256  # samples per engine call (see OnnxModule._run)
 Int8Mode = Literal["dynamic", "static"]
 # Ops whose weights static quantization turns to int8; the norms stay float (per-channel
 # scales of a 1-D LayerNorm weight are meaningless, and quantizing them costs accuracy).
@@ -103,49 +102,20 @@ def session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSess
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-class OnnxModule(nn.Module, Embedder):
-    """An ONNX Runtime session behind the nn.Module interface: forward(x) -> logits, so every
-    Run method (logits, predict, evaluate) works unchanged. No parameters, no autograd."""
+class OnnxModule(EngineModule):
+    """An ONNX Runtime session behind the nn.Module interface (see deploy/engine.py)."""
 
-    head = None  # the head lives inside the graph
+    engine = "ONNX Runtime"
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        super().__init__()
-        self.path = Path(path)
+        super().__init__(path)
         self.session = session(self.path, threads)
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.input_type = np.int64 if "int64" in self.session.get_inputs()[0].type else np.float32
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._run(x, "logits")
-
-    def features(self, x: Tensor) -> Tensor:
-        if "features" not in self.outputs:
-            raise GradwiseError(
-                f"{self.path} holds only the logits of this language model; embed with the run "
-                "it was made from (its parent directory's parent)."
-            )
-        return self._run(x, "features")
-
-    def _run(self, x: Tensor, output: str) -> Tensor:
-        if x.requires_grad:
-            raise GradwiseError(
-                f"{self.path} runs in ONNX Runtime, which has no gradients; attack or explain "
-                "the torch run it was made from (a transfer attack), not the variant."
-            )
-        if len(x) <= ENGINE_CHUNK and x.device.type == "cpu":  # the serving path: one call
-            return self._call(x, output)
-        # at most ENGINE_CHUNK samples per call: an engine keeps buffers sized for the
-        # largest batch it has seen, and Run.logits sends eval_batch_size (1024) at once
-        outs = [self._call(xb, output) for xb in x.detach().split(ENGINE_CHUNK)]
-        return (torch.cat(outs) if len(outs) > 1 else outs[0]).to(x.device)
-
-    def _call(self, x: Tensor, output: str) -> Tensor:
-        arr = x.detach().cpu().numpy()
-        if arr.dtype != self.input_type or not arr.flags.c_contiguous:
-            arr = np.ascontiguousarray(arr, dtype=self.input_type)
+    def _infer(self, arr: np.ndarray, output: str) -> np.ndarray:
         (out,) = self.session.run([output], {"x": arr})
-        return torch.from_numpy(out)
+        return np.asarray(out)
 
 
 def max_abs_diff(a: nn.Module, b: nn.Module, x: Tensor, batch: int = 256) -> float:

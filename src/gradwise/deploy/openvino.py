@@ -21,13 +21,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from gradwise.errors import ConfigError, GradwiseError
-from gradwise.models.spec import Embedder
+from gradwise.deploy.engine import EngineModule
+from gradwise.errors import ConfigError
 
 Hint = Literal["f32", "bf16"]
-ENGINE_CHUNK = 256  # samples per engine call (see OpenVINOModule._run)
 
 
 def require_openvino(nncf: bool = False) -> None:
@@ -106,17 +105,16 @@ def _quiet_nncf() -> Iterator[None]:
         logger.setLevel(previous)
 
 
-class OpenVINOModule(nn.Module, Embedder):
-    """A compiled OpenVINO model behind the nn.Module interface: forward(x) -> logits."""
+class OpenVINOModule(EngineModule):
+    """A compiled OpenVINO model behind the nn.Module interface (see deploy/engine.py)."""
 
-    head = None  # inside the graph
+    engine = "OpenVINO"
 
     def __init__(self, xml: Path, hint: Hint, threads: int | None = None) -> None:
-        super().__init__()
+        super().__init__(xml)
         require_openvino()
         import openvino as ov
 
-        self.path = Path(xml)
         self.hint = hint
         config = {
             "INFERENCE_PRECISION_HINT": hint,
@@ -124,38 +122,15 @@ class OpenVINOModule(nn.Module, Embedder):
             "PERFORMANCE_HINT": "LATENCY",
         }
         self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
-        self.outputs = {o.get_any_name(): o for o in self.compiled.outputs}
+        self.ports = {o.get_any_name(): o for o in self.compiled.outputs}
+        self.outputs = list(self.ports)
         self.input_type = (
             np.int64 if self.compiled.input(0).get_element_type().is_integral() else np.float32
         )
         self.request = self.compiled.create_infer_request()
         self.lock = threading.Lock()  # one request: calls from several threads take turns
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._run(x, "logits")
-
-    def features(self, x: Tensor) -> Tensor:
-        if "features" not in self.outputs:
-            raise GradwiseError(
-                f"{self.path} holds only the logits of this language model; embed with the run "
-                "it was made from."
-            )
-        return self._run(x, "features")
-
-    def _run(self, x: Tensor, output: str) -> Tensor:
-        if x.requires_grad:
-            raise GradwiseError(
-                f"{self.path} runs in OpenVINO, which has no gradients; attack or explain "
-                "the torch run it was made from (a transfer attack), not the variant."
-            )
-        # at most ENGINE_CHUNK samples per call: an engine keeps buffers sized for the
-        # largest batch it has seen, and Run.logits sends eval_batch_size (1024) at once
-        outs = [self._call(xb, output) for xb in x.detach().split(ENGINE_CHUNK)]
-        return (torch.cat(outs) if len(outs) > 1 else outs[0]).to(x.device)
-
-    def _call(self, x: Tensor, output: str) -> Tensor:
-        arr = np.ascontiguousarray(x.cpu().numpy(), dtype=self.input_type)
+    def _infer(self, arr: np.ndarray, output: str) -> np.ndarray:
         with self.lock:
             result = self.request.infer({0: arr})
-            out = np.array(result[self.outputs[output]], copy=True)
-        return torch.from_numpy(out)
+            return np.array(result[self.ports[output]], copy=True)
