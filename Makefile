@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench examples clean
+.PHONY: demo test matrix lint bench examples clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# the whole flow on every shared and awkward data set (tests/test_flow_matrix.py; CI runs it)
+matrix: $(STAMP)
+	$(BIN)/python -m pytest tests/test_flow_matrix.py -m matrix
 
 # every worked example end to end (train, audit, explain, optimise, report; about 50 minutes
 # on 2 cores, most of it the two text encoders),

@@ -5,7 +5,7 @@ the cross-validated domain classifier included).
 
 Unshifted pairs: (a) two gaussian samples of 1000 x 20 (18 numeric columns, 2 categorical
 with 4 codes), (b) two disjoint random samples of 1000 rows of the UCI Adult training table
-(/work/shared/data/adult: 6 numeric columns with many ties, 8 categorical; '?' is missing).
+(../shared/data/adult: 6 numeric columns with many ties, 8 categorical; '?' is missing).
 Shifted pairs: 1000 x 100 gaussian samples, the first 10 columns moved by 0.5.
 
 Each detector's rate is given twice: its verdict with the default effect-size thresholds
@@ -19,6 +19,7 @@ p-value's calibration: near 5% is right, far below is a wasteful test, above is 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,11 @@ import pandas as pd
 
 from gradwise.audit.drift import DETECTORS, DriftReport, DriftSettings, detect
 
-ADULT = Path("/work/shared/data/adult/adult-train.csv")
+# the shared data sets: GRADWISE_SHARED_DATA, else ../shared/data beside the checkout
+SHARED = Path(
+    os.environ.get("GRADWISE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+ADULT = SHARED / "adult" / "adult-train.csv"
 ADULT_COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
     "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",

@@ -1,6 +1,6 @@
 """Label-free accuracy and drift alerts on a served stream, beside NannyML's CBPE.
 
-    python benchmarks/monitor_cbpe.py [--nannyml /work/nannyml-venv/bin/python]
+    python benchmarks/monitor_cbpe.py [--nannyml PATH/TO/nannyml-venv/bin/python]
 
 A digits MLP (temperature fitted on validation) serves its validation and test images in
 random order, then the same images with a shift applied; every label is fed back. For each
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -115,7 +116,11 @@ def cbpe(python: str | None, ref: pd.DataFrame, ana: pd.DataFrame, tmp: Path) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--nannyml", default="/work/nannyml-venv/bin/python")
+    parser.add_argument(
+        "--nannyml",
+        default=os.environ.get("NANNYML_PYTHON", "nannyml-venv/bin/python"),
+        help="the python of a virtual environment with nannyml installed (NANNYML_PYTHON)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp_name:

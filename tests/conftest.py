@@ -33,3 +33,18 @@ def tiny_config(**sections: Any) -> dict[str, Any]:
 @pytest.fixture
 def tiny() -> dict[str, Any]:
     return tiny_config()
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads() -> Any:
+    """`--threads` sets GRADWISE_THREADS and torch's thread count for the rest of a CLI
+    process; tests run the CLI in-process, so each test gets both back as they were."""
+    import os
+
+    before_env, before_n = os.environ.get("GRADWISE_THREADS"), torch.get_num_threads()
+    yield
+    if before_env is None:
+        os.environ.pop("GRADWISE_THREADS", None)
+    else:
+        os.environ["GRADWISE_THREADS"] = before_env
+    torch.set_num_threads(before_n)

@@ -239,6 +239,7 @@ def tune(
     prune_startup: int = 5,
     prune_warmup: int | None = None,
     progress: Any = None,
+    budget_s: float | None = None,
     **overrides: Any,
 ) -> TuneResult:
     """Search hyperparameters (Optuna TPE, pruning on the per-epoch validation metric), then
@@ -269,6 +270,8 @@ def tune(
             (a trial still warming up is not judged); default: a tenth of train.epochs, at
             least 1.
         progress: called with (trials done, budget, best value so far) as trials finish.
+        budget_s: bound the whole call (search, seeds, sensitivity) to about this many
+            seconds; retrains that do not fit are skipped and `notes` says so.
         **overrides: dotted keys applied to `config` first, e.g. `**{"train.epochs": 20}`.
 
     Returns:
@@ -296,6 +299,7 @@ def tune(
         prune_startup=prune_startup,
         prune_warmup=prune_warmup,
         progress=progress,
+        budget_s=budget_s,
     )
 
 

@@ -16,11 +16,23 @@ class _Strict(BaseModel):
 
 
 class GeneralisationAudit(_Strict):
-    fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
-        default_factory=lambda: [0.1, 0.2, 0.3, 0.5, 0.75, 1.0],
-        description="training-data fractions of the learning curve",
+    fractions: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(
+        None,
+        description="training-data fractions of the learning curve; null: 0.1, 0.2, 0.3, "
+        "0.5, 0.75, 1.0, or fewer when their retrains would not fit budget_s",
     )
-    seeds: int = Field(2, ge=1, description="seeds per fraction below 0.5 (one above)")
+    seeds: int | None = Field(
+        None,
+        ge=1,
+        description="seeds per fraction below 0.5 (one above); null: 2, or 1 when the "
+        "retrains would not fit budget_s",
+    )
+    budget_s: float = Field(
+        60.0,
+        gt=0,
+        description="seconds of retraining that null fractions and seeds aim at, estimated "
+        "from the run's own training time (metrics.json) and data size",
+    )
     epochs: int | None = Field(None, ge=1, description="epochs per retrain; null: the run's")
     scale_epochs: bool = Field(
         True,
@@ -123,9 +135,18 @@ class RobustnessAudit(_Strict):
         "both", description="L2 radii are eps * sqrt(d): at most eps root-mean-square per value"
     )
     max_samples: int = Field(1000, ge=1, description="test samples attacked (seeded sample)")
+    attacks: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="gradient attacks (FGSM, PGD) in the threat model; auto: on for images, "
+        "off for tables and series, whose verdict then reads corruptions and sensor noise "
+        "(categorical columns are never attacked)",
+    )
     corruptions: bool = Field(True, description="also measure common corruptions")
     drop_warn: float = Field(
-        0.1, ge=0, description="accuracy lost at the reference eps (regression: RMSE increase)"
+        0.1,
+        ge=0,
+        description="accuracy lost at the reference eps, or under the worst corruption at its "
+        "middle severity when attacks are off (regression: RMSE increase)",
     )
     drop_fail: float = Field(0.3, ge=0)
 
@@ -166,9 +187,23 @@ class ShiftAudit(_Strict):
 
 
 class DataQualityAudit(_Strict):
-    folds: int = Field(5, ge=2, description="k-fold retrains for out-of-fold probabilities")
+    folds: int | None = Field(
+        None,
+        ge=2,
+        description="k-fold retrains for out-of-fold probabilities; null: 5, or 4 or 3 when "
+        "5 would not fit budget_s",
+    )
     epochs: int | None = Field(
-        None, ge=1, description="epochs per fold; null: the run's best epoch (metrics.json)"
+        None,
+        ge=1,
+        description="epochs per fold; null: the run's best epoch (metrics.json), or fewer "
+        "when 3 folds of it would not fit budget_s",
+    )
+    budget_s: float = Field(
+        60.0,
+        gt=0,
+        description="seconds of fold retraining that null folds and epochs aim at, estimated "
+        "from the run's own training time (metrics.json) and data size",
     )
     label_issue_warn: float = Field(0.01, ge=0, description="share of likely label errors")
     label_issue_fail: float = Field(0.05, ge=0)

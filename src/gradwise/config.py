@@ -94,6 +94,7 @@ _KEY_KINDS: dict[str, tuple[str, ...]] = {
     "features": ("timeseries",),
     "window": ("timeseries",),
     "horizon": ("timeseries",),
+    "fill": ("timeseries",),
 }
 _SOURCE_KEYS_KINDS = ("builtin", "csv", "parquet", "npz", "images", "idx", "text", "timeseries")
 
@@ -106,6 +107,34 @@ class SplitConfig(_Strict):
     )
     train_fraction: float = Field(
         1.0, gt=0, le=1, description="train on this fraction of the training split (seeded)"
+    )
+    by: str | None = Field(
+        None,
+        description="keep every sample of one group in one split: a column (a machine, "
+        "patient, customer, store; it is then not a feature) or, for npz, `groups` (an array "
+        "in the archive, used by default when present)",
+    )
+    order: Literal["auto", "random", "time"] = Field(
+        "auto",
+        description="random: shuffled (stratified for classes), exact copies kept together; "
+        "time: chronological, test last, with a gap; auto: time for overlapping windows "
+        "without groups, random otherwise",
+    )
+    time: str | None = Field(
+        None,
+        description="order: time - the column (or npz array `time`) that orders the samples; "
+        "null: their order in the source (for npz, its `time` array when present)",
+    )
+    gap: int | None = Field(
+        None,
+        ge=0,
+        description="order: time - samples left out before validation and before test; "
+        "null: one window's length for overlapping windows, else 0",
+    )
+    allow_overlap: bool = Field(
+        False,
+        description="accept a split whose validation or test windows overlap training ones; "
+        "every number is then optimistic and every report shows it in red",
     )
 
     @model_validator(mode="after")
@@ -181,6 +210,11 @@ class DataConfig(_Strict):
     )
     drop: list[str] = Field(default_factory=list, description="columns to ignore (ids, leaks)")
     categorical: Literal["onehot", "embed"] = "onehot"
+    categorical_columns: list[str] = Field(
+        default_factory=list,
+        description="input columns read as categories whatever their values (a zip code, "
+        "a code with a few text cells); the others: numbers are numeric, text categorical",
+    )
     na_values: list[str] = Field(default_factory=list, description="extra strings read as missing")
     # images
     image_size: int | None = Field(None, ge=4, description="resize images to this square size")
@@ -195,6 +229,11 @@ class DataConfig(_Strict):
     features: list[str] | None = Field(None, description="input columns (default: the target only)")
     window: int = Field(24, ge=1, description="past steps the model sees")
     horizon: int = Field(1, ge=1, description="future steps it predicts")
+    fill: Literal["none", "interpolate", "ffill", "drop"] = Field(
+        "none",
+        description="missing target values in a series: none (an error), interpolate "
+        "(linearly, in row order), ffill (the last value before), drop (the rows)",
+    )
     limit: int | None = Field(None, ge=1, description="use only the first N rows/samples")
 
     @model_validator(mode="after")
@@ -313,6 +352,13 @@ class TrainConfig(_Strict):
     compile: bool = False
     channels_last: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for torch; null: GRADWISE_THREADS, else 1 for small models "
+        "and the free cores for large ones (parameters x batch >= 5e7); the choice is in "
+        "metrics.json",
+    )
     explode_threshold: float = Field(
         1e4, gt=0, description="a gradient norm above this stops the run as exploded"
     )
@@ -382,8 +428,11 @@ def load_config(
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        if loaded is None:
-            loaded = {}
+        if loaded is None:  # an empty file (or only comments): never the defaults, silently
+            raise ConfigError(
+                f"{path} is empty; give at least data.source and model.arch "
+                "(examples/digits-mlp.yaml is a complete config)."
+            )
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of keys (name:, data:, model:, ...).")
         raw = loaded

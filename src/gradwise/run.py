@@ -204,6 +204,15 @@ class Run:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    @property
+    def split_rule(self) -> dict[str, Any]:
+        """How the splits were drawn and what the leakage scan found (splits.json's `rule`;
+        empty for runs made before it was recorded). `split_rule["leaky"]` is True when 1%
+        or more of the validation and test samples are copies of, or overlapping windows
+        with, training samples: every held-out number of the run is then optimistic."""
+        path = self.path / SPLITS_FILE
+        return dict(read_json(path).get("rule") or {}) if path.is_file() else {}
+
     # ------------------------------------------------------------ the data it was trained on
 
     def dataset(self) -> Dataset:
@@ -337,7 +346,8 @@ class Run:
 
     def predict(self, x: Any) -> np.ndarray:
         """Labels (classification), values in the target's units (regression), or texts
-        (seq2seq): numpy out."""
+        (seq2seq): numpy out. A forecaster given a table of consecutive rows answers once per
+        full window; `forecast_positions` says which rows each answer read and is for."""
         self.check_predicts()
         if self.schema.task == "seq2seq":
             return self._translate(x)
@@ -398,7 +408,8 @@ class Run:
     def predict_intervals(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Regression: (prediction, lower, upper) in the target's units, from the
         split-conformal quantiles the uncertainty audit stored (see
-        `gradwise.audit.conformal.prediction_intervals`).
+        `gradwise.audit.conformal.prediction_intervals`); for a forecaster, one row per
+        window, in the order of `forecast_positions`.
 
         Raises:
             GradwiseError: no quantiles are stored (run `gradwise audit RUN --checks
@@ -408,6 +419,27 @@ class Run:
 
         self.check_predicts()
         return prediction_intervals(self, x)
+
+    def forecast_positions(self, x: Any) -> Any:
+        """A forecaster's answers to a table of consecutive rows, located: a DataFrame with one
+        row per answer of `predict` / `predict_intervals`, in their order: `window_first`,
+        `window_last` (0-based input rows it read) and `for_row` (the row of its first step;
+        step k is for row for_row + k - 1, past the input's end for the last ones).
+
+        Raises:
+            GradwiseError: the run is no forecaster, or `x` is no table.
+        """
+        import pandas as pd
+
+        from gradwise.data.readers import forecast_positions
+
+        series = self.schema.series
+        if series is None or not isinstance(x, pd.DataFrame):
+            raise GradwiseError(
+                "forecast_positions locates a forecaster's answers to a table of consecutive "
+                f"rows; this run is {self.schema.kind}, the input {type(x).__name__}."
+            )
+        return forecast_positions(len(x), series.window)
 
     def predict_sets(self, x: Any) -> np.ndarray:
         """Classification: (N, K) booleans, which classes (in the order of

@@ -17,6 +17,7 @@ folder holds a normal run (predict, serve, audit on new data).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +59,7 @@ class _NeuralEstimator(BaseEstimator):
         validation_fraction: float = 0.1,
         random_state: int | None = None,
         device: str = "auto",
+        threads: int | None = None,
         config: dict[str, Any] | None = None,
         run_dir: str | Path | None = None,
     ) -> None:
@@ -75,6 +77,7 @@ class _NeuralEstimator(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.device = device
+        self.threads = threads
         self.config = config
         self.run_dir = run_dir
 
@@ -123,6 +126,7 @@ class _NeuralEstimator(BaseEstimator):
                 "schedule": {"name": self.schedule},
                 "early_stopping": {"patience": self.patience},
                 "device": self.device,
+                "threads": self.threads,
                 "diagnostics": False,
                 "checkpoint": self.run_dir is not None,
             },
@@ -152,6 +156,14 @@ class _NeuralEstimator(BaseEstimator):
         """What the run wrote that outlives its folder."""
         self.history_ = run.history
         self.best_epoch_ = int(run.metrics["best_epoch"])
+
+    def _threads(self) -> contextlib.AbstractContextManager[None]:
+        """Predict with the thread count training chose (the same rule and setting)."""
+        from gradwise.training.threads import choose_threads, use_threads
+
+        n_params = sum(p.numel() for p in self.run_.model.parameters())
+        work = n_params * self.run_.config.train.batch_size
+        return use_threads(choose_threads(self.threads, work).n)
 
     def _seed(self) -> int:
         if isinstance(self.random_state, int | np.integer):
@@ -219,6 +231,9 @@ class NeuralClassifier(ClassifierMixin, _NeuralEstimator):
             validates on the training rows.
         random_state: the run's seed (None: a fresh one per fit).
         device: train.device (auto, cpu, cuda).
+        threads: CPU threads for training and prediction (train.threads); None: the
+            GRADWISE_THREADS variable, else 1 for small models and every core for large ones
+            (gradwise.training.threads.choose_threads).
         config: any other config keys, dotted: {"train.loss.label_smoothing": 0.1}.
         run_dir: write the run there (replacing what was there); None: nothing on disk.
 
@@ -247,7 +262,8 @@ class NeuralClassifier(ClassifierMixin, _NeuralEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """(N, K) class probabilities, columns in the order of `classes_`."""
         X = self._check_X(X)
-        return self.run_.predict_proba(X).astype(np.float64)
+        with self._threads():
+            return self.run_.predict_proba(X).astype(np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
         proba = self.predict_proba(X)
@@ -274,7 +290,8 @@ class NeuralRegressor(RegressorMixin, _NeuralEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         X = self._check_X(X)
-        return np.asarray(self.run_.predict(X), dtype=np.float64)
+        with self._threads():
+            return np.asarray(self.run_.predict(X), dtype=np.float64)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

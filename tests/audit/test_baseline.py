@@ -4,7 +4,6 @@ with the noise: tables, SMS text, forecasting."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,11 +14,9 @@ import gradwise
 from gradwise.audit import run_checks
 from gradwise.audit.baseline import paired_bootstrap_std
 from tests.conftest import tiny_config
+from tests.shared import need_shared
 
-SHARED = Path("/work/shared/data")
-SMS = SHARED / "sms_spam" / "SMSSpamCollection"
 SMS_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
-AIRLINE = SHARED / "airline_passengers" / "airline-passengers.csv"
 
 
 def test_breast_cancer_reports_logistic_regression_and_boosting_next_to_the_network(tmp_path):
@@ -71,8 +68,9 @@ def test_a_rare_class_makes_auto_compare_macro_f1_not_accuracy(tmp_path):
 
 
 def test_sms_messages_get_a_tf_idf_baseline(tmp_path):
-    assert hashlib.sha256(SMS.read_bytes()).hexdigest() == SMS_SHA256
-    lines = SMS.read_text(encoding="utf-8").splitlines()[:600]
+    sms = need_shared("sms_spam", "SMSSpamCollection")
+    assert hashlib.sha256(sms.read_bytes()).hexdigest() == SMS_SHA256
+    lines = sms.read_text(encoding="utf-8").splitlines()[:600]
     rows = [line.split("\t", 1) for line in lines]
     csv = tmp_path / "sms.csv"
     pd.DataFrame(rows, columns=["label", "text"]).to_csv(csv, index=False)
@@ -101,9 +99,10 @@ def test_sms_messages_get_a_tf_idf_baseline(tmp_path):
 
 
 def test_a_forecast_is_compared_with_last_value_seasonal_naive_and_ridge_on_lags(tmp_path):
+    airline = need_shared("airline_passengers", "airline-passengers.csv")
     cfg = tiny_config(
         data={
-            "source": f"timeseries:{AIRLINE}",
+            "source": f"timeseries:{airline}",
             "target": "Passengers",
             "window": 12,
             "horizon": 3,
@@ -117,7 +116,7 @@ def test_a_forecast_is_compared_with_last_value_seasonal_naive_and_ridge_on_lags
     assert list(rows) == ["last value", "seasonal naive (12)", "ridge on lags"]
     assert "season 12, inferred" in result.metrics["season"]
     # the last value, by hand: each test window's last month repeated over the horizon
-    series = pd.read_csv(AIRLINE)["Passengers"].to_numpy(dtype=float)
+    series = pd.read_csv(airline)["Passengers"].to_numpy(dtype=float)
     test = run.split("test")
     first = test.rows + 12  # row of each window's first target month
     truth = np.stack([series[first + k] for k in range(3)], 1)

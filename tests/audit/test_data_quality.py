@@ -70,7 +70,10 @@ def test_finds_flipped_labels_with_recall_and_precision(planted):
     found = set(result.metrics["labels"]["rows"])
     recall, precision = len(found & truth) / len(truth), len(found & truth) / len(found)
     assert recall >= 0.8 and precision >= 0.7, (recall, precision, len(truth), len(found))
-    assert result.verdict == "fail"  # about 5% of the labels are wrong
+    # about 5% of the labels are wrong: graded against label_issue_warn (1%) and _fail (5%)
+    share = result.metrics["labels"]["share"]
+    assert share > 0.03
+    assert result.verdict == ("fail" if share >= 0.05 else "warn")
     worst = result.metrics["labels"]["worst"][0]
     assert worst["row"] in wrong and worst["label"] != worst["suggested"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import gradwise
-from gradwise.audit import robustness
+from gradwise.audit import robustness, threat
 from gradwise.audit.base import AuditContext
 from gradwise.audit.corruptions import _blur, char_edits
 from gradwise.config import RobustnessAudit
@@ -80,12 +80,12 @@ def test_pgd_is_at_least_as_strong_as_fgsm_and_l2_at_least_as_strong_as_linf(
 
 def test_scores_come_from_the_returned_inputs_not_the_attack(digits_run, monkeypatch):
     # an "attack" that returns the clean inputs leaves accuracy at clean accuracy at every eps
-    monkeypatch.setattr(robustness, "pgd", lambda model, x, *a, **k: x.clone())
+    monkeypatch.setattr(threat, "pgd", lambda model, x, *a, **k: x.clone())
     m = _check(digits_run, corruptions=False).metrics
     clean = m["clean"]
     assert all(v == pytest.approx(clean) for v in m["curves"]["linf"]["worst"])
     # an attack that leaves its radius is caught, and the check refuses its numbers
-    monkeypatch.setattr(robustness, "pgd", lambda model, x, y, eps, *a, **k: x + 10.0)
+    monkeypatch.setattr(threat, "pgd", lambda model, x, y, eps, *a, **k: x + 10.0)
     result = _check(digits_run, corruptions=False)
     assert not result.metrics["sanity"]["within_budget"]
     assert result.verdict == "fail" and "sanity checks" in result.summary
@@ -137,7 +137,7 @@ def test_tables_attack_numeric_columns_in_std_units_and_leave_categories(tmp_pat
     )
     assert torch.equal(x_adv[:, 2:], x[:, 2:])  # one-hot city untouched
     assert (x_adv[:, :2] - x[:, :2]).abs().max() <= 0.5 + 1e-5  # std units: model units
-    result = _check(run)
+    result = _check(run, attacks="on")
     assert result.settings["resolved"]["units"] == "std"
     assert result.settings["resolved"]["reference_eps"] == 0.25
     names = {c["name"] for c in result.metrics["corruptions"]}
@@ -166,7 +166,7 @@ def test_regression_reports_the_rise_of_rmse(tmp_path: Path):
         train={"epochs": 20, "optimizer": {"lr": 1e-2}},
     )
     run = gradwise.train(cfg, out=tmp_path / "r")
-    result = _check(run, corruptions=True)
+    result = _check(run, corruptions=True, attacks="on")
     m = result.metrics
     assert m["metric"] == "rmse"
     assert m["clean"] == pytest.approx(run.metrics["test"]["rmse"], rel=1e-4)

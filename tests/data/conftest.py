@@ -13,8 +13,6 @@ from PIL import Image
 from gradwise.config import DataConfig
 from gradwise.data.tabular import TabularPreprocessor
 
-SHARED = Path("/work/shared/data")
-
 
 def data_config(source: str, **fields: Any) -> DataConfig:
     """A DataConfig as a YAML file would give it (nested sections as dicts)."""

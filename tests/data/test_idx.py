@@ -13,7 +13,8 @@ from gradwise.data.images import read_idx, read_idx_file
 from gradwise.data.readers import load_labelled, read_inputs
 from gradwise.data.sources import load_dataset
 from gradwise.errors import DataError
-from tests.data.conftest import SHARED, data_config, idx_bytes, matching_rows, write_idx
+from tests.data.conftest import data_config, idx_bytes, matching_rows, write_idx
+from tests.shared import need_shared
 
 
 def _digits(n: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +76,8 @@ def test_load_labelled_and_read_inputs_take_an_idx_prefix(tmp_path: Path):
 
 
 def test_real_mnist_test_set_reads_whole():
-    images, labels = read_idx(str(SHARED / "mnist" / "t10k"))
+    need_shared("mnist", "t10k-images-idx3-ubyte.gz")
+    images, labels = read_idx(str(need_shared("mnist") / "t10k"))
     assert images.shape == (10000, 1, 28, 28)
     assert sorted(set(labels.tolist())) == list(range(10))
     assert images.max() == 255 and images.min() == 0

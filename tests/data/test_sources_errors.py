@@ -34,7 +34,7 @@ def test_a_malformed_source_lists_the_kinds(source: str):
         ("npz", "npz file {path} not found"),
         ("images", "Image folder {path} not found"),
         ("idx", "No idx file {path}-images-idx3-ubyte"),
-        ("text", "Text file {path} not found"),
+        ("text", "Text file or folder {path} not found"),
     ],
 )
 def test_a_missing_path_is_named_for_every_source_kind(tmp_path: Path, kind: str, message: str):

@@ -13,7 +13,8 @@ from gradwise.data.sources import load_dataset
 from gradwise.data.tabular import MISSING, OTHER
 from gradwise.data.target import infer_task
 from gradwise.errors import DataError
-from tests.data.conftest import SHARED, data_config, row_ids
+from tests.data.conftest import data_config, row_ids
+from tests.shared import need_shared
 
 SPLIT = {"val": 0.2, "test": 0.2}
 
@@ -273,7 +274,7 @@ def test_headerless_adult_slice_with_columns_and_na_values():
         "income",
     ]
     cfg = data_config(
-        f"csv:{SHARED / 'adult' / 'adult-train.csv'}",
+        f"csv:{need_shared('adult', 'adult-train.csv')}",
         target="income",
         columns=names,
         na_values=["?"],

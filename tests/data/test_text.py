@@ -12,7 +12,8 @@ from gradwise.data.readers import load_labelled, read_inputs
 from gradwise.data.sources import load_dataset
 from gradwise.data.text import BOS, EOS, N_SPECIAL, PAD, UNK, UNKNOWN, Tokenizer, windows
 from gradwise.errors import DataError
-from tests.data.conftest import SHARED, data_config
+from tests.data.conftest import data_config
+from tests.shared import need_shared
 
 SPLIT = {"val": 0.1, "test": 0.1}
 
@@ -99,7 +100,7 @@ def test_too_short_a_part_names_block_size(tmp_path: Path):
 
 
 def test_missing_and_non_utf8_files_are_named(tmp_path: Path):
-    with pytest.raises(DataError, match=f"Text file {tmp_path / 'none.txt'} not found"):
+    with pytest.raises(DataError, match=f"Text file or folder {tmp_path / 'none.txt'} not found"):
         load_dataset(data_config(f"text:{tmp_path / 'none.txt'}"), seed=0)
     (tmp_path / "latin.txt").write_bytes("café".encode("latin-1") * 100)
     with pytest.raises(DataError, match="latin.txt is not UTF-8 text"):
@@ -120,11 +121,10 @@ def test_load_labelled_and_read_inputs_reuse_the_training_vocabulary(tmp_path: P
 
 
 def test_tiny_shakespeare_prefix():
-    cfg = data_config(
-        f"text:{SHARED / 'tinyshakespeare' / 'input.txt'}", limit=3000, block_size=32, split=SPLIT
-    )
+    corpus = need_shared("tinyshakespeare", "input.txt")
+    cfg = data_config(f"text:{corpus}", limit=3000, block_size=32, split=SPLIT)
     data = load_dataset(cfg, seed=0)
-    text = (SHARED / "tinyshakespeare" / "input.txt").read_text()[:3000]
+    text = corpus.read_text()[:3000]
     assert data.schema.tokenizer.decode(data.train.x[0]) == text[:32]
     assert len(data.train) == (2400 - 1) // 32
 
@@ -216,7 +216,7 @@ def test_tab_separated_text_with_stray_quotes_reads_one_message_per_line(tmp_pat
 def test_sms_spam_collection_reads_directly():
     from gradwise.data.tabular import read_table
 
-    path = SHARED / "sms_spam" / "SMSSpamCollection"
+    path = need_shared("sms_spam", "SMSSpamCollection")
     cfg = data_config(f"csv:{path}", separator="\t", quoting="none", columns=["label", "text"])
     frame = read_table(path, "csv", cfg)
     assert len(frame) == 5574  # one message per line, as SOURCE.md says

@@ -12,7 +12,8 @@ import torch
 from gradwise.data.readers import load_labelled
 from gradwise.data.sources import load_dataset
 from gradwise.errors import DataError
-from tests.data.conftest import SHARED, data_config
+from tests.data.conftest import data_config
+from tests.shared import need_shared
 
 SPLIT = {"val": 0.2, "test": 0.2}
 
@@ -134,7 +135,7 @@ def test_load_labelled_series_reuses_the_training_statistics(tmp_path: Path):
 
 
 def test_airline_passengers_series():
-    path = SHARED / "airline_passengers" / "airline-passengers.csv"
+    path = need_shared("airline_passengers", "airline-passengers.csv")
     data = load_dataset(data_config(f"timeseries:{path}", window=12, split=SPLIT), seed=0)
     passengers = pd.read_csv(path)["Passengers"].to_numpy()
     assert data.schema.series.target == "Passengers"

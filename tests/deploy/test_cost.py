@@ -40,7 +40,7 @@ def test_bench_json_has_every_field(mlp_run: Run):
     report = gradwise.bench(mlp_run, batches=(1, 4), price_per_core_hour=0.1, seconds=0.02)
     saved = json.loads((mlp_run.path / "artifacts" / "bench.json").read_text())
     assert (mlp_run.path / "artifacts" / "bench.png").stat().st_size > 1000
-    assert set(saved) == {"settings", "machine", "costs"}
+    assert set(saved) == {"settings", "machine", "costs", "notes"}
     assert saved["settings"]["price_per_core_hour_usd"] == 0.1
     assert {"cpu", "cores", "torch_threads", "native_bf16"} <= set(saved["machine"])
     (cost,) = saved["costs"]

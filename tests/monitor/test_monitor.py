@@ -66,7 +66,7 @@ def test_it_writes_the_report_the_windows_the_timeline_and_a_window_to_retrain_o
     with np.load(retrain.file) as kept:
         assert kept["X"].shape == (retrain.n_labelled, 1, 8, 8) == (b - a, 1, 8, 8)
         np.testing.assert_array_equal(kept["y"], stream.labels[a:b])
-    assert "--set model.init_from=" in retrain.command
+    assert retrain.command == f"gradwise train {Path(stream.run.path) / 'monitor' / 'retrain.yaml'}"
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_the_cli_prints_the_windows_exits_3_and_posts_the_alerts(stream: Stream,
     assert result.exit_code == 3, result.output
     assert "DRIFT" in result.output and "alerts: " in result.output
     assert "1258 instances served by 1 replica(s)" in result.output
-    assert "gradwise train" in result.output and "model.init_from" in result.output
+    assert "gradwise train" in result.output and "retrain.yaml" in result.output
     kinds = {a["kind"] for post in received for a in post["alerts"]}
     assert "drift" in kinds and all(post["run"] == str(stream.run.path) for post in received)
 

@@ -23,7 +23,7 @@ def study(tmp_path_factory: pytest.TempPathFactory):
     result = gradwise.tune(
         tiny_config(train={"epochs": 2}),
         out,
-        trials=6,
+        trials=10,  # importance.MIN_TRIALS
         seeds=2,
         pruner="none",
         progress=lambda done, total, best: seen.append((done, total, best)),
@@ -33,12 +33,12 @@ def study(tmp_path_factory: pytest.TempPathFactory):
 
 def test_a_small_study_finishes_and_reports_its_best_trial(study):
     result, out, seen = study
-    assert result.n_trials == 6 and result.n_complete == 6
+    assert result.n_trials == 10 and result.n_complete == 10
     values = [t.value for t in result.trials]
     assert result.best_value == max(values)
     assert result.best_trial == values.index(max(values))
-    assert seen[-1][:2] == (6, 6) and seen[-1][2] == pytest.approx(result.best_value)
-    for number in range(6):  # every trial is a normal run directory
+    assert seen[-1][:2] == (10, 10) and seen[-1][2] == pytest.approx(result.best_value)
+    for number in range(10):  # every trial is a normal run directory
         run = gradwise.load(out / "trials" / str(number))
         assert run.metrics["val"]["accuracy"] == pytest.approx(values[number])
 
@@ -83,8 +83,8 @@ def test_tune_json_holds_importance_sensitivity_and_plots(study):
 
 def test_a_finished_study_reruns_without_training_again(study):
     result, out, _ = study
-    again = gradwise.tune(tiny_config(train={"epochs": 2}), out, trials=6, seeds=2, pruner="none")
-    assert again.n_trials == 6 and again.best_trial == result.best_trial
+    again = gradwise.tune(tiny_config(train={"epochs": 2}), out, trials=10, seeds=2, pruner="none")
+    assert again.n_trials == 10 and again.best_trial == result.best_trial
     assert again.seeds == result.seeds  # the seed runs were reused, not retrained
     assert again.sensitivity == result.sensitivity
 
@@ -92,7 +92,7 @@ def test_a_finished_study_reruns_without_training_again(study):
 def test_a_study_refuses_another_config(study):
     _, out, _ = study
     with pytest.raises(ConfigError, match="started with another config"):
-        gradwise.tune(tiny_config(train={"epochs": 3}), out, trials=6, seeds=0)
+        gradwise.tune(tiny_config(train={"epochs": 3}), out, trials=10, seeds=0)
 
 
 def test_the_cli_prints_the_study_and_writes_tune_json(tmp_path: Path):
@@ -104,7 +104,7 @@ def test_the_cli_prints_the_study_and_writes_tune_json(tmp_path: Path):
     done = runner.invoke(app, [*args, "--out", str(tmp_path / "t"), "-q"])
     assert done.exit_code == 0, done.output
     assert "3 trials: 3 finished, 0 pruned, 0 failed" in done.output
-    assert "importance for val.accuracy (3 finished trials)" in done.output
+    assert "importance: not measured: it needs at least 10 finished trials" in done.output
     assert (tmp_path / "t" / "tune.json").is_file()
 
 

@@ -9,6 +9,7 @@ This package is also `gradwise.audit(...)`: calling it runs `gradwise.api.audit`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 from gradwise.artifacts import write_json
 from gradwise.audit.base import AuditContext, AuditReport, CheckResult, NotApplicable
 from gradwise.callable_module import make_callable
-from gradwise.errors import ConfigError
+from gradwise.errors import ConfigError, GradwiseError
 from gradwise.logs import LOG
 from gradwise.run import Run
 
@@ -102,6 +103,7 @@ def run_checks(
     names = parse_checks(",".join(checks)) if checks else list(CHECKS)
     out = Path(run.path) / AUDIT_FOLDER
     ctx = AuditContext(out=out, against=against, seed=run.config.seed)
+    rule = run.split_rule
     results = []
     for name in names:
         fn = _check_fn(name)
@@ -110,22 +112,63 @@ def run_checks(
         try:
             result = fn(run, settings, ctx)
         except NotApplicable as exc:
-            result = CheckResult(
-                check=name,
-                verdict="n/a",
-                headline="n/a",
-                summary=str(exc),
-                settings=settings.model_dump(mode="json"),
-            )
-        result = CheckResult(
-            **{**result.to_dict(), "wall_s": round(time.perf_counter() - started, 3)}
-        )
+            result = _not_applicable(name, str(exc), settings.model_dump(mode="json"))
+        except GradwiseError:
+            raise  # bad input (a config, --against data): one message, exit code 2
+        except Exception as exc:  # a bug in one check must not cost the others their results
+            result = _crashed(name, exc, out, settings.model_dump(mode="json"))
+        result = _on_leaky_split(result, rule)
+        result = dataclasses.replace(result, wall_s=round(time.perf_counter() - started, 3))
         write_json(out / f"{name}.json", result.to_dict())
         log.info("%s: %s (%s) in %.1f s", name, result.headline, result.verdict, result.wall_s)
         if on_done is not None:
             on_done(result)
         results.append(result)
     return AuditReport(str(run.path), tuple(results))
+
+
+# checks whose numbers come from the held-out splits: a leaky split makes them optimistic
+HELD_OUT_CHECKS = ("generalisation", "baseline", "calibration", "uncertainty")
+
+
+def _on_leaky_split(result: CheckResult, rule: dict[str, Any]) -> CheckResult:
+    """A check measured on a split known to leak does not pass: its verdict becomes at
+    least warn, and its sentence starts with why."""
+    if not rule.get("leaky") or result.check not in HELD_OUT_CHECKS or result.verdict == "n/a":
+        return result
+    worst = max(rule.get("crossing", []), key=lambda c: c["share"])
+    why = (
+        f"the split leaks: {worst['n']} validation and test samples ({worst['share']:.1%}) are "
+        f"{worst['kind']} of training samples"
+        + (" (data.split.allow_overlap: true)" if rule.get("allow_overlap") else "")
+        + ", so these held-out numbers are optimistic and cannot pass"
+    )
+    return dataclasses.replace(
+        result,
+        verdict="fail" if result.verdict == "fail" else "warn",
+        summary=f"Not a pass: {why}. {result.summary}",
+        metrics={**result.metrics, "leaky_split": worst},
+    )
+
+
+def _not_applicable(name: str, reason: str, settings: dict[str, Any]) -> CheckResult:
+    return CheckResult(check=name, verdict="n/a", headline="n/a", summary=reason, settings=settings)
+
+
+def _crashed(name: str, exc: Exception, out: Path, settings: dict[str, Any]) -> CheckResult:
+    """An unexpected error in one check: its traceback kept in RUN/audit/<check>.error.txt,
+    the other checks go on."""
+    import traceback
+
+    from gradwise.artifacts import atomic_write_text
+
+    atomic_write_text(out / f"{name}.error.txt", traceback.format_exc())
+    log.error("%s stopped with %s: %s", name, type(exc).__name__, exc)
+    summary = (
+        f"The check stopped with an error ({type(exc).__name__}: {exc}); the other checks ran. "
+        f"The traceback is in audit/{name}.error.txt; please report it."
+    )
+    return dataclasses.replace(_not_applicable(name, summary, settings), headline="error")
 
 
 def read_audit(run_dir: str | Path) -> dict[str, CheckResult]:

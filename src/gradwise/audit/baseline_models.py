@@ -177,7 +177,7 @@ def forecasting_baselines(
             "and seasonal naive forecasts cannot be read from the windows"
         )
         return out, notes
-    raw_test = np.asarray(test.raw, dtype=np.float64)[:, :, cols.index(series.target)]  # (N, T)
+    raw_test = _raw_series_column(run, test.raw, series.target)  # (N, T)
     last = raw_test[:, -1:]
     out.insert(0, Baseline("last value", lambda seed: np.repeat(last, horizon, 1), False))
     period, how = _season(settings.season, y_train[:, 0], window)
@@ -187,6 +187,15 @@ def forecasting_baselines(
         back = [window + k - period * ((k // period) + 1) for k in range(horizon)]
         out.insert(1, Baseline(f"seasonal naive ({period})", lambda s: raw_test[:, back], False))
     return out, notes
+
+
+def _raw_series_column(run: Run, raw: np.ndarray, name: str) -> np.ndarray:
+    """(N, T) values of one numeric column of raw series windows. The windows hold the
+    columns in data.features order (text columns too), not the preprocessor's."""
+    series = run.schema.series
+    assert series is not None
+    order = run.config.data.features or [series.target]
+    return np.asarray(raw[:, :, order.index(name)], dtype=np.float64)
 
 
 def _season(setting: int | None, y: np.ndarray, window: int) -> tuple[int | None, str]:

@@ -4,8 +4,10 @@ Images: gaussian noise, blur, lower contrast, an occluding square. Tables: noise
 numeric columns (in standard deviations) and missing values, imputed as the preprocessor
 does (raw cells set to missing go through `run.transform`). Text: character edits (swap,
 delete, insert) at a rate per character, through `run.transform`. Sequences and arrays read
-as tables: gaussian noise in standard deviations. Every corruption is seeded and applied to
-the raw values, in the data's own units, so severities read as the user's data.
+as tables: gaussian noise in standard deviations. Series (sensor readings) also get held
+readings: a share of the time steps lose their numeric readings, which repeat the last one
+(a sensor that drops out). Every corruption is seeded and applied to the raw values, in the
+data's own units, so severities read as the user's data.
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ def corruptions(run: Run, x: Tensor, raw: Any, seed: int) -> tuple[list[Corrupte
     notes = []
     if schema.kind == "tabular":
         notes.append("missing values: array data has no imputer (npz X must be complete)")
-    n_numeric = len(schema.series.features.numeric) if schema.series is not None else None
-    return list(_noise(x, gen, n_numeric)), notes
+    if schema.series is not None:
+        n_numeric = len(schema.series.features.numeric)
+        return [*_noise(x, gen, n_numeric), *_held_readings(x, gen, n_numeric)], notes
+    return list(_noise(x, gen, None)), notes
 
 
 # ------------------------------------------------------------------ images
@@ -185,6 +189,21 @@ def _noise(x: Tensor, gen: np.random.Generator, n_numeric: int | None) -> Iterat
         if n_numeric is not None:
             noise[..., n_numeric:] = 0
         yield Corrupted("feature_noise", level, "standard deviations of each feature", x + noise)
+
+
+def _held_readings(x: Tensor, gen: np.random.Generator, n_numeric: int) -> Iterator[Corrupted]:
+    """Series windows (N, T, F): a share of the time steps after the first keep the numeric
+    readings of the step before (a sensor that drops out repeats its last value)."""
+    for share in MISSING_SHARE:
+        lost = gen.random(x.shape[:2]) < share  # (N, T)
+        lost[:, 0] = False
+        out = x.clone()
+        for t in range(1, x.shape[1]):
+            hold = torch.from_numpy(lost[:, t])
+            out[hold, t, :n_numeric] = out[hold, t - 1, :n_numeric]
+        yield Corrupted(
+            "held_readings", share, "share of time steps repeating the last reading", out
+        )
 
 
 # ------------------------------------------------------------------ text

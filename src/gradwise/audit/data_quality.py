@@ -9,8 +9,9 @@ Measured on the run's own splits (`gradwise.audit.quality_scans` holds the measu
   (classification);
 - exact duplicates (equal raw samples) and near duplicates (cosine of the model's centred
   embeddings at least `near_duplicate_cosine`) within the training split;
-- leakage: validation and test samples that are exact or near copies of training samples
-  (neither scan for series, whose windows overlap by construction);
+- leakage: validation and test samples that are exact or near copies of training samples,
+  and windows (N, T, F) that share half their steps, in order, with a training window (no
+  scan for a timeseries: source, split in time order by construction);
 - class imbalance (largest / smallest class in training), constant and missing-heavy
   columns (tables, raw training rows), constant input features (arrays);
 - outliers: IsolationForest on the training embeddings.
@@ -30,6 +31,7 @@ from gradwise.audit.base import AuditContext, CheckResult, NotApplicable, Verdic
 from gradwise.audit.quality_scans import (
     Pairs,
     duplicate_groups,
+    fold_plan,
     label_issues,
     near_duplicate_pairs,
     out_of_fold_probabilities,
@@ -37,9 +39,11 @@ from gradwise.audit.quality_scans import (
     row_keys,
 )
 from gradwise.config import DataQualityAudit, DiffusionConfig
+from gradwise.data.leakage import block_length, cross_split, window_blocks
 from gradwise.run import Run, SplitView
 
 _ORDER = {"pass": 0, "warn": 1, "fail": 2}
+_USED = {"folds": "folds", "epochs": "epochs_per_fold"}
 _WEAK = 0.9  # out-of-fold accuracy below which the summary warns that flags are unreliable
 _OVERLAPPING = "the windows of a series share all but one step with their neighbours"
 
@@ -71,6 +75,9 @@ def check(run: Run, settings: DataQualityAudit, ctx: AuditContext) -> CheckResul
         findings.append(found)
         metrics["leakage"], found = _leakage(splits, keys, emb, settings)
         findings.append(found)
+        if _are_windows(train):
+            metrics["window_overlap"], found = _window_overlap(splits, settings)
+            findings.append(found)
     else:  # a series' windows overlap their neighbours by construction
         metrics["duplicates"] = metrics["leakage"] = {"skipped": _OVERLAPPING}
         findings.append(("pass", f"no duplicate or leakage scan: {_OVERLAPPING}"))
@@ -92,7 +99,10 @@ def check(run: Run, settings: DataQualityAudit, ctx: AuditContext) -> CheckResul
         headline=headline,
         summary="; ".join(said) + ".",
         metrics=metrics,
-        settings=settings.model_dump(mode="json"),
+        settings={  # the folds and epochs the retrains used, in place of null (auto)
+            **settings.model_dump(mode="json"),
+            **{k: metrics["labels"][m] for k, m in _USED.items() if "labels" in metrics},
+        },
     )
 
 
@@ -113,7 +123,8 @@ def _labels(
     run: Run, train: SplitView, settings: DataQualityAudit, seed: int
 ) -> tuple[dict[str, Any], tuple[Verdict, str]]:
     y = train.y.numpy()
-    probs, _ = out_of_fold_probabilities(run, settings.folds, settings.epochs, seed)
+    plan = fold_plan(run, settings)  # fewer folds or epochs when 5 would not fit budget_s
+    probs, _ = out_of_fold_probabilities(run, plan.folds, plan.epochs, seed, plan.fold_s)
     issues = label_issues(y, probs)
     share = len(issues) / len(y)
     decode = run.schema.target.decode
@@ -132,7 +143,9 @@ def _labels(
         "n_issues": len(issues),
         "share": share,
         "out_of_fold_accuracy": oof_accuracy,
-        "folds": settings.folds,
+        "folds": plan.folds,
+        "epochs_per_fold": plan.epochs,
+        "reduced": plan.reduced,
         "method": "cleanlab find_label_issues (prune_by_noise_rate, ranked by self_confidence)",
         "rows": [int(train.rows[i]) for i in issues],
         "worst": listed,
@@ -151,6 +164,8 @@ def _labels(
             f" - the fold models are weak (under {_WEAK:.0%}), so many flags are their own "
             "mistakes and the verdict is at most warn"
         )
+    if plan.reduced:
+        text += f" (out-of-fold retrains: {plan.reduced})"
     return metrics, (verdict, text)
 
 
@@ -238,13 +253,57 @@ def _leakage(
         n_exact, n_near, n_held = n_exact + len(exact), n_near + near_samples, n_held + len(part)
     share = n_exact / max(n_held, 1)
     metrics["exact_share"] = share
-    near_text = f"{n_near} are near copies" if n_near else ""
+    near_text = ""
+    if n_near:
+        name = "test" if metrics["test"]["near"] else "val"
+        first = metrics[name]["near"][0]
+        near_text = (
+            f"{n_near} are near copies (cosine >= {settings.near_duplicate_cosine} in the "
+            f"model's view; e.g. {name} row {first['row']} ~ train row {first['other_row']})"
+        )
     if n_exact == 0:
         text = "no val/test sample is an exact copy of a training sample"
         return metrics, ("pass", text + (f" ({near_text})" if near_text else ""))
     verdict: Verdict = "fail" if share >= settings.leakage_fail else "warn"
     text = f"leakage: {n_exact} val/test samples ({share:.1%}) are exact copies of training ones"
     return metrics, (verdict, text + (f", {near_text}" if near_text else ""))
+
+
+def _are_windows(train: SplitView) -> bool:
+    raw = train.raw
+    return isinstance(raw, np.ndarray) and raw.ndim == 3 and raw.shape[1] >= 2
+
+
+def _window_overlap(
+    splits: dict[str, SplitView], settings: DataQualityAudit
+) -> tuple[dict[str, Any], tuple[Verdict, str]]:
+    """Val and test windows that share at least half their steps, in order, with a training
+    window (one a shifted copy of the other): graded against leakage_fail like exact copies."""
+    names = ("train", "val", "test")
+    raw = np.concatenate([splits[n].raw for n in names])
+    sizes = np.cumsum([0] + [len(splits[n]) for n in names])
+    rows = np.concatenate([splits[n].rows for n in names])
+    positions = {n: np.arange(sizes[i], sizes[i + 1]) for i, n in enumerate(names)}
+    crossing = cross_split(window_blocks(raw), positions, "overlapping windows")
+    steps = raw.shape[1]
+    found = crossing.to_dict(limit=settings.max_listed)
+    for example in found["examples"]:  # positions in the concatenation -> source rows
+        example["row"], example["train_row"] = (
+            int(rows[example["row"]]),
+            int(rows[example["train_row"]]),
+        )
+    metrics = {**found, "shared_steps": block_length(steps), "steps": steps}
+    if crossing.n == 0:
+        return metrics, ("pass", "no val/test window overlaps a training window")
+    first = found["examples"][0]
+    text = (
+        f"leakage: {crossing.n} of {crossing.n_held} val/test windows ({crossing.share:.1%}) "
+        f"share at least {block_length(steps)} of their {steps} steps with a training window "
+        f"(e.g. {first['split']} row {first['row']} and train row {first['train_row']}); "
+        "split by groups or in time order (data.split.by, data.split.order)"
+    )
+    verdict: Verdict = "fail" if crossing.share >= settings.leakage_fail else "warn"
+    return metrics, (verdict, text)
 
 
 def _features(

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import statistics
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradwise.audit import progress
 from gradwise.audit.base import AuditContext, CheckResult, Verdict, grade
+from gradwise.audit.retrain_budget import CurvePlan, plan_curve, retrain_epochs, run_pace
 from gradwise.evaluate.compare import PRIMARY
 from gradwise.evaluate.metrics import lower_is_better
 from gradwise.logs import CONSOLE_HANDLER, LOG
@@ -131,12 +133,16 @@ def check(run: Run, settings: GeneralisationAudit, ctx: AuditContext) -> CheckRe
     turn = _turn(run)
     curve: dict[str, Any] | None = None
     plots: tuple[str, ...] = ()
-    if settings.learning_curve:
-        points = learning_curve_points(run, settings, metric)
+    plan = plan_curve(run_pace(run), settings) if settings.learning_curve else None
+    if plan is not None and plan.skipped is None:
+        points = learning_curve_points(run, plan, settings, metric)
         curve, laws = _read_curve(points, metric, int(summary_metrics["n_train"]), ctx.seed)
+        curve["plan"] = _plan_record(plan)
         if curve.get("fit"):
             _plot_curve(ctx.out / PLOT, points, curve, laws, metric)
             plots = (PLOT,)
+    elif plan is not None:
+        curve = {"fit": None, "why_no_fit": plan.skipped, "plan": _plan_record(plan)}
     warn, fail = (
         (settings.relative_gap_warn, settings.relative_gap_fail)
         if relative
@@ -158,12 +164,14 @@ def check(run: Run, settings: GeneralisationAudit, ctx: AuditContext) -> CheckRe
         },
         settings={
             **settings.model_dump(mode="json"),
+            **_resolved(plan),
             "metric": f"{metric} (the task's primary metric, from metrics.json)",
             "retrains": "pipeline.train_run into a temporary folder; the run's split (val and "
             "test unchanged), data.split.train_fraction = fraction, seed = the run's seed + k "
             "(k < seeds at fractions below 0.5, else k = 0), epochs scaled by the run's "
             "fraction / fraction when scale_epochs; the point at the run's own fraction is "
-            "the run itself (unless epochs is set)",
+            "the run itself (unless epochs is set); null fractions and seeds: as many as "
+            "fit budget_s at the run's own pace (metrics.json wall_s / epochs / n_train)",
             "fit": "error = a * n^-b + c, least squares (scipy curve_fit); error = 1 - "
             "accuracy for accuracy, else the metric",
             "band": f"5-95% of {BOOTSTRAP} residual-bootstrap refits",
@@ -207,64 +215,76 @@ def _turn(run: Run) -> dict[str, Any] | None:
     }
 
 
-def learning_curve_points(run: Run, settings: GeneralisationAudit, metric: str) -> list[Point]:
-    """The run's config retrained on each fraction of its training split (quietly, in a
-    temporary folder); the point at the run's own fraction is the run itself."""
+def _plan_record(plan: CurvePlan) -> dict[str, Any]:
+    """What the curve ran, its estimated seconds, and what was reduced and why."""
+    return {
+        "fractions": list(plan.fractions),
+        "seeds": plan.seeds,
+        "n_retrains": plan.n_retrains,
+        "estimate_s": round(plan.estimate_s, 1),
+        "reduced": plan.reduced,
+        "skipped": plan.skipped,
+    }
+
+
+def _resolved(plan: CurvePlan | None) -> dict[str, Any]:
+    """The fractions and seeds the curve used, in place of null (auto) settings."""
+    if plan is None:
+        return {}
+    return {"fractions": list(plan.fractions), "seeds": plan.seeds}
+
+
+def learning_curve_points(
+    run: Run, plan: CurvePlan, settings: GeneralisationAudit, metric: str
+) -> list[Point]:
+    """The run's config retrained on each planned fraction of its training split (quietly, in
+    a temporary folder); the point at the run's own fraction is the run itself. Each retrain
+    is reported as a step (`gradwise.audit.progress`) with the time left."""
     from gradwise.config import load_config
     from gradwise.pipeline import train_run
 
     cfg = run.config
     split_seed = cfg.data.split.seed if cfg.data.split.seed is not None else cfg.seed
     own = cfg.data.split.train_fraction
-    points = []
+    planned = [p.estimate_s for p in plan.points if not p.reused]
+    points: list[Point] = []
+    done, spent_s = 0, 0.0
     with tempfile.TemporaryDirectory(prefix="gradwise-curve-") as tmp:
-        for fraction in sorted(set(settings.fractions)):
-            n_seeds = settings.seeds if fraction < 0.5 else 1
-            for k in range(n_seeds):
-                seed = cfg.seed + k
-                if k == 0 and math.isclose(fraction, own) and settings.epochs is None:
-                    summary = run.metrics
-                    points.append(
-                        Point(
-                            fraction, seed, int(summary["n_train"]), summary["test"][metric], True
-                        )
-                    )
-                    continue
-                overrides: dict[str, Any] = {
-                    "seed": seed,
-                    "data.split.seed": split_seed,
-                    "data.split.train_fraction": fraction,
-                    "train.checkpoint": False,
-                    "train.epochs": retrain_epochs(cfg.train.epochs, own, fraction, settings),
-                }
-                out = Path(tmp) / f"f{fraction:g}-s{seed}"
-                with _console_silenced():
-                    summary = train_run(load_config(cfg, overrides), out, quiet=True).metrics
-                value = float(summary["test"][metric])
-                points.append(Point(fraction, seed, int(summary["n_train"]), value, False))
-                log.info(
-                    "learning curve: %g of the training data (%d samples), seed %d: %s %.4f",
-                    fraction,
-                    summary["n_train"],
-                    seed,
-                    metric,
-                    value,
+        for planned_point in plan.points:
+            fraction, seed = planned_point.fraction, cfg.seed + planned_point.seed_offset
+            if planned_point.reused:
+                summary = run.metrics
+                points.append(
+                    Point(fraction, seed, int(summary["n_train"]), summary["test"][metric], True)
                 )
+                continue
+            what = f"{fraction:g} of the data, seed {seed}"
+            left_s = progress.seconds_left(planned, done, spent_s)
+            progress.report(progress.Step("generalisation", done, len(planned), what, left_s))
+            overrides: dict[str, Any] = {
+                "seed": seed,
+                "data.split.seed": split_seed,
+                "data.split.train_fraction": fraction,
+                "train.checkpoint": False,
+                "train.epochs": retrain_epochs(cfg.train.epochs, own, fraction, settings),
+            }
+            out = Path(tmp) / f"f{fraction:g}-s{seed}"
+            started = time.perf_counter()
+            with _console_silenced():
+                summary = train_run(load_config(cfg, overrides), out, quiet=True).metrics
+            done, spent_s = done + 1, spent_s + time.perf_counter() - started
+            value = float(summary["test"][metric])
+            points.append(Point(fraction, seed, int(summary["n_train"]), value, False))
+            log.info(
+                "learning curve: %g of the training data (%d samples), seed %d: %s %.4f",
+                fraction,
+                summary["n_train"],
+                seed,
+                metric,
+                value,
+            )
+    progress.report(progress.Step("generalisation", done, len(planned), "fitting the curve", 0.0))
     return points
-
-
-def retrain_epochs(
-    run_epochs: int, own_fraction: float, fraction: float, settings: GeneralisationAudit
-) -> int:
-    """Epochs of a retrain on `fraction` of the training split: settings.epochs (default the
-    run's), times own_fraction / fraction with settings.scale_epochs, so a retrain on less
-    data takes about as many optimiser steps as the run did (early stopping still ends it
-    when validation stops improving); without scaling, small fractions stop undertrained and
-    bend the curve down."""
-    epochs = settings.epochs or run_epochs
-    if settings.scale_epochs:
-        epochs = math.ceil(epochs * own_fraction / fraction)
-    return max(1, epochs)
 
 
 @contextlib.contextmanager
@@ -357,6 +377,8 @@ def _sentence(
         )
     elif curve is not None:
         parts.append(f"no learning curve: {curve.get('why_no_fit')}")
+    if curve and curve.get("plan", {}).get("reduced"):
+        parts.append(f"the curve ran {curve['plan']['reduced']}")
     return "; ".join(parts) + "."
 
 

@@ -1,5 +1,6 @@
 """The measurements of the data-quality check, each a plain function on arrays.
 
+fold_plan(run, settings)                               folds and epochs that fit the budget
 out_of_fold_probabilities(run, folds, epochs, seed)   k-fold retrains of the run's config
 label_issues(labels, probs)                            cleanlab over those probabilities
 row_keys(raw)                                          a 64-bit hash of each raw sample
@@ -11,8 +12,8 @@ outlier_scores(embeddings, seed)                       IsolationForest anomaly s
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradwise.audit import progress
+from gradwise.audit.retrain_budget import FoldPlan, plan_folds, run_pace
+from gradwise.config import DataQualityAudit
+from gradwise.data.leakage import sample_keys
 from gradwise.run import Run
 
 CHUNK = 1 << 22  # similarities held at once (block x rows)
@@ -27,7 +32,7 @@ MAX_PAIRS = 100_000  # near-duplicate pairs kept (the count goes on)
 
 
 def out_of_fold_probabilities(
-    run: Run, folds: int, epochs: int | None, seed: int
+    run: Run, folds: int, epochs: int | None, seed: int, fold_s: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n_train, K) class probabilities of each training sample from a model that never saw
     it: the run's config retrained `folds` times, each time without one fold of the training
@@ -36,22 +41,17 @@ def out_of_fold_probabilities(
     Args:
         epochs: epochs per retrain; None: the run's best epoch (metrics.json), since its
             early stopping would otherwise spend its patience on every fold too.
+        fold_s: estimated seconds of one retrain, for the time left that each fold reports
+            as a step (`gradwise.audit.progress`); None: estimated from the folds done.
 
     Returns:
         The probabilities (uncalibrated softmax), and each sample's fold.
     """
-    from sklearn.model_selection import KFold, StratifiedKFold
-
+    from gradwise.data.split import fold_splits
     from gradwise.pipeline import train_run
 
     train = run.split("train")
     y = train.y.numpy()
-    _, counts = np.unique(y, return_counts=True)
-    splitter = (
-        StratifiedKFold(folds, shuffle=True, random_state=seed)
-        if counts.min() >= folds
-        else KFold(folds, shuffle=True, random_state=seed)
-    )
     if epochs is None:
         epochs = max(1, int(run.metrics.get("best_epoch") or run.config.train.epochs))
     update: dict[str, Any] = {"checkpoint": False, "diagnostics": False, "epochs": epochs}
@@ -60,14 +60,30 @@ def out_of_fold_probabilities(
     probs = np.zeros((len(y), max(n_classes, 2)))
     fold_of = np.zeros(len(y), dtype=np.int64)
     data = run.dataset()
+    # the folds keep the split's rule: a group (or a sample's copies) in one fold, time in order
+    folds_of = fold_splits(data.split_rule, data.fold_key, train.rows, y, folds, seed)
+    planned = [fold_s or 0.0] * len(folds_of)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gradwise-folds-") as tmp:
-        for k, (keep, held_out) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        for k, (keep, held_out) in enumerate(folds_of):
+            left_s = progress.seconds_left(planned, k, time.perf_counter() - started)
+            what = f"fold {k + 1} of {len(folds_of)}"
+            progress.report(progress.Step("data_quality", k, len(folds_of), what, left_s))
             fold_data = data.keep_train(keep)
             fold_run = train_run(cfg, Path(tmp) / f"fold{k}", quiet=True, data=fold_data)
             logits = fold_run.logits(train.x[held_out])
             probs[held_out] = fold_run.probabilities(logits, calibrated=False)
             fold_of[held_out] = k
+    what = "duplicates, leakage, outliers"
+    progress.report(progress.Step("data_quality", len(folds_of), len(folds_of), what, None))
     return probs, fold_of
+
+
+def fold_plan(run: Run, settings: DataQualityAudit) -> FoldPlan:
+    """The folds and epochs per fold of the out-of-fold retrains: settings.folds and epochs
+    where set, else as many as fit settings.budget_s at the run's own pace (what was
+    reduced, and why, is in the plan's `reduced`)."""
+    return plan_folds(run_pace(run), settings)
 
 
 def label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -83,14 +99,8 @@ def label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 def row_keys(raw: Any) -> np.ndarray:
     """(N,) uint64: a hash of each raw sample (a table row, an array sample); equal samples
-    get equal keys."""
-    if isinstance(raw, pd.DataFrame):
-        return pd.util.hash_pandas_object(raw, index=False).to_numpy(dtype=np.uint64)
-    flat = np.ascontiguousarray(np.asarray(raw)).reshape(len(raw), -1)
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(r.tobytes(), digest_size=8).digest()) for r in flat],
-        dtype=np.uint64,
-    )
+    get equal keys (`gradwise.data.leakage.sample_keys`, as the split's own scan)."""
+    return sample_keys(raw)
 
 
 def duplicate_groups(keys: np.ndarray) -> list[np.ndarray]:

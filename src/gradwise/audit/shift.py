@@ -60,7 +60,14 @@ def check(run: Run, settings: ShiftAudit, ctx: AuditContext) -> CheckResult:
         current = against_sample(run, view, ctx.against, settings.sample_size, rng)
     plots: tuple[str, ...] = ()
     power: PowerReport | None = None
-    if settings.power:
+    no_power = "audit.shift.power is off"
+    if settings.power and not space.shifts:
+        no_power = (
+            "every input column is categorical, so no simulated shift (noise, scale, drop) "
+            "applies and power cannot be measured"
+        )
+        metrics["power"] = {"skipped": no_power}
+    elif settings.power:
         n = min(settings.sample_size, (len(space.train) + len(space.test)) // 2)
         if n < 10:
             raise NotApplicable(f"train and test hold {2 * n} rows; power needs 20")
@@ -75,13 +82,13 @@ def check(run: Run, settings: ShiftAudit, ctx: AuditContext) -> CheckResult:
     reference = space.represent(space.train[_sample(len(space.train), settings.sample_size, rng)])
     if ctx.against is None or current is None:
         if power is None:
-            raise NotApplicable("no --against data and audit.shift.power is off: nothing to do")
+            raise NotApplicable(f"no --against data and {no_power}: nothing to measure")
         test = space.represent(space.test[_sample(len(space.test), settings.sample_size, rng)])
-        split = detect(prepare(reference, space.categorical), test, drift, seed=rng)
+        split = detect(prepare(reference, space.detector_categorical), test, drift, seed=rng)
         metrics["train_vs_test"] = split.to_dict()
         verdict, headline, summary = _power_verdict(power, drift, space.kind, split)
     else:
-        report = detect(prepare(reference, space.categorical), current, drift, seed=rng)
+        report = detect(prepare(reference, space.detector_categorical), current, drift, seed=rng)
         metrics["against"] = {"data": ctx.against, **report.to_dict()}
         metrics["most_drifted"] = _most_drifted(report, view.names)
         verdict, headline, summary = _against_verdict(report, settings, ctx.against, view)
@@ -170,7 +177,15 @@ def shift_view(run: Run, components: int, seed: int) -> View:
         space = ShiftSpace("image", _floats(train.raw), _floats(test.raw), from_raw, labels)
         return View(space, None, from_inputs, what)
     if schema.kind == "sequence" and schema.series is not None:
-        space = ShiftSpace("sequence", _floats(train.raw), _floats(test.raw), from_raw, labels)
+        prep = schema.series.features
+        order = run.config.data.features or [schema.series.target]
+        categorical = tuple(range(len(prep.numeric), len(prep.columns)))
+
+        def from_windows(x: np.ndarray) -> np.ndarray:
+            return from_inputs(torch.from_numpy(series_inputs(x, prep)))
+
+        pools = series_matrix(train.raw, order, prep), series_matrix(test.raw, order, prep)
+        space = ShiftSpace("sequence", *pools, from_windows, labels, categorical)
         return View(space, None, from_inputs, what)
     tok = schema.tokenizer
     if schema.kind != "tokens" or tok is None:
@@ -232,6 +247,31 @@ def table_matrix(df: pd.DataFrame, prep: TabularPreprocessor) -> np.ndarray:
         codes = text.map(lambda v, index=index: index.get(v, -1.0)).to_numpy(dtype=np.float64)
         parts.append(np.where(values.isna().to_numpy(), np.nan, codes)[:, None])
     return np.concatenate(parts, axis=1)
+
+
+def table_rows(m: np.ndarray, prep: TabularPreprocessor) -> pd.DataFrame:
+    """The inverse of `table_matrix`: codes back to the training vocabulary (-1: <other>)."""
+    n_num = len(prep.numeric)
+    frame = pd.DataFrame(m[:, :n_num], columns=prep.numeric)
+    for j, (col, vocab) in enumerate(zip(prep.categorical, prep.vocab)):
+        codes = m[:, n_num + j]
+        known = np.nan_to_num(codes, nan=0.0).astype(np.int64).clip(0, len(vocab) - 1)
+        frame[col] = np.where(np.isnan(codes), None, np.asarray(vocab, dtype=object)[known])
+    return frame
+
+
+def series_matrix(raw: np.ndarray, order: list[str], prep: TabularPreprocessor) -> np.ndarray:
+    """(N, T, F) raw series windows (columns in data.features order, text included) as
+    (N, T, columns) floats in the preprocessor's column order (see `table_matrix`)."""
+    n, t, f = raw.shape
+    rows = table_matrix(pd.DataFrame(raw.reshape(n * t, f), columns=order), prep)
+    return rows.reshape(n, t, -1)
+
+
+def series_inputs(m: np.ndarray, prep: TabularPreprocessor) -> np.ndarray:
+    """(N, T, columns) windows from `series_matrix` to (N, T, features) model inputs."""
+    n, t, c = m.shape
+    return prep.transform(table_rows(m.reshape(n * t, c), prep)).reshape(n, t, -1)
 
 
 def against_sample(

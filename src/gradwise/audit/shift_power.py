@@ -64,7 +64,8 @@ class ShiftSpace:
             the model's embeddings otherwise).
         labels: class indices of the training rows, then the test rows (the prior shift);
             None: no classes.
-        categorical: categorical columns of a table (left alone by the numeric shifts).
+        categorical: categorical columns of a table or of series windows (their codes are
+            left alone by the numeric shifts).
         specials: token ids the token noise never writes or replaces.
         vocab_size: token vocabulary size.
     """
@@ -79,9 +80,17 @@ class ShiftSpace:
     vocab_size: int = 0
 
     @property
+    def detector_categorical(self) -> tuple[int, ...]:
+        """Categorical columns of what the detectors test: a table's raw columns; none for
+        the embeddings of the other kinds."""
+        return self.categorical if self.kind == "table" else ()
+
+    @property
     def shifts(self) -> tuple[Shift, ...]:
         base: tuple[Shift, ...]
         match self.kind:
+            case "table" | "sequence" if len(self.categorical) == self.train.shape[-1]:
+                base = ()  # every column is categorical: nothing for noise, scale or drop
             case "table" | "sequence":
                 base = ("noise", "scale", "drop")
             case "image":
@@ -192,7 +201,7 @@ def _detection_power(
                 cur = space.represent(_current(space, stats, pool[rows], shift, m, rng))
             with threads.limit(limits=1):
                 report = detect(
-                    prepare(pooled[order[:n]], space.categorical),
+                    prepare(pooled[order[:n]], space.detector_categorical),
                     cur,
                     dataclasses.replace(settings, detectors=running),  # type: ignore[arg-type]
                     seed=rng,
@@ -247,7 +256,7 @@ class _PoolStats:
     low: float
     high: float
     mean: np.ndarray
-    numeric: np.ndarray  # (d,) bool: table columns the numeric shifts touch
+    numeric: np.ndarray  # (d,) bool: table / series columns the numeric shifts touch
     integer: np.ndarray  # bool, broadcastable: values that are whole numbers stay so
 
     @staticmethod
@@ -269,10 +278,11 @@ class _PoolStats:
             mean = np.nan_to_num(np.nanmean(finite, axis=axes, keepdims=True)[0])
             low, high = float(np.nanmin(finite)), float(np.nanmax(finite))
         whole = np.isnan(finite) | (finite == np.round(finite))
-        numeric = np.ones(x.shape[-1] if space.kind == "table" else 1, dtype=bool)
-        if space.kind == "table":
+        columns = space.kind in ("table", "sequence")
+        numeric = np.ones(x.shape[-1] if columns else 1, dtype=bool)
+        if columns:
             numeric[list(space.categorical)] = False
-            integer = whole.all(axis=0)
+            integer = whole.all(axis=tuple(range(x.ndim - 1)))
         else:
             integer = np.array(whole.all())
         return _PoolStats(std, low, high, mean, numeric, integer)
@@ -317,12 +327,9 @@ def _current(
     match shift:
         case "noise":
             noise = rng.standard_normal(x.shape) * m * stats.std
-            if space.kind == "table":
-                noise[:, ~stats.numeric] = 0.0
-            x = x + noise
+            x = x + np.where(stats.numeric, noise, 0.0)  # categorical codes stay
         case "scale":
-            factor = np.where(stats.numeric, 1.0 + m, 1.0) if space.kind == "table" else 1.0 + m
-            x = x * factor
+            x = x * np.where(stats.numeric, 1.0 + m, 1.0)
         case "drop":
             return _drop(x, m, space, stats, rng)
         case "rotation":
@@ -350,8 +357,8 @@ def _drop(
             lost = rng.choice(h * w, max(1, int(round(m * h * w))), replace=False)
             x.reshape(*x.shape[:2], h * w)[:, :, lost] = stats.low
         case "sequence":
-            f = x.shape[2]
-            lost = rng.choice(f, max(1, int(round(m * f))), replace=False)
+            cols = np.flatnonzero(stats.numeric)
+            lost = rng.choice(cols, max(1, int(round(m * len(cols)))), replace=False)
             x[:, :, lost] = stats.mean[..., lost]
     return x
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -16,8 +17,36 @@ from gradwise.cli.console import (
     out_console,
     overrides_dict,
 )
+from gradwise.cli.threads import ThreadsOpt
 
 VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "n/a": "dim"}
+VERDICT_EXIT_CODE = 4
+"""The exit code of `audit` / `report --fail-on LEVEL` when the verdict reaches LEVEL (0 is
+success, 1 unexpected, 2 bad input, 3 a monitor alert)."""
+
+
+class FailOn(StrEnum):
+    warn = "warn"
+    fail = "fail"
+
+
+FailOnOpt = Annotated[
+    FailOn | None,
+    typer.Option(
+        "--fail-on",
+        metavar="warn|fail",
+        help=f"exit with code {VERDICT_EXIT_CODE} when the verdict reaches this level (warn: a "
+        "warn or a fail; fail: a fail), so a CI pipeline can gate on it; the results are "
+        "printed and written first. Default: exit 0 whatever the verdict",
+    ),
+]
+
+
+def verdict_reached(worst: str, fail_on: FailOn | None) -> bool:
+    """Does the worst verdict (pass / warn / fail / n/a) reach the --fail-on level?"""
+    if fail_on is None:
+        return False
+    return worst == "fail" or (fail_on == FailOn.warn and worst == "warn")
 
 
 @handles_errors
@@ -49,11 +78,16 @@ def audit(
             "only; defaults come from the run's config.yaml)",
         ),
     ] = None,
+    fail_on: FailOnOpt = None,
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure generalisation, baselines, calibration, uncertainty, robustness, shift and data
-    quality; each check writes RUN/audit/<check>.json (numbers, settings, verdict, sentence)."""
+    quality; each check writes RUN/audit/<check>.json (numbers, settings, verdict, sentence).
+
+    Exit codes: 0 done (whatever the verdict, unless --fail-on); 2 bad input; 4 the overall
+    verdict reached --fail-on; 1 anything unexpected."""
     import gradwise
     from gradwise.audit import parse_checks
 
@@ -62,16 +96,33 @@ def audit(
     if set_:
         run.config = audit_settings(run.config, overrides_dict(set_))
     with console_logging(quiet or as_json, progress=False):
-        report = gradwise.audit(run, checks=names, against=against)
+        report = _checks_with_progress(run, names, against, show=not (quiet or as_json))
     if as_json:
         import json
 
         out_console.print_json(json.dumps([c.to_dict() for c in report.checks]))
-        return
-    out_console.print(verdict_table(report, f"audit of {run_dir}"))
-    out_console.print(overall_line(report))
-    plots = [f"{run_dir}/audit/{p}" for c in report.checks for p in c.plots]
-    out_console.print(f"details: {run_dir}/audit/<check>.json" + _listed(" plots", plots))
+    else:
+        out_console.print(verdict_table(report, f"audit of {run_dir}"))
+        out_console.print(overall_line(report))
+        plots = [f"{run_dir}/audit/{p}" for c in report.checks for p in c.plots]
+        out_console.print(f"details: {run_dir}/audit/<check>.json" + _listed(" plots", plots))
+    if verdict_reached(report.worst, fail_on):
+        raise typer.Exit(VERDICT_EXIT_CODE)
+
+
+def _checks_with_progress(run: Any, names: list[str], against: str | None, show: bool) -> Any:
+    """The checks, with a progress line per check (its retrains as steps, the time left) on
+    stderr when it is a terminal and `show`."""
+    import gradwise
+    from gradwise.audit import run_checks
+    from gradwise.audit.progress import listening
+    from gradwise.cli.audit_progress import CheckProgress
+    from gradwise.cli.console import err_console
+
+    if not (show and err_console.is_terminal):
+        return gradwise.audit(run, checks=names, against=against)
+    with CheckProgress(names, err_console) as bars, listening(bars.step):
+        return run_checks(run, names, against, on_done=bars.done)
 
 
 def audit_settings(config: Any, overrides: dict[str, Any]) -> Any:

@@ -158,6 +158,8 @@ def _summary(report: Any) -> None:
             f"labelled): retrain on them, starting from the served model:\n  {r.command}",
             highlight=False,
         )
+        if r.note:
+            p(f"  ({r.note})", highlight=False)
     err_console.print(
         f"details: {report.run}/monitor/report.json, windows.json, timeline.png", highlight=False
     )

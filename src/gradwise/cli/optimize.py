@@ -82,6 +82,8 @@ def bench(
         return
     out_console.print(cost_table(report, f"cost of {run_dir}"))
     out_console.print(latency_table(report))
+    for note in report.notes:
+        out_console.print(note, highlight=False)
     lm = [c for c in report.costs if c.language_model]
     for cost in lm:
         out_console.print(language_model_lines(cost))
@@ -140,8 +142,14 @@ def latency_table(report: Any) -> Table:
     for p in report.costs[0].latency:
         table.add_column(f"batch {p.batch}", justify="right")
     for c in report.costs:
-        table.add_row(c.variant, *(f"{p.p50_ms:.3f} / {p.p95_ms:.3f}" for p in c.latency))
+        table.add_row(c.variant, *(_latency_cell(p) for p in c.latency))
     return table
+
+
+def _latency_cell(p: Any) -> str:
+    """p50 / p95, and the p50's spread when it did not settle (see the note below it)."""
+    noisy = "" if p.stable else f" (±{p.spread:.0%}, noisy)"
+    return f"{p.p50_ms:.3f} / {p.p95_ms:.3f}{noisy}"
 
 
 def language_model_lines(cost: Any) -> str:
@@ -241,6 +249,8 @@ def optimize(
             markup=False,
             highlight=False,
         )
+    if table.settings.get("latency_noise", "stable") != "stable":
+        out_console.print(table.settings["latency_noise"], markup=False, highlight=False)
     m = table.machine
     out_console.print(f"measured on {machine_text(m)}. Details: {run_dir}/artifacts/tradeoff.json")
 

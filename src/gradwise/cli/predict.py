@@ -12,11 +12,13 @@ import typer
 from gradwise.cli.console import (
     JsonOpt,
     RunArg,
+    err_console,
     flag,
     handles_errors,
     metrics_table,
     out_console,
 )
+from gradwise.cli.threads import ThreadsOpt
 
 HeaderOpt = Annotated[
     bool | None,
@@ -94,6 +96,7 @@ def predict(
             "that hold the truth at the audited coverage, joined by | (classification)",
         ),
     ] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Predict on new raw data with the run's own preprocessing (and its calibration)."""
     import gradwise
@@ -103,6 +106,8 @@ def predict(
     run.check_predicts()
     raw = read_inputs(inputs, run.schema, run.config.data, header=header)
     frame = prediction_frame(run, raw, _columns(keep), intervals)
+    for note in input_notes(run, raw, _columns(keep)):
+        err_console.print(f"note: {note}", highlight=False)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
@@ -115,9 +120,39 @@ def _columns(keep: str | None) -> list[str]:
     return [c.strip() for c in keep.split(",") if c.strip()] if keep else []
 
 
+def input_notes(run: Any, raw: Any, keep: list[str]) -> list[str]:
+    """What a person should know about how the input was read: the columns the model does
+    not read (ignored, as the server ignores them), and for a forecaster which rows each
+    forecast reads and is for."""
+    import pandas as pd
+
+    from gradwise.data.readers import unused_columns
+
+    notes = []
+    if unused := unused_columns(raw, run.schema, keep):
+        notes.append(f"column(s) {', '.join(unused)} are not model inputs; ignored.")
+    series = run.schema.series
+    if series is not None and isinstance(raw, pd.DataFrame):
+        n, t = len(raw), series.window
+        steps = "prediction" if series.horizon == 1 else "prediction_k (k steps ahead)"
+        notes.append(
+            f"{n - t + 1} forecast(s) from {n} rows (data.window {t}): each reads input rows "
+            f"window_first..window_last (0-based) and its {steps} is for row for_row"
+            + ("" if series.horizon == 1 else " + k - 1")
+            + f"; for_row {n} and beyond lie past the input's end, so their kept columns are "
+            "empty."
+        )
+    return notes
+
+
 def prediction_frame(run: Any, raw: Any, keep: list[str], intervals: bool = False) -> Any:
     """One row per input: the prediction, class probabilities (p_<class>) and kept columns;
-    with `intervals`, the conformal set (classification) or lower/upper bounds (regression)."""
+    with `intervals`, the conformal set (classification) or lower/upper bounds (regression).
+
+    A forecaster given a table of consecutive rows answers one row per full window: the
+    kept columns are those of the row the forecast is for (empty past the input's end), then
+    `for_row`, `window_first`, `window_last` (see `Run.forecast_positions`).
+    """
     import numpy as np
     import pandas as pd
 
@@ -154,6 +189,23 @@ def prediction_frame(run: Any, raw: Any, keep: list[str], intervals: bool = Fals
             frame = pd.DataFrame(
                 {f"prediction_{i + 1}": values[:, i] for i in range(values.shape[1])}
             )
+    if run.schema.series is not None and isinstance(raw, pd.DataFrame):
+        positions = run.forecast_positions(raw)[["for_row", "window_first", "window_last"]]
+        frame = pd.concat([positions, frame], axis=1)
+        if front is not None:
+            front = _rows_of(front, positions["for_row"].to_numpy())
     if front is not None:
         frame = pd.concat([front.reset_index(drop=True), frame], axis=1)
     return frame
+
+
+def _rows_of(front: Any, rows: Any) -> Any:
+    """The kept columns at `rows` (0-based positions); empty past the input's end, with
+    integer columns kept integer."""
+    import pandas as pd
+
+    picked = front.reset_index(drop=True).reindex(rows).reset_index(drop=True)
+    for col in front.columns:
+        if pd.api.types.is_integer_dtype(front[col]):
+            picked[col] = picked[col].astype("Int64")
+    return picked

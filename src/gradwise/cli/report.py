@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gradwise.cli.audit import VERDICT_EXIT_CODE, FailOnOpt, verdict_reached
 from gradwise.cli.console import JsonOpt, RunArg, handles_errors, out_console
 
+if TYPE_CHECKING:
+    from gradwise.report import Report
+
 DECISION_STYLE = {"ship": "bold green", "ship with care": "bold yellow", "do not ship": "bold red"}
+DECISION_LEVEL = {"ship": "pass", "ship with care": "warn", "do not ship": "fail"}
+"""--fail-on reads the decision as a verdict: ship with care is warn, do not ship is fail."""
 
 
 @handles_errors
@@ -34,11 +40,16 @@ def report(
     out: Annotated[
         Path | None, typer.Option(metavar="FILE", help="where to write (default RUN/report.html)")
     ] = None,
+    fail_on: FailOnOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write one self-contained HTML page (plots embedded, no network needed) from the run's
     files: data, training, metrics, baseline, every audit check, explanations, cost, tuning
-    and monitoring, with a ship / ship with care / do not ship decision on top."""
+    and monitoring, with a ship / ship with care / do not ship decision on top.
+
+    Exit codes: 0 written (whatever the decision, unless --fail-on); 2 bad input; 4 the
+    decision reached --fail-on (warn: ship with care or do not ship; fail: do not ship); 1
+    anything unexpected."""
     import gradwise
 
     result = gradwise.report(run_dir, tune=tune, compare=compare, out=out)
@@ -51,6 +62,7 @@ def report(
                 {
                     "path": str(result.path),
                     "decision": decision.decision,
+                    "sentence": decision.sentence,
                     "reasons": [
                         {"text": r.text, "section": r.anchor, "severity": r.severity}
                         for r in decision.reasons
@@ -63,11 +75,19 @@ def report(
                 }
             )
         )
-        return
+    else:
+        _print(run_dir, result)
+    if verdict_reached(DECISION_LEVEL[decision.decision], fail_on):
+        raise typer.Exit(VERDICT_EXIT_CODE)
+
+
+def _print(run_dir: Path, result: Report) -> None:
+    decision = result.decision
     style = DECISION_STYLE[decision.decision]
     out_console.print(f"report of {run_dir}: [{style}]{decision.decision}[/]", highlight=False)
     for r in decision.reasons:
         out_console.print(f"- {r.text} (#{r.anchor})", markup=False, highlight=False)
+    out_console.print(decision.sentence, markup=False, highlight=False)
     if result.missing:
         out_console.print(
             f"sections without data yet (the page names the command for each): "

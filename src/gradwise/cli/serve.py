@@ -96,13 +96,24 @@ def serve(
     from gradwise.serve.runner import serve_forever
 
     settings.api_key()  # an unset variable is an error before anything starts
-    err_console.print(
-        f"serving {run_dir} on http://{host}:{port} (docs: /docs; batching: up to {max_batch} "
-        f"rows or {max_wait_ms:g} ms; {workers} worker(s)); Ctrl-C stops",
-        highlight=False,
-    )
+
+    def listening() -> None:  # said once the port is bound and the app started, not before
+        err_console.print(
+            f"serving {run_dir} on http://{host}:{port} (docs: /docs; batching: up to "
+            f"{max_batch} rows or {max_wait_ms:g} ms; {workers} worker(s)); Ctrl-C stops",
+            highlight=False,
+        )
+
     with console_logging(quiet=False, progress=False):
-        serve_forever(run_dir, settings, host=host, port=port, workers=workers, threads=threads)
+        serve_forever(
+            run_dir,
+            settings,
+            host=host,
+            port=port,
+            workers=workers,
+            threads=threads,
+            on_listening=listening,
+        )
 
 
 def _numbers(text: str, flag: str, integer: bool = False) -> list[float]:

@@ -22,6 +22,7 @@ from gradwise.cli.console import (
     out_console,
     overrides_dict,
 )
+from gradwise.cli.threads import TrainThreadsOpt
 from gradwise.errors import GradwiseError
 
 
@@ -47,13 +48,14 @@ def train(
     master: Annotated[
         str | None, typer.Option("--master", metavar="HOST:PORT", help="address of node 0")
     ] = None,
+    threads: TrainThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a model from CONFIG and write its run directory."""
     import gradwise
     from gradwise.config import load_config
 
-    overrides = list(set_ or [])
+    overrides = list(set_ or []) + ([f"train.threads={threads}"] if threads else [])
     if nproc > 1 or nnodes > 1:
         from gradwise.pipeline import resolve_out
 

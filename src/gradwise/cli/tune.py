@@ -40,6 +40,14 @@ def tune(
         str | None,
         typer.Option(metavar="DURATION", help="start no trial after this long: 90s, 10m, 2h"),
     ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            metavar="MINUTES",
+            help="bound the whole command: search in 2/3 of it, then only the seed and "
+            "sensitivity retrains that fit",
+        ),
+    ] = None,
     space: Annotated[
         Path | None,
         typer.Option(
@@ -102,6 +110,7 @@ def tune(
             sampler_seed=sampler_seed,
             pruner=pruner,
             progress=progress,
+            budget_s=budget * 60 if budget is not None else None,
             **overrides_dict(set_),
         )
     print_result(result)
@@ -131,6 +140,8 @@ def print_result(result: Any) -> None:
         out_console.print(result.importance.sentence, highlight=False)
     if result.sensitivity:
         out_console.print(sensitivity_table(result))
+    for note in result.notes:
+        out_console.print(note, highlight=False)
     out_console.print(f"best config: {result.best_config}", highlight=False)
     if result.plots:
         shown = ", ".join(f"{Path(result.out) / p}" for p in result.plots.values())

@@ -12,7 +12,7 @@ import numpy as np
 from gradwise.config import DataConfig
 from gradwise.data.dataset import Dataset
 from gradwise.data.schema import Schema
-from gradwise.data.split import split_indices
+from gradwise.data.split import SplitResult, split_samples
 from gradwise.data.target import TargetSpec, infer_task
 from gradwise.errors import DataError
 
@@ -101,6 +101,16 @@ def check_arrays(x: np.ndarray, y: np.ndarray, origin: str) -> None:
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Arrays X (or x) and y from an .npz archive; object arrays are refused (no pickles)."""
+    x, y, _ = read_npz_arrays(path)
+    return x, y
+
+
+SPLIT_ARRAYS = ("groups", "time")  # optional npz arrays that say how the samples were made
+
+
+def read_npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """X (or x), y and the optional per-sample arrays `groups` (a machine, a patient: each
+    kept in one split) and `time` (orders the samples) of an .npz archive."""
     if not path.is_file():
         raise DataError(f"npz file {path} not found; check data.source.")
     arrays = load_numpy(path)
@@ -108,9 +118,17 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         found = ", ".join(sorted(arrays)) if isinstance(arrays, dict) else "a single array"
         raise DataError(
             f"{path} must be an .npz archive holding arrays named X and y; found {found}. "
-            "Write it with np.savez(path, X=X, y=y)."
+            "Write it with np.savez(path, X=X, y=y) (and groups=..., time=... per sample)."
         )
-    return arrays["X"] if "X" in arrays else arrays["x"], arrays["y"]
+    x = arrays["X"] if "X" in arrays else arrays["x"]
+    extras = {k: arrays[k] for k in SPLIT_ARRAYS if k in arrays}
+    for name, values in extras.items():
+        if values.ndim != 1 or len(values) != len(x):
+            raise DataError(
+                f"{path}: the array {name!r} has shape {values.shape}; it must hold one value "
+                f"per sample of X, shape ({len(x)},)."
+            )
+    return x, arrays["y"], extras
 
 
 def load_numpy(path: Path) -> dict[str, np.ndarray] | np.ndarray:
@@ -151,14 +169,18 @@ def build_arrays(
     image_size: int | None = None,
     color: str | None = None,
     indices: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    extras: dict[str, np.ndarray] | None = None,
 ) -> Dataset:
     """Arrays X (N, ...) and targets y as a Dataset, standardised with train statistics.
 
     Args:
         indices: the train, val and test sample positions; None: drawn from cfg.split.
+        extras: an npz archive's per-sample `groups` and `time` arrays, if any.
     """
+    extras = extras or {}
     if cfg.limit is not None:
         x, y = x[: cfg.limit], y[: cfg.limit]
+        extras = {k: v[: cfg.limit] for k, v in extras.items()}
     check_arrays(x, y, cfg.source)
     y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
     task = infer_task(y, cfg.task)
@@ -174,8 +196,10 @@ def build_arrays(
         )
     if indices is None:
         stratify = y if task == "classification" else None
-        indices = split_indices(len(x), cfg.split, seed, stratify=stratify)
-    tr, va, te = indices
+        split = _split_arrays(x, cfg, seed, stratify, extras)
+    else:
+        split = SplitResult(*indices, rule={"method": "given"})
+    tr, va, te = split.indices
     norm = ArrayNormaliser.fit(x[tr])
     spec = (
         TargetSpec.fit_classes(y) if task == "classification" else TargetSpec.fit_regression(y[tr])
@@ -193,4 +217,46 @@ def build_arrays(
         image_size=image_size,
         color=color,  # type: ignore[arg-type]
     )
-    return Dataset.from_arrays(norm.transform(x), spec.encode(y), (tr, va, te), schema, raw=x)
+    return Dataset.from_arrays(
+        norm.transform(x),
+        spec.encode(y),
+        (tr, va, te),
+        schema,
+        notes=split.notes,
+        raw=x,
+        split_rule=split.rule,
+        fold_key=split.fold_key,
+    )
+
+
+def _split_arrays(
+    x: np.ndarray,
+    cfg: DataConfig,
+    seed: int,
+    stratify: np.ndarray | None,
+    extras: dict[str, np.ndarray],
+) -> SplitResult:
+    """The split of array samples: by the npz `groups` array when it is there (or named by
+    data.split.by), in the order of its `time` array for order: time."""
+    by, order_by = cfg.split.by, cfg.split.time
+    for key, name in (("by", by), ("time", order_by)):
+        if name is not None and name not in extras:
+            have = ", ".join(extras) or "none"
+            raise DataError(
+                f"data.split.{key}: {name!r} names no per-sample array of {cfg.source} "
+                f"(found: {have}). Save it in the archive: np.savez(path, X=X, y=y, "
+                f"{name}=...) with one value per sample."
+            )
+    group_key = by or ("groups" if "groups" in extras and cfg.split.order != "time" else None)
+    time_key = order_by or ("time" if "time" in extras else None)
+    return split_samples(
+        len(x),
+        cfg.split,
+        seed,
+        stratify=stratify,
+        inputs=x,
+        groups=extras.get(group_key) if group_key else None,
+        group_name=f"{group_key} (npz array)" if group_key else None,
+        time=extras.get(time_key) if time_key else None,
+        time_name=f"{time_key} (npz array)" if time_key else None,
+    )

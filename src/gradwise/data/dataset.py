@@ -42,6 +42,10 @@ class Dataset:
         raw: the source's samples as read, before preprocessing: a DataFrame (tables,
             labelled text), an array (arrays, images, raw series windows) or token windows
             (a corpus); `raw_rows` takes a split's part of it.
+        split_rule: how the splits were drawn and what the leakage scan found
+            (`gradwise.data.split.SplitResult.rule`); written to splits.json.
+        fold_key: per source sample, what k-fold retrains must keep together or in order
+            (`gradwise.data.split.SplitResult.fold_key`); None: samples are independent.
     """
 
     train: Split
@@ -51,6 +55,8 @@ class Dataset:
     notes: tuple[str, ...] = ()
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     raw: Any = None
+    split_rule: dict[str, Any] = field(default_factory=dict)
+    fold_key: np.ndarray | None = None
 
     def part(self, name: str) -> Split:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -72,13 +78,15 @@ class Dataset:
         return self.raw[idx]
 
     def save_splits(self, run_dir: Path) -> None:
-        """RUN/splits.json: the source, its content hash, and each split's row positions."""
+        """RUN/splits.json: the source, its content hash, the rule that drew the splits (and
+        what its leakage scan found), and each split's row positions."""
         write_json(
             run_dir / SPLITS_FILE,
             {
                 "source": self.schema.source,
                 "sha256": self.schema.sha256,
                 "n_rows": int(sum(len(v) for v in self.rows.values())),
+                "rule": self.split_rule,
                 **{name: self.rows[name].tolist() for name in SPLITS},
             },
         )
@@ -91,6 +99,8 @@ class Dataset:
         schema: Schema,
         notes: tuple[str, ...] = (),
         raw: Any = None,
+        split_rule: dict[str, Any] | None = None,
+        fold_key: np.ndarray | None = None,
     ) -> Dataset:
         """Split preprocessed arrays of every sample by the row positions `idx`."""
         xt = torch.from_numpy(np.ascontiguousarray(x))
@@ -99,4 +109,14 @@ class Dataset:
             Split(xt[i].contiguous(), yt[i].contiguous()) for i in map(torch.from_numpy, idx)
         )
         rows = {name: np.asarray(i, dtype=np.int64) for name, i in zip(SPLITS, idx)}
-        return Dataset(train, val, test, schema=schema, notes=notes, rows=rows, raw=raw)
+        return Dataset(
+            train,
+            val,
+            test,
+            schema=schema,
+            notes=notes,
+            rows=rows,
+            raw=raw,
+            split_rule=split_rule or {},
+            fold_key=fold_key,
+        )

@@ -7,6 +7,7 @@ shaped like the training file reads the same way (a flag overrides the header de
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,7 +90,7 @@ def read_new_table(
         return read_table(path, "parquet", cfg)
     names = cfg.columns
     if header is None:
-        header = names is None or _first_row(path, cfg) == [str(c) for c in names]
+        header = names is None or _names_columns(_first_row(path, cfg), names)
     if header:
         df = read_table(path, "csv", cfg.model_copy(update={"columns": None, "limit": None}))
         if names is None and looks_headerless(df) and expected is not None:
@@ -106,15 +107,60 @@ def read_new_table(
             f"--no-header: the run was trained on a file with a header, so the columns of "
             f"{path} cannot be named by position; add the header row."
         )
-    return read_table(path, "csv", cfg.model_copy(update={"limit": None}))
+    if cfg.target in names and len(_first_row(path, cfg)) == len(names) - 1:
+        # every training column but the target, in the training order (wherever the target
+        # stood): name them so, or every column after the target would shift by one
+        names = [c for c in names if c != cfg.target]
+    _check_field_count(path, cfg, names, expected)
+    return read_table(path, "csv", cfg.model_copy(update={"limit": None, "columns": names}))
+
+
+def _names_columns(first: list[str], names: list[str]) -> bool:
+    """Whether a first row is a header: at least half of its fields are training column
+    names (a file may hold only some of the columns, in any order; a data row of a header-less
+    file names none)."""
+    fields = [f for f in first if f]
+    known = sum(f in set(map(str, names)) for f in fields)
+    return bool(fields) and known >= max(1, len(fields) / 2)
+
+
+def _check_field_count(
+    path: Path, cfg: DataConfig, names: list[str], expected: list[str] | None
+) -> None:
+    """A header-less file names its columns by position, so it must have as many fields as
+    the training file: with fewer, the last columns would be read as missing everywhere and
+    imputed; with more, every column would shift."""
+    n = len(_first_row(path, cfg))
+    if n in (0, len(names)):
+        return  # an empty file is refused by the reader, with its own message
+    if n > len(names):
+        raise DataError(
+            f"{path} has no header and {n} fields per row, but the run names {len(names)} "
+            f"columns by position (data.columns: {', '.join(names)}); give the columns the "
+            "training file had, in its order, or add a header row naming them."
+        )
+    absent = [c for c in names[n:] if expected is None or c in expected]
+    if absent:
+        raise DataError(
+            f"{path} has no header and {n} fields per row, but the run reads {len(names)} "
+            f"columns by position, so column(s) {', '.join(absent)} would be missing in every "
+            "row. Give all the columns the training file had, in its order (a value may be "
+            "left empty), or add a header row naming the columns you have."
+        )
 
 
 def _first_row(path: Path, cfg: DataConfig) -> list[str]:
+    """The first line's fields, split and unquoted as the CSV reader splits them."""
     if not path.is_file():
         raise DataError(f"Data file {path} not found ({path.resolve()}).")
-    with path.open(encoding="utf-8-sig", errors="replace") as fh:
-        line = fh.readline().rstrip("\r\n")
-    return [f.strip().strip('"') for f in line.split(cfg.separator or ",")]
+    sep = cfg.separator or ","
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        if cfg.quoting == "none":
+            reader = csv.reader(fh, delimiter=sep, quoting=csv.QUOTE_NONE, skipinitialspace=True)
+        else:
+            reader = csv.reader(fh, delimiter=sep, skipinitialspace=True)
+        row = next(reader, [])
+    return [f.strip() for f in row]
 
 
 def read_inputs(
@@ -192,6 +238,40 @@ def kept_columns(raw: Any, keep: list[str]) -> pd.DataFrame | None:
             f"{', '.join(map(str, raw.columns))}."
         )
     return raw[keep]
+
+
+def unused_columns(raw: Any, schema: Schema, keep: list[str] | None = None) -> list[str]:
+    """The columns of an input table the model does not read (ids, the target, anything
+    else), besides those `keep` copies to the output and empty ones (a header-less file
+    without the target has it as an empty column): predicting ignores them."""
+    used = _columns(schema)
+    if not isinstance(raw, pd.DataFrame) or used is None:
+        return []
+    skip = set(used) | set(keep or [])
+    return [str(c) for c in raw.columns if c not in skip and raw[c].notna().any()]
+
+
+def forecast_positions(n_rows: int, window: int) -> pd.DataFrame:
+    """Where each forecast of a series input comes from and what it is for.
+
+    A forecaster given `n_rows` consecutive rows makes one forecast per full window, in
+    order: forecast i reads rows i .. i + window - 1 and predicts the `horizon` steps after
+    them, rows i + window .. i + window + horizon - 1 (the last forecasts are for rows past the
+    input's end: the future).
+
+    Args:
+        n_rows: rows of the input table (0-based positions below).
+        window: data.window of the run.
+
+    Returns:
+        One row per forecast, in the order `Run.predict` returns them: `window_first` and
+        `window_last` (the input rows it read) and `for_row` (the row of its first step;
+        step k is for row for_row + k - 1).
+    """
+    first = np.arange(max(n_rows - window + 1, 0))
+    return pd.DataFrame(
+        {"window_first": first, "window_last": first + window - 1, "for_row": first + window}
+    )
 
 
 def load_labelled(

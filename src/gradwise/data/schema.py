@@ -72,27 +72,16 @@ class Schema:
 
         Args:
             raw: a DataFrame or 2-D array of raw columns (tabular); an array of raw pixels
-                (image, same scale as training); (N, T, F) raw windows or a DataFrame of
-                consecutive rows (sequence); a string (tokens).
+                (image, same scale as training); (N, T, F) raw windows, their columns in
+                data.features order, or a DataFrame of consecutive rows (sequence); a string
+                (tokens).
         """
         if self.tabular is not None:
             return self.tabular.transform(_frame(raw, self.tabular.columns))
         if self.series is not None:
             if isinstance(raw, pd.DataFrame):
                 return self.series.make_windows(raw)
-            x = np.asarray(raw, dtype=np.float64)
-            if x.ndim == 2:
-                x = x[None]
-            cols = self.series.features.columns
-            if x.ndim != 3 or x.shape[2] != len(cols):
-                raise DataError(
-                    f"Series input must be (N, T, {len(cols)}) windows of columns "
-                    f"{', '.join(cols)}, got shape {x.shape}."
-                )
-            flat = self.series.features.transform(
-                pd.DataFrame(x.reshape(-1, len(cols)), columns=cols)
-            )
-            return flat.reshape(x.shape[0], x.shape[1], -1)
+            return self._series_windows(raw)
         if self.array is not None:
             return self.array.transform(np.asarray(raw))
         if self.tokenizer is not None and self.text_column is not None:
@@ -102,6 +91,25 @@ class Schema:
                 raise DataError("A language model takes text; pass a string.")
             return self.tokenizer.encode(raw)
         raise AssertionError("schema without preprocessing")
+
+    def _series_windows(self, raw: Any) -> np.ndarray:
+        """(N, T, F) raw windows, their columns in data.features order (as `run.split(...).raw`
+        holds them; text columns such as a wind direction included), to model input."""
+        assert self.series is not None
+        x = np.asarray(raw)
+        if x.dtype.kind not in "iufb":
+            x = np.asarray(raw, dtype=object)  # text cells stay text, numbers stay numbers
+        if x.ndim == 2:
+            x = x[None]
+        features = self.series.features
+        cols = features.raw_columns
+        if x.ndim != 3 or x.shape[2] != len(cols):
+            raise DataError(
+                f"Series input must be (N, T, {len(cols)}) windows of columns "
+                f"{', '.join(cols)} (in that order), got shape {x.shape}."
+            )
+        rows = pd.DataFrame(x.reshape(-1, len(cols)), columns=cols).infer_objects()
+        return features.transform(rows).reshape(x.shape[0], x.shape[1], -1)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Labelled-text inputs: (N, source length) ids, <bos> first (the class token)."""

@@ -16,12 +16,12 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from gradwise.config import DataConfig
-from gradwise.data.arrays import build_arrays, read_npz
+from gradwise.data.arrays import build_arrays, read_npz_arrays
 from gradwise.data.builtin import load_builtin
 from gradwise.data.dataset import Dataset, Split
 from gradwise.data.images import idx_files, read_idx, read_image_folder
 from gradwise.data.tabular import build_tabular, read_table
-from gradwise.data.text import Tokenizer, build_text, build_text_table, read_text
+from gradwise.data.text import Tokenizer, build_text_source, build_text_table
 from gradwise.data.timeseries import build_timeseries
 from gradwise.errors import DataError
 
@@ -93,8 +93,8 @@ def _build(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None) -> Dataset:
                 raise DataError(f"data.task {cfg.task} needs text: set data.text_column.")
             return build_tabular(df, cfg, seed)
         case "npz":
-            x, y = read_npz(path)
-            return build_arrays(x, y, cfg, seed)
+            x, y, extras = read_npz_arrays(path)
+            return build_arrays(x, y, cfg, seed, extras=extras)
         case "images":
             x, y_names, color, size = read_image_folder(path, cfg.image_size, cfg.color)
             return build_arrays(x, y_names, cfg, seed, image_size=size, color=color)
@@ -102,7 +102,7 @@ def _build(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None) -> Dataset:
             x, y = read_idx(location)
             return build_arrays(x, y, cfg, seed)
         case "text":
-            return build_text(read_text(path, cfg.limit), cfg, tokenizer)
+            return build_text_source(path, cfg, seed, tokenizer)
         case "timeseries":
             return build_timeseries(read_table(path, "csv", cfg), cfg)
         case "memory":
@@ -121,7 +121,7 @@ def source_hash(source: str, data: Dataset | None = None) -> str:
     kind, location = parse_source(source)
     digest = hashlib.sha256()
     match kind:
-        case "images":
+        case "images" | "text" if Path(location).is_dir():
             root = Path(location)
             for f in sorted(p for p in root.rglob("*") if p.is_file()):
                 digest.update(str(f.relative_to(root)).encode())

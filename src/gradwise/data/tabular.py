@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,7 +16,7 @@ import pandas as pd
 from gradwise.config import DataConfig
 from gradwise.data.dataset import Dataset
 from gradwise.data.schema import Schema
-from gradwise.data.split import split_indices
+from gradwise.data.split import SplitResult, split_columns, split_table
 from gradwise.data.target import TargetSpec, infer_task
 from gradwise.errors import DataError
 
@@ -103,7 +104,8 @@ class TabularPreprocessor:
     Numeric columns: missing values take the train median, then (x - mean) / std.
     Categorical columns: a vocabulary from train (plus <other> for unseen values), then
     either one-hot columns or, with `encoding='embed'`, one integer code per column that
-    the model embeds.
+    the model embeds. `order` keeps the input columns as the data gave them (raw series
+    windows hold them so); empty in runs saved before it was kept.
     """
 
     numeric: list[str]
@@ -113,13 +115,30 @@ class TabularPreprocessor:
     categorical: list[str] = field(default_factory=list)
     vocab: list[list[str]] = field(default_factory=list)
     encoding: Literal["onehot", "embed"] = "onehot"
+    order: list[str] = field(default_factory=list)
 
     @staticmethod
-    def fit(df: pd.DataFrame, encoding: Literal["onehot", "embed"]) -> TabularPreprocessor:
-        numeric, categorical = _column_kinds(df)
+    def fit(
+        df: pd.DataFrame,
+        encoding: Literal["onehot", "embed"],
+        categorical_columns: Sequence[str] = (),
+    ) -> TabularPreprocessor:
+        """Column kinds and statistics from the training rows `df`.
+
+        Args:
+            categorical_columns: columns read as categories whatever their values
+                (data.categorical_columns); the others by their values (`_column_kinds`).
+
+        Raises:
+            DataError: no input columns, a categorical column that is not an input column,
+                or text cells in a numeric column.
+        """
+        check_columns(df, list(categorical_columns), "data.categorical_columns")
+        numeric, categorical = _column_kinds(df, categorical_columns)
         if not numeric and not categorical:
             raise DataError("No input columns are left after removing the target and data.drop.")
-        num = df[numeric].astype(np.float64)
+        num = df[numeric].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+        _check_numeric(df[numeric], num)  # text in a column of numbers: refused, not one-hot
         medians = num.median().fillna(0.0)
         filled = num.fillna(medians)
         stds = filled.std(ddof=0).replace(0.0, 1.0).fillna(1.0)
@@ -132,11 +151,17 @@ class TabularPreprocessor:
             categorical=categorical,
             vocab=vocab,
             encoding=encoding,
+            order=[str(c) for c in df.columns],
         )
 
     @property
     def columns(self) -> list[str]:
         return self.numeric + self.categorical
+
+    @property
+    def raw_columns(self) -> list[str]:
+        """The input columns in the data's own order (dates, which are not used, included)."""
+        return self.order or self.columns
 
     @property
     def n_features(self) -> int:
@@ -186,27 +211,45 @@ class TabularPreprocessor:
 
 def _check_numeric(given: pd.DataFrame, parsed: pd.DataFrame) -> None:
     """A value that is there but is not a number (text in a numeric column) is an error, not a
-    missing value to impute: imputing it would predict from a number nobody gave."""
-    bad = parsed.isna().to_numpy() & given.notna().to_numpy()
+    missing value to impute or a category to one-hot: either would learn from, or predict
+    from, a number nobody gave. Rows are the table's own (0-based data rows)."""
+    bad = parsed.isna().to_numpy(dtype=bool) & given.notna().to_numpy(dtype=bool)
     if not bad.any():
         return
     col = int(np.flatnonzero(bad.any(axis=0))[0])
     rows = np.flatnonzero(bad[:, col])
     name = given.columns[col]
-    shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
-    example = given.iloc[rows[0], col]
+    labels = [str(given.index[r]) for r in rows[:5]]
+    shown = ", ".join(labels) + (", ..." if len(rows) > 5 else "")
+    values = list(dict.fromkeys(str(given.iloc[r, col]) for r in rows))
+    listed = ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
     raise DataError(
-        f"Column {name!r} is numeric in training but holds text in {len(rows)} row(s) "
-        f"(rows {shown}; e.g. {example!r}); fix those values, or leave them empty to have them "
-        "imputed."
+        f"Column {name!r} is numeric but holds text in {len(rows)} row(s) (rows {shown}: "
+        f"{listed}); if the column is a category (codes, not quantities), train with "
+        f"data.categorical_columns: [{name}]; otherwise fix those values, or leave them empty "
+        "to have them imputed with the training median (strings that mark a missing value go "
+        "in data.na_values; a column to leave out, in data.drop)."
     )
 
 
-def _column_kinds(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+# a text column is a column of numbers with a few bad cells when at least this share of its
+# filled cells reads as numbers; below it, a category whose codes may look like numbers
+MOSTLY_NUMERIC = 0.9
+
+
+def _column_kinds(
+    df: pd.DataFrame, categorical_columns: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """Numeric and categorical input columns, in the data's order: the columns named in
+    `categorical_columns` are categories; numbers (and text columns whose filled cells mostly
+    read as numbers) are numeric; dates are left out; the rest is categorical."""
     numeric, categorical = [], []
+    forced = set(categorical_columns)
     for col in df.columns:
         kind = df[col].dtype.kind
-        if kind in "iufb":
+        if col in forced:
+            categorical.append(col)
+        elif kind in "iufb" or (kind == "O" and _numeric_share(df[col]) >= MOSTLY_NUMERIC):
             numeric.append(col)
         elif kind == "M" or kind == "m":
             continue  # dates are not features by themselves
@@ -215,8 +258,25 @@ def _column_kinds(df: pd.DataFrame) -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
+def _numeric_share(col: pd.Series) -> float:
+    """The share of a column's filled cells that read as numbers (0 when none is filled)."""
+    filled = col.dropna()
+    if filled.empty:
+        return 0.0
+    parsed = pd.to_numeric(filled.astype(str).str.strip(), errors="coerce")
+    return float(parsed.notna().mean())
+
+
 def _as_text(col: pd.Series) -> pd.Series:
-    return col.astype(object).where(col.notna(), MISSING).astype(str).str.strip()
+    """A categorical column's values as the vocabulary's strings; a whole number reads the same
+    whether it came as an int or a float (94110 and 94110.0: a column with gaps, a window)."""
+    return col.astype(object).map(_category_text).where(col.notna(), MISSING).str.strip()
+
+
+def _category_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def looks_headerless(df: pd.DataFrame) -> bool:
@@ -268,13 +328,15 @@ def build_tabular(
                 f"Target column {target!r} holds non-numeric values but the task is regression; "
                 "set data.task: classification or clean the column."
             )
-    x_df = df.drop(columns=[target, *cfg.drop])
+    x_df = df.drop(columns=[target, *cfg.drop, *split_columns(cfg.split)], errors="ignore")
     if indices is None:
         stratify = y_raw if task == "classification" else None
-        indices = split_indices(len(df), cfg.split, seed, stratify=stratify)
-    tr, va, te = indices
-    prep = TabularPreprocessor.fit(x_df.iloc[tr], cfg.categorical)
-    notes = tuple(
+        split = split_table(df, cfg.split, seed, x_df, stratify)
+    else:
+        split = SplitResult(*indices, rule={"method": "given"})
+    tr, va, te = split.indices
+    prep = TabularPreprocessor.fit(x_df.iloc[tr], cfg.categorical, cfg.categorical_columns)
+    notes = split.notes + tuple(
         f"imputed {n} missing values in column {col!r} (train median or <missing> category)"
         for col, n in prep.count_missing(x_df).items()
     )
@@ -294,4 +356,6 @@ def build_tabular(
         source=cfg.source,
         tabular=prep,
     )
-    return Dataset.from_arrays(x, y, (tr, va, te), schema, notes, raw=df)
+    return Dataset.from_arrays(
+        x, y, (tr, va, te), schema, notes, raw=df, split_rule=split.rule, fold_key=split.fold_key
+    )

@@ -28,7 +28,20 @@ class TargetSpec:
 
     @staticmethod
     def fit_classes(y: np.ndarray, name: str | None = None) -> TargetSpec:
+        """The classes of labels y, sorted.
+
+        Raises:
+            DataError: y holds a single class: there is nothing to tell apart.
+        """
         classes = np.unique(y)
+        if len(classes) < 2:
+            what = f"target column {name!r}" if name else "the target"
+            raise DataError(
+                f"{what} holds one class ({_plain(classes[0])!r}) in all {len(y):,} rows: a "
+                "classifier needs at least two. Check the file holds every class (a file "
+                "sorted by label, cut by data.limit, keeps only the first), or set "
+                "data.task: regression for a numeric target."
+            )
         return TargetSpec(name=name, classes=[_plain(c) for c in classes])
 
     @staticmethod

@@ -21,7 +21,7 @@ import torch
 from gradwise.config import DataConfig
 from gradwise.data.dataset import SPLITS, Dataset, Split
 from gradwise.data.schema import Schema
-from gradwise.data.split import split_indices, split_sizes
+from gradwise.data.split import split_sizes, split_table
 from gradwise.data.tabular import pick_target
 from gradwise.data.target import TargetSpec, infer_task
 from gradwise.errors import DataError
@@ -204,6 +204,59 @@ def read_text(path: Path, limit: int | None) -> str:
     return text
 
 
+TEXT_COLUMN, LABEL_COLUMN = "text", "label"  # the columns of a folder of labelled texts
+
+
+def read_text_source(path: Path, limit: int | None) -> str | pd.DataFrame:
+    """What text:PATH holds: a file is one corpus; a folder with a subfolder of files per
+    class (two or more, like txt_sentoken/pos and txt_sentoken/neg) is labelled text, a frame
+    of `text` and `label` (the subfolder's name); any other folder is its files, in name
+    order, joined by a blank line into one corpus. Hidden files are skipped.
+
+    Args:
+        limit: a corpus keeps its first `limit` characters; labelled text its first `limit`
+            files, taken from the classes in turn.
+
+    Raises:
+        DataError: nothing there, a folder without files, or a file that is not UTF-8.
+    """
+    if path.is_file():
+        return read_text(path, limit)
+    if not path.is_dir():
+        raise DataError(f"Text file or folder {path} not found; check data.source.")
+    classes = {d.name: _files(d) for d in sorted(path.iterdir()) if _visible(d) and d.is_dir()}
+    classes = {name: files for name, files in classes.items() if files}
+    if len(classes) >= 2:
+        rows = [
+            (name, files[i])
+            for i in range(max(len(files) for files in classes.values()))
+            for name, files in classes.items()
+            if i < len(files)
+        ][:limit]
+        texts = [_read_utf8(f) for _, f in rows]
+        return pd.DataFrame({TEXT_COLUMN: texts, LABEL_COLUMN: [name for name, _ in rows]})
+    files = sorted(f for f in path.rglob("*") if f.is_file() and _visible(f))
+    if not files:
+        raise DataError(f"The folder {path} holds no text files; check data.source.")
+    text = "\n\n".join(_read_utf8(f) for f in files)
+    return text[:limit] if limit is not None else text
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and _visible(f))
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _read_utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text; convert it or remove it.") from None
+
+
 def windows(ids: np.ndarray, block_size: int) -> np.ndarray:
     """Non-overlapping (block_size + 1)-token windows; input = w[:, :-1], target = w[:, 1:]."""
     n = (len(ids) - 1) // block_size
@@ -286,6 +339,18 @@ def build_text(text: str, cfg: DataConfig, tokenizer: Tokenizer | None = None) -
     return Dataset(train, val, test, schema=schema, rows=rows, raw=np.concatenate(raw))
 
 
+def build_text_source(
+    path: Path, cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = None
+) -> Dataset:
+    """text:PATH (see `read_text_source`): a corpus for language modelling, or a folder of
+    class subfolders as labelled text classification (text -> the subfolder's name)."""
+    read = read_text_source(path, cfg.limit)
+    if isinstance(read, str):
+        return build_text(read, cfg, tokenizer)
+    labelled = cfg.model_copy(update={"text_column": TEXT_COLUMN, "target": LABEL_COLUMN})
+    return build_text_table(read, labelled, seed, tokenizer)
+
+
 def build_text_table(
     df: pd.DataFrame,
     cfg: DataConfig,
@@ -313,9 +378,10 @@ def build_text_table(
     if pd.isna(df[target]).any():
         raise DataError(f"Target column {target!r} has missing values; drop or fill those rows.")
     task = infer_task(y_raw, cfg.task)
-    tr, va, te = split_indices(
-        len(df), cfg.split, seed, stratify=y_raw if task == "classification" else None
+    split = split_table(
+        df, cfg.split, seed, df[[column]], stratify=y_raw if task == "classification" else None
     )
+    tr, va, te = split.indices
     tok = tokenizer or Tokenizer.fit([texts[i] for i in tr], cfg.tokenizer, cfg.vocab_size)
     spec = (
         TargetSpec.fit_classes(y_raw, target)
@@ -333,7 +399,16 @@ def build_text_table(
         text_column=column,
     )
     x = schema.encode_texts(texts)
-    return Dataset.from_arrays(x, spec.encode(y_raw), (tr, va, te), schema, raw=df)
+    return Dataset.from_arrays(
+        x,
+        spec.encode(y_raw),
+        (tr, va, te),
+        schema,
+        split.notes,
+        raw=df,
+        split_rule=split.rule,
+        fold_key=split.fold_key,
+    )
 
 
 def _build_seq2seq(
@@ -344,7 +419,8 @@ def _build_seq2seq(
     seed: int,
     tokenizer: Tokenizer | None,
 ) -> Dataset:
-    tr, va, te = split_indices(len(sources), cfg.split, seed)
+    split = split_table(df, cfg.split, seed, df[[cfg.text_column]])
+    tr, va, te = split.indices
     tok = tokenizer or Tokenizer.fit(
         [sources[i] for i in tr] + [targets[i] for i in tr], cfg.tokenizer, cfg.vocab_size
     )
@@ -364,4 +440,13 @@ def _build_seq2seq(
     tgt = pad_rows(tok.encode_many(targets), t_len, bos=True, eos=True)  # (N, T)
     x = np.concatenate([src, tgt[:, :-1]], axis=1)  # source + decoder input
     y = np.where(tgt[:, 1:] == PAD, IGNORE, tgt[:, 1:])  # next target tokens
-    return Dataset.from_arrays(x, y, (tr, va, te), schema, raw=df)
+    return Dataset.from_arrays(
+        x,
+        y,
+        (tr, va, te),
+        schema,
+        split.notes,
+        raw=df,
+        split_rule=split.rule,
+        fold_key=split.fold_key,
+    )

@@ -66,10 +66,47 @@ def series_frame(df: pd.DataFrame, target: str, features: list[str] | None) -> p
         n = int(y.isna().sum())
         raise DataError(
             f"Target column {target!r} has {n} missing or non-numeric values "
-            f"(first at row {int(np.flatnonzero(y.isna().to_numpy())[0])}); fill them "
-            "(e.g. interpolate) or cut the series before forecasting."
+            f"(first at row {int(np.flatnonzero(y.isna().to_numpy())[0])}); set data.fill: "
+            "interpolate, ffill or drop for the empty ones, or clean the series before "
+            "forecasting."
         )
     return df[cols]
+
+
+def fill_series(df: pd.DataFrame, target: str, fill: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The series with its missing target values filled as `data.fill` says, and a note of
+    what was done (nothing for `none`, or when none is missing).
+
+    Only empty cells are filled: a text value in the target is still an error
+    (`series_frame`), never read as missing.
+
+    Args:
+        fill: none | interpolate (linear in row order; the ends take the nearest value) |
+            ffill (the last value before; leading gaps take the first value) | drop (the rows).
+    """
+    if target not in df.columns:
+        return df, ()
+    missing = df[target].isna().to_numpy()
+    n = int(missing.sum())
+    if fill == "none" or n == 0:
+        return df, ()
+    first = int(np.flatnonzero(missing)[0])
+    if fill == "drop":
+        out = df.loc[~missing].reset_index(drop=True)
+        what = "dropped their rows (windows may now span the gaps)"
+    else:
+        y = pd.to_numeric(df[target], errors="coerce").where(~missing)
+        if y[~missing].isna().any():
+            return df, ()  # a text value: series_frame names it
+        if fill == "interpolate":
+            y = y.interpolate(method="linear", limit_direction="both")
+        else:
+            y = y.ffill().bfill()
+        out = df.assign(**{target: y})
+        what = "interpolated them linearly" if fill == "interpolate" else "carried the last value"
+    return out, (
+        f"data.fill: {fill}: {n:,} missing values of {target!r} (first at row {first}); {what}.",
+    )
 
 
 def raw_windows(frame: pd.DataFrame, window: int, n: int) -> np.ndarray:
@@ -99,7 +136,9 @@ def supervised(
 def build_timeseries(df: pd.DataFrame, cfg: DataConfig) -> Dataset:
     """Windows of `data.window` rows predict the next `data.horizon` target values; the
     series is split in time order and no window crosses from one split into the next."""
+    _check_series_split(cfg)
     target = _series_target(df, cfg)
+    df, filled = fill_series(df, target, cfg.fill)
     frame = series_frame(df, target, cfg.features)
     n_train, n_val, _ = split_sizes(len(frame), cfg.split)
     features = TabularPreprocessor.fit(frame.iloc[:n_train], "onehot")
@@ -129,7 +168,29 @@ def build_timeseries(df: pd.DataFrame, cfg: DataConfig) -> Dataset:
         series=prep,
     )
     raw = raw_windows(frame, cfg.window, len(x))
-    return Dataset.from_arrays(x, spec.encode(y), (tr, va, te), schema, raw=raw)
+    rule = {
+        "method": "time",
+        "time": "row order",
+        "gap": 0,
+        "detail": "a window is in the split of its target steps; the first windows of "
+        "validation and test read the last rows before them as input, never their targets",
+        "allow_overlap": False,
+        "leaky": False,
+    }
+    return Dataset.from_arrays(
+        x, spec.encode(y), (tr, va, te), schema, filled, raw=raw, split_rule=rule
+    )
+
+
+def _check_series_split(cfg: DataConfig) -> None:
+    split = cfg.split
+    if split.by is not None or split.order == "random" or split.time is not None:
+        raise DataError(
+            f"{cfg.source}: a timeseries: source is one series, always split in time order "
+            "(its windows' targets never cross a boundary); remove data.split.by, "
+            "data.split.time and data.split.order: random. For many series (machines, "
+            "stores), cut the windows yourself and save them as npz with a `groups` array."
+        )
 
 
 def _series_target(df: pd.DataFrame, cfg: DataConfig) -> str:

@@ -3,6 +3,11 @@
 Latency is measured on this machine, on real test inputs, after warm-up. When several
 models are measured together, their timings are interleaved round by round, so a
 neighbour's load on a shared CPU falls on all of them alike and their ratios stay fair.
+Rounds are repeated until the median is stable (its 95% bootstrap interval over the rounds'
+medians within +-STABLE of it) or MAX_SECONDS_FACTOR x the measuring time has passed; a
+point that did not settle says so (`stable`, `spread`), with the machine's load. One
+function, `latency_sweep`, measures for bench, optimize's trade-off table and the report,
+with the thread count `gradwise.training.threads.choose_threads` gives the model.
 """
 
 from __future__ import annotations
@@ -23,19 +28,24 @@ from torch import Tensor
 from gradwise.run import Run
 
 BATCHES = (1, 8, 32, 128)
+STABLE = 0.05  # target relative half-width of the p50's 95% interval
+MAX_SECONDS_FACTOR = 5.0  # keep repeating rounds for at most this many times `seconds`
 PRICE_PER_CORE_HOUR = 0.05  # USD; about the on-demand price of one vCPU of a general VM
 
 
 @dataclass(frozen=True)
 class LatencyPoint:
     """Latency at one batch size: p50 / p95 over the timed calls, and the throughput the
-    p50 gives (samples per second)."""
+    p50 gives (samples per second); `spread`: the relative half-width of the p50's 95%
+    bootstrap interval over the rounds' medians; `stable`: spread <= STABLE."""
 
     batch: int
     p50_ms: float
     p95_ms: float
     throughput: float
     calls: int
+    spread: float = 0.0
+    stable: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,13 +73,14 @@ class BenchReport:
     settings: dict[str, Any]
     machine: dict[str, Any]
     costs: list[Cost] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. that the latencies are noisy
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def machine() -> dict[str, Any]:
-    """The CPU the numbers were measured on."""
+def machine(threads: int | None = None) -> dict[str, Any]:
+    """The CPU the numbers were measured on, and the threads they were measured with."""
     from gradwise.training.loop import cpu_has_native_bf16
 
     name = "unknown"
@@ -83,10 +94,19 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": name,
         "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads or torch.get_num_threads(),
+        "load_average": load_average(),
         "native_bf16": cpu_has_native_bf16(),
         "torch": torch.__version__,
     }
+
+
+def load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15-minute load averages (None where the OS has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def batch_of(x: Tensor, n: int) -> Tensor:
@@ -117,24 +137,125 @@ def time_interleaved(
     return times
 
 
-def point(batch: int, times: Sequence[float]) -> LatencyPoint:
+@dataclass(frozen=True)
+class Timing:
+    """Every timed call's wall seconds and the median of each round."""
+
+    times: list[float]
+    round_medians: list[float]
+
+    @property
+    def spread(self) -> float:
+        return median_half_width(self.round_medians)
+
+
+def time_until_stable(
+    calls: Mapping[str, Callable[[], object]],
+    seconds: float,
+    rounds: int = 8,
+    warmup: int = 2,
+    max_seconds: float | None = None,
+) -> dict[str, Timing]:
+    """Like `time_interleaved`, then more rounds until every call's median is stable (spread
+    <= STABLE) or `max_seconds` (default MAX_SECONDS_FACTOR x seconds) have passed."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    limit = max_seconds if max_seconds is not None else MAX_SECONDS_FACTOR * seconds
+    timings = {name: Timing([], []) for name in calls}
+    slot = seconds / rounds
+    started = time.perf_counter()
+    while True:
+        for name, fn in calls.items():
+            times: list[float] = []
+            start = time.perf_counter()
+            while not times or time.perf_counter() - start < slot:
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            timings[name].times.extend(times)
+            timings[name].round_medians.append(float(np.median(times)))
+        done = len(next(iter(timings.values())).round_medians)
+        if done >= rounds and (
+            all(t.spread <= STABLE for t in timings.values())
+            or time.perf_counter() - started >= limit
+        ):
+            return timings
+
+
+def median_half_width(values: Sequence[float], n_boot: int = 400) -> float:
+    """Half the width of the 95% bootstrap interval of the median of `values`, relative to
+    the median (0 for fewer than 2 values)."""
+    arr = np.asarray(values, dtype=float)
+    centre = float(np.median(arr)) if len(arr) else 0.0
+    if len(arr) < 2 or centre <= 0:
+        return 0.0
+    rng = np.random.default_rng(0)
+    boot = np.median(rng.choice(arr, size=(n_boot, len(arr))), axis=1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return float((high - low) / 2 / centre)
+
+
+def point(batch: int, times: Sequence[float], spread: float = 0.0) -> LatencyPoint:
     arr = np.asarray(times) * 1e3
     p50 = float(np.percentile(arr, 50))
-    return LatencyPoint(batch, p50, float(np.percentile(arr, 95)), batch / p50 * 1e3, len(arr))
+    return LatencyPoint(
+        batch,
+        p50,
+        float(np.percentile(arr, 95)),
+        batch / p50 * 1e3,
+        len(arr),
+        round(spread, 4),
+        spread <= STABLE,
+    )
+
+
+def latency_threads(run: Run, batches: Sequence[int], threads: int | None = None) -> int:
+    """The thread count latency is measured with: `threads`, else GRADWISE_THREADS, else the
+    training rule on the run's parameters x the largest batch."""
+    from gradwise.training.threads import choose_threads
+
+    n_params = _n_params(run) or 0
+    return choose_threads(threads, n_params * max(batches)).n
 
 
 def latency_sweep(
-    runs: dict[str, Run], x: Tensor, batches: Sequence[int], seconds: float
+    runs: dict[str, Run],
+    x: Tensor,
+    batches: Sequence[int],
+    seconds: float,
+    threads: int | None = None,
 ) -> dict[str, list[LatencyPoint]]:
-    """p50/p95 latency of each run's forward pass at each batch size, interleaved."""
+    """p50/p95 latency of each run's forward pass at each batch size, interleaved and
+    repeated until stable, with `latency_threads` threads (the first run decides)."""
+    from gradwise.training.threads import use_threads
+
+    n = latency_threads(next(iter(runs.values())), batches, threads)
     out: dict[str, list[LatencyPoint]] = {name: [] for name in runs}
-    with torch.no_grad():
+    with torch.no_grad(), use_threads(n):
         for b in batches:
             xb = batch_of(x, b)
             calls = {name: _forward(run, xb) for name, run in runs.items()}
-            for name, times in time_interleaved(calls, seconds).items():
-                out[name].append(point(b, times))
+            for name, timing in time_until_stable(calls, seconds).items():
+                out[name].append(point(b, timing.times, timing.spread))
     return out
+
+
+def noise_note(points: Mapping[str, Sequence[LatencyPoint]], seconds: float) -> str | None:
+    """A sentence when some latency did not settle: how far apart, and the machine's load."""
+    noisy = [(name, p) for name, ps in points.items() for p in ps if not p.stable]
+    if not noisy:
+        return None
+    worst = max(p.spread for _, p in noisy)
+    load = (load_average() or [float("nan")])[0]
+    cores = os.cpu_count() or 1
+    return (
+        f"latency is noisy on this machine: {len(noisy)} of "
+        f"{sum(len(ps) for ps in points.values())} points did not settle within "
+        f"+-{STABLE:.0%} after {MAX_SECONDS_FACTOR * seconds:g} s (worst +-{worst:.0%}; load "
+        f"average {load:.1f} on {cores} cores); compare the variants' ratios (measured "
+        "interleaved), not absolute times, or measure on a quiet machine"
+    )
 
 
 def _forward(run: Run, xb: Tensor) -> Callable[[], object]:
@@ -179,6 +300,7 @@ def bench(
     batches: Sequence[int] = BATCHES,
     price_per_core_hour: float = PRICE_PER_CORE_HOUR,
     seconds: float = 1.0,
+    threads: int | None = None,
 ) -> BenchReport:
     """Measure each run's cost on the first run's test inputs.
 
@@ -186,15 +308,17 @@ def bench(
         runs: name -> Run (the base run and its variants).
         batches: batch sizes of the latency sweep.
         price_per_core_hour: USD per CPU core-hour, for the cost per million predictions.
-        seconds: measuring time per run and batch size.
+        seconds: measuring time per run and batch size (repeated up to MAX_SECONDS_FACTOR
+            times until the p50 is stable).
+        threads: CPU threads; None: `latency_threads` (the training rule).
     """
     from gradwise.deploy.levers import flops_per_sample
     from gradwise.deploy.variants import size_on_disk
 
     first = next(iter(runs.values()))
     x = first.split("test").x
-    sweep = latency_sweep(runs, x, batches, seconds)
-    threads = torch.get_num_threads()
+    sweep = latency_sweep(runs, x, batches, seconds, threads)
+    threads = latency_threads(first, batches, threads)
     costs = []
     for name, run in runs.items():
         points = sweep[name]
@@ -228,7 +352,9 @@ def bench(
         "price_per_core_hour_usd": price_per_core_hour,
         "inputs": f"test split of {first.path} (repeated to fill a batch)",
         "latency": "p50/p95 wall time of one forward pass after 2 warm-up calls, runs "
-        "interleaved round by round",
+        f"interleaved round by round, with {threads} thread(s); rounds repeated until the "
+        f"p50's 95% bootstrap interval is within +-{STABLE:.0%} (spread) or "
+        f"{MAX_SECONDS_FACTOR:g} x seconds_per_point have passed",
         "throughput": "batch / p50 latency",
         "cost": "price_per_core_hour x threads / (throughput x 3600) x 1e6, at the batch "
         "with the best throughput (and at batch 1)",
@@ -236,7 +362,8 @@ def bench(
         "largest batch, polled every ms",
         "flops": "torch.utils.flop_counter on one sample of the source fp32 model",
     }
-    return BenchReport(settings, machine(), costs)
+    note = noise_note(sweep, seconds)
+    return BenchReport(settings, machine(threads), costs, [note] if note else [])
 
 
 def usd_per_million(throughput: float, threads: int, price_per_core_hour: float) -> float:

@@ -4,8 +4,10 @@ accuracy, calibration and robustness, all re-measured on this machine.
 - accuracy (classification; RMSE for regression, loss for language models) on the test split;
 - ECE after refitting the temperature on each variant's own validation logits (the audit's
   `fit_temperature` and `expected_calibration_error`);
-- robust accuracy on adversarial test inputs crafted once, by PGD on the fp32 torch model,
-  then given to every variant: a transfer attack for the variants, white-box for the base;
+- robust accuracy on adversarial test inputs crafted once on the fp32 torch model under the
+  robustness audit's threat model (`audit/threat.py`: the same eps, columns, samples and
+  function, so the base's number is the audit's), then given to every variant: a transfer
+  attack for the variants, white-box for the base;
 - size on disk, p50 latency at batch 1 and 64, throughput at 64, interleaved across variants.
 """
 
@@ -14,11 +16,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from gradwise.audit.calibration import expected_calibration_error, fit_temperature
-from gradwise.audit.robustness import pgd
 from gradwise.deploy.cost import latency_sweep
 from gradwise.deploy.levers import label
 from gradwise.deploy.variants import size_on_disk, variant_name
@@ -27,7 +27,6 @@ from gradwise.run import Run
 from gradwise.training.losses import make_loss
 
 LATENCY_BATCHES = (1, 64)
-EPS_FRACTION = 0.05  # default PGD radius: 5% of the data's value range
 
 
 @dataclass(frozen=True)
@@ -98,15 +97,18 @@ def tradeoff(
     robust_samples: int | None = None,
     seconds: float = 1.0,
     seed: int = 0,
+    threads: int | None = None,
 ) -> TradeOff:
     """Measure the base run and its variants side by side.
 
     Args:
         budget: the largest metric loss accepted (accuracy points, or RMSE / loss units).
         robust_samples: test samples attacked (default: audit.robustness.max_samples).
-        seconds: latency measuring time per model and batch size.
+        seconds: latency measuring time per model and batch size (repeated until stable,
+            as `bench` does).
+        threads: CPU threads for the latency; None: the training rule (`latency_threads`).
     """
-    from gradwise.deploy.cost import machine
+    from gradwise.deploy.cost import latency_threads, machine, noise_note
 
     metric, unit, higher = primary_metric(base)
     data = base.dataset()
@@ -117,9 +119,10 @@ def tradeoff(
         data.train.y,
         base.schema.n_outputs if base.schema.task == "classification" else 0,
     )
-    adversarial, attack = _adversarial(base, test.x, test.y, robust_samples, seed)
+    adversarial, attack = _adversarial(base, robust_samples, seed)
     runs = {"fp32": base, **{variant_name(v): v for v in variants}}
-    sweep = latency_sweep(runs, test.x, LATENCY_BATCHES, seconds)
+    sweep = latency_sweep(runs, test.x, LATENCY_BATCHES, seconds, threads)
+    n_threads = latency_threads(base, LATENCY_BATCHES, threads)
     measured = {}
     for name, run in runs.items():
         test_logits = run.logits(test.x)
@@ -128,7 +131,7 @@ def tradeoff(
         ece, temperature = _ece(run, val.x, val.y, test_logits, test.y)
         robust = None
         if adversarial is not None:
-            robust = _accuracy(run.logits(adversarial), test.y[: len(adversarial)])
+            robust = _accuracy(run.logits(adversarial[0]), adversarial[1])
         b1, b64 = sweep[name]
         measured[name] = (run, value * scale, ece, temperature, robust, b1, b64)
     _, base_value, base_ece, _, base_robust, base_b1, base_b64 = measured["fp32"]
@@ -170,7 +173,10 @@ def tradeoff(
         "ece": "15-bin equal-width ECE on the test split after a temperature refitted on each "
         "variant's validation logits",
         "robustness": attack,
-        "latency": "p50 of one forward pass, batches 1 and 64, interleaved across variants",
+        "latency": "p50 of one forward pass, batches 1 and 64, interleaved across variants, "
+        f"with {n_threads} thread(s), measured as bench measures (gradwise.deploy.cost."
+        "latency_sweep: repeated until stable)",
+        "latency_noise": noise_note(sweep, seconds) or "stable",
         "budget": f"{budget:g} {unit or metric} of {metric} lost at most",
     }
     return TradeOff(
@@ -183,7 +189,7 @@ def tradeoff(
         rows=rows,
         choice=choice,
         verdict=_verdict(rows, choice, unit or metric),
-        machine=machine(),
+        machine=machine(n_threads),
     )
 
 
@@ -204,55 +210,37 @@ def _accuracy(logits: Tensor, y: Tensor) -> float:
 
 
 def _adversarial(
-    base: Run, x: Tensor, y: Tensor, n: int | None, seed: int
-) -> tuple[Tensor | None, dict[str, Any]]:
-    """PGD inputs crafted once on the base fp32 model, or None with the reason."""
+    base: Run, n: int | None, seed: int
+) -> tuple[tuple[Tensor, Tensor] | None, dict[str, Any]]:
+    """The audit's worst-case test inputs (`audit.threat.robust_inputs`, the threat model of
+    audit.robustness), crafted once on the base fp32 model, with their targets; or None with
+    the reason."""
+    from gradwise.audit.threat import attack_sample, attacks_apply, robust_inputs
+    from gradwise.errors import ConfigError
+
     schema, settings = base.schema, base.config.audit.robustness
     if schema.task != "classification":
         return None, {"skipped": "robust accuracy needs a classifier"}
-    norm = schema.array
-    if norm is not None:
-        mean = torch.tensor(norm.mean).view(_channel_shape(x, norm.channel_axis))
-        std = torch.tensor(norm.std).view(_channel_shape(x, norm.channel_axis))
-        scale: Tensor | float = std
-        low: Tensor | None = (norm.pixel_low - mean) / std
-        high: Tensor | None = (norm.pixel_high - mean) / std
-        span = norm.pixel_high - norm.pixel_low
-        units = "raw data units"
-    elif schema.kind == "tabular" and not schema.categorical:
-        scale, low, high, span, units = 1.0, None, None, 2.0, "standard deviations per feature"
-    else:
-        return None, {"skipped": f"no gradient attack on {schema.kind} inputs"}
-    eps = settings.eps[0] if settings.eps else EPS_FRACTION * span
-    count = min(len(x), n or settings.max_samples)
-    gen = torch.Generator().manual_seed(seed)
-    adv = pgd(
-        base.model.eval(),
-        x[:count],
-        y[:count],
-        eps,
-        steps=settings.steps,
-        norm="linf",
-        scale=scale,
-        low=low,
-        high=high,
-        generator=gen,
-    )
-    return adv, {
-        "attack": f"PGD L-inf, {settings.steps} steps, random start, crafted once on the fp32 "
-        "torch model; the variants are evaluated on the same inputs (a transfer attack for "
-        "them, white-box for the base)",
-        "eps": eps,
-        "eps_units": units,
-        "samples": count,
+    attacking, why = attacks_apply(schema, settings)
+    if not attacking:
+        return None, {"skipped": f"no gradient attack: {why}"}
+    count = n or settings.max_samples
+    x, y, _, _ = attack_sample(base, count, seed)
+    try:
+        adv, threat = robust_inputs(base, settings, x, y, seed)
+    except ConfigError as exc:
+        return None, {"skipped": str(exc)}
+    return (adv, y), {
+        "attack": "the robustness audit's threat model at its reference eps (the same "
+        "function, samples and seed as `gradwise audit --checks robustness`), crafted once on "
+        "the fp32 torch model; the variants are evaluated on the same inputs (a transfer "
+        "attack for them, white-box for the base)",
+        "eps": threat.eps,
+        "eps_units": threat.budget.unit_name,
+        "threat_model": threat.to_dict(),
+        "samples": len(x),
         "seed": seed,
     }
-
-
-def _channel_shape(x: Tensor, axis: int) -> list[int]:
-    shape = [1] * x.dim()
-    shape[axis] = -1
-    return shape
 
 
 def _recommend(rows: list[Row], metric: str, unit: str, budget: float) -> list[Row]:

@@ -11,19 +11,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gradwise.artifacts import atomic_path, new_figure, write_json, write_png
+from gradwise.artifacts import atomic_path, atomic_write_text, new_figure, write_json, write_png
+from gradwise.config import Config, DataConfig, SplitConfig, dump_config
 from gradwise.monitor.alerts import Alert
 from gradwise.monitor.baseline import Trust
 from gradwise.monitor.watch import Monitor, WindowResult
+from gradwise.run import Run
 
 FOLDER = "monitor"
 REPORT, WINDOWS, TIMELINE = "report.json", "windows.json", "timeline.png"
+RETRAIN_CONFIG = "retrain.yaml"
 
 
 @dataclass(frozen=True)
 class Retrain:
     """The stretch of served traffic to retrain on: windows first..last, written to `file`
-    (with the labels that arrived; `n_labelled` of `n` instances have one)."""
+    (with the labels that arrived; `n_labelled` of `n` instances have one); `command` trains
+    on it from the served weights (RUN/monitor/retrain.yaml); `note` says what to do first
+    or what the retrained run differs in."""
 
     first: int
     last: int
@@ -33,6 +38,7 @@ class Retrain:
     n_labelled: int
     file: str
     command: str
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,12 +130,57 @@ def write_retrain(
             np.savez(fh, **arrays)  # type: ignore[arg-type]
         source = f"npz:{path}"
     n_labelled = sum(t is not None for t in truth)
-    command = (
-        f"gradwise train {Path(run.path) / 'config.yaml'} --set model.init_from={run.path} "
-        f"--set data.source={source}"
-        + (f" --set data.target={target}" if isinstance(raw, pd.DataFrame) else "")
+    config = folder / RETRAIN_CONFIG
+    atomic_write_text(config, dump_config(retrain_config(run, source, target)))
+    note = None
+    if n_labelled == 0:
+        note = (
+            f"no labels have arrived for these instances yet: label "
+            f"{folder / ('retrain-unlabelled.csv' if source.startswith('csv') else 'retrain.npz')}"
+            f" (column {target!r}, or X_unlabelled -> X, y), add them to {path.name}, then "
+            "train; until then the command stops with 'no rows'."
+        )
+    elif run.schema.series is not None:
+        note = (
+            "a series' served windows are kept as the model reads them (preprocessed), so the "
+            "retrained run takes such windows; to keep raw rows as inputs, append the recent "
+            f"rows to the series file and train on it with --set model.init_from={run.path}."
+        )
+    command = f"gradwise train {config}"
+    return Retrain(
+        first, last, w0.start_time, w1.end_time, b - a, n_labelled, str(path), command, note
     )
-    return Retrain(first, last, w0.start_time, w1.end_time, b - a, n_labelled, str(path), command)
+
+
+def retrain_config(run: Run, source: str, target: str) -> Config:
+    """The run's config, retargeted at the retrain file and starting from the run's weights.
+
+    What described the original file (columns read, separator, dropped columns, limits, how
+    it was split by column or time, a series' window) does not apply to the file the monitor
+    wrote: a CSV keeps the table's settings and the target; an npz (images, unnamed features,
+    a series' preprocessed windows) keeps only the task and the split fractions.
+    """
+    cfg = run.config
+    data = cfg.data
+    split = SplitConfig(val=data.split.val, test=data.split.test, seed=data.split.seed)
+    if source.startswith("csv:"):
+        fresh = DataConfig().model_dump()
+        kept = {key: value for key, value in data.model_dump().items() if key in _CSV_KEEPS}
+        new_data = DataConfig.model_validate(
+            {**fresh, **kept, "source": source, "target": target, "split": split.model_dump()}
+        )
+    else:
+        new_data = DataConfig(source=source, task=data.task, split=split)
+    model = cfg.model.model_copy(update={"init_from": str(Path(run.path).resolve())})
+    return cfg.model_copy(update={"name": f"{cfg.name}-retrain", "data": new_data, "model": model})
+
+
+# what a CSV the monitor wrote keeps of the original data settings (the rest described the
+# original file: its columns, separator, dropped columns, split columns)
+_CSV_KEEPS = frozenset(
+    {"task", "categorical", "augment", "tokenizer", "vocab_size", "block_size", "text_column",
+     "target_block_size"}
+)  # fmt: skip
 
 
 def write_outputs(report: MonitorReport, run_dir: Path) -> None:

@@ -35,13 +35,13 @@ def plot_training(history: list[dict[str, Any]], best_epoch: int | None) -> Figu
     if _spans_decades([r.get("train.loss") for r in rows] + [r.get("val.loss") for r in rows]):
         loss.set_yscale("log")
         plain_log(loss)
-    loss.legend(fontsize=7)
+    loss.legend(fontsize=8)
     tidy(loss, "loss")
     if metrics:
         ax = axes[1]
         for i, key in enumerate(metrics):
             ax.plot(epochs, [nan(r.get(key)) for r in rows], color=COLOURS[i % 6], label=key)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
         tidy(ax, "validation metrics")
     lr = axes[-1]
     lr.plot(epochs, [nan(r.get("lr")) for r in rows], color="tab:green")
@@ -123,7 +123,7 @@ def plot_activations(layers: list[dict[str, Any]]) -> Figure | None:
     ax.barh(y - 0.2, sat, height=0.4, label="saturated units", color="tab:orange")
     ax.set_yticks(y, [_short(r[0]) for r in rows], fontsize=7)
     ax.set_xlabel("% of the layer's units", fontsize=8)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     tidy(ax, "activation health (validation batch)")
     return fig
 
@@ -169,7 +169,7 @@ def plot_tradeoff(table: dict[str, Any]) -> Figure:
         left.axhline(edge, color="tab:red", linestyle="--", linewidth=0.8, label="budget")
     left.set_xlabel("speed-up at batch 64 (x)", fontsize=8)
     left.set_ylabel(f"Δ {table['metric']} ({unit})", fontsize=8)
-    left.legend(fontsize=6)
+    left.legend(fontsize=8)
     tidy(left, "speed against accuracy")
     right.set_xlabel("size on disk (MB)", fontsize=8)
     right.set_ylabel("p50 latency, batch 1 (ms)", fontsize=8)
@@ -201,7 +201,7 @@ def plot_bench(bench: dict[str, Any]) -> Figure | None:
         ax.set_xlabel("batch size", fontsize=8)
         plain_log(ax)
         tidy(ax, title)
-    left.legend(fontsize=6)
+    left.legend(fontsize=8)
     return fig
 
 
@@ -236,7 +236,7 @@ def plot_trials(study: dict[str, Any]) -> Figure | None:
         )
     ax.set_xlabel("trial", fontsize=8)
     ax.set_ylabel(study.get("metric", "value"), fontsize=8)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     tidy(ax, "trials")
     return fig
 
@@ -263,7 +263,7 @@ def plot_importance_study(importance: dict[str, Any]) -> Figure | None:
         )
     ax.set_yticks(y, names, fontsize=7)
     ax.set_xlabel("importance (share)", fontsize=8)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     tidy(ax, "hyperparameter importance")
     return fig
 
@@ -296,7 +296,7 @@ def plot_timeline(windows: list[dict[str, Any]], report: dict[str, Any]) -> Figu
             bottom.axvspan(xi - 0.5, xi + 0.5, color="tab:red", alpha=0.12, linewidth=0)
     top.set_ylabel("effect / threshold", fontsize=8)
     if top.get_legend_handles_labels()[0]:
-        top.legend(fontsize=7)
+        top.legend(fontsize=8)
     tidy(top, f"served traffic, {report.get('settings', {}).get('window', '')} per window")
     bottom.plot(
         x,
@@ -321,7 +321,7 @@ def plot_timeline(windows: list[dict[str, Any]], report: dict[str, Any]) -> Figu
         )
     bottom.set_xlabel("window", fontsize=8)
     bottom.set_xticks(x, [str(w.get("index", i)) for i, w in enumerate(windows)], fontsize=7)
-    bottom.legend(fontsize=7)
+    bottom.legend(fontsize=8)
     tidy(bottom)
     return fig
 

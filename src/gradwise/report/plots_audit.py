@@ -95,7 +95,7 @@ def _learning_curve(ax: Axes, curve: dict[str, Any], metric: str) -> None:
     plain_log(ax)
     ax.set_xlabel("training samples", fontsize=8)
     ax.set_ylabel(f"test {metric}", fontsize=8)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     tidy(ax, "learning curve")
 
 
@@ -177,7 +177,7 @@ def _reliability(ax: Axes, hist: Axes, b: dict[str, Any]) -> None:
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left")
     hist.bar(centres, count, width=width, color="#9a9a9a")
     hist.set_yscale("symlog")
     hist.set_xlabel("confidence", fontsize=8)
@@ -218,7 +218,7 @@ def plot_uncertainty(m: dict[str, Any], settings: dict[str, Any]) -> Figure:
             counts = np.asarray(m[name]["size_counts"], dtype=float)
             right.bar(np.arange(len(counts)) + (i - 0.5) * 0.4, counts, width=0.4, label=name)
         right.set_xlabel("classes in the set", fontsize=8)
-        right.legend(fontsize=7)
+        right.legend(fontsize=8)
         tidy(right, "set sizes on the test split")
     else:
         scores = [k for k in ("absolute", "normalised") if k in m]
@@ -227,7 +227,7 @@ def plot_uncertainty(m: dict[str, Any], settings: dict[str, Any]) -> Figure:
             left.plot(range(1, len(by) + 1), by, marker="o", label=score, color=COLOURS[i])
         left.set_xlabel("difficulty quartile (1 = easiest)", fontsize=8)
         left.set_ylim(0, 1.05)
-        left.legend(fontsize=7)
+        left.legend(fontsize=8)
         tidy(left, "coverage by difficulty")
         right.bar(scores, [m[s]["mean_width"] for s in scores], color=COLOURS[: len(scores)])
         tidy(right, "mean interval width")
@@ -267,7 +267,11 @@ def plot_robustness(m: dict[str, Any]) -> Figure:
         left.axvline(ref, color="grey", linestyle="-.", linewidth=0.8, label="reference eps")
     left.set_xlabel("eps", fontsize=8)
     left.set_ylabel(metric, fontsize=8)
-    left.legend(fontsize=6)
+    if m.get("curves"):
+        left.legend(fontsize=8)
+    else:  # the threat model has no attacks (tables and series by default)
+        note = "not attacked\n(audit.robustness.attacks)"
+        left.text(0.5, 0.5, note, ha="center", va="center", transform=left.transAxes, fontsize=8)
     tidy(left, "adversarial attacks")
     if right is not None:
         names = list(dict.fromkeys(r["name"] for r in corruptions))
@@ -279,7 +283,7 @@ def plot_robustness(m: dict[str, Any]) -> Figure:
         if m.get("clean") is not None:
             right.axhline(m["clean"], color="grey", linestyle=":", label="clean")
         right.set_xlabel("severity (1 = mildest)", fontsize=8)
-        right.legend(fontsize=6)
+        right.legend(fontsize=8)
         tidy(right, "common corruptions")
     return fig
 
@@ -316,7 +320,7 @@ def plot_shift(m: dict[str, Any]) -> Figure | None:
         ax.set_ylim(-0.03, 1.03)
         tidy(ax, c["shift"])
     axes[0].set_ylabel(f"power at n = {power['n']}", fontsize=8)
-    axes[0].legend(fontsize=6)
+    axes[0].legend(fontsize=8)
     return fig
 
 

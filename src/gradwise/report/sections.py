@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradwise.data.split import leak_warning
+from gradwise.pipeline import TRAIN_METRICS_CAP
 from gradwise.report.blocks import Block, Facts, Plot, Section, Settings, Table, Text, flat, num
+from gradwise.report.blocks import Verdict as VerdictBlock
 from gradwise.report.evidence import Evidence
 from gradwise.report.figures import data_uri
 from gradwise.report.plots import (
@@ -29,11 +32,16 @@ def data_section(ev: Evidence) -> Section:
     rows = [
         ("source", str(source)),
         ("sha256 of the data", str(schema.get("sha256") or splits.get("sha256") or "n/a")),
-        ("rows in the source", num(splits.get("n_rows"))),
+        ("samples in the splits", num(splits.get("n_rows"))),
         ("train / val / test", " / ".join(num(m.get(f"n_{s}")) for s in ("train", "val", "test"))),
+        ("split rule", describe_split(splits.get("rule") or {})),
     ]
     rows += describe_schema(schema)
-    blocks: list[Block] = [Facts(tuple(rows))]
+    blocks: list[Block] = []
+    leak = leak_warning(splits.get("rule") or {})
+    if leak:
+        blocks.append(VerdictBlock("fail", "the split leaks", leak[0].upper() + leak[1:], 0.0))
+    blocks.append(Facts(tuple(rows)))
     blocks.append(Facts(key_choices(ev.config)))
     env = m.get("environment") or {}
     trained = [
@@ -50,7 +58,35 @@ def data_section(ev: Evidence) -> Section:
     blocks.append(Facts(tuple(trained)))
     if ev.given:
         blocks.append(Settings((("config.given.yaml", ev.given),), "the config as given"))
-    return Section("data", "What was trained on what data", tuple(blocks))
+    return Section(
+        "data", "What was trained on what data", tuple(blocks), verdict="fail" if leak else None
+    )
+
+
+def describe_split(rule: dict[str, Any]) -> str:
+    """splits.json's rule in words: how the splits were drawn."""
+    method = rule.get("method")
+    if method == "group":
+        groups = rule.get("groups") or {}
+        return (
+            f"by group ({rule.get('by')}): {rule.get('n_groups')} groups, "
+            f"{groups.get('train')} / {groups.get('val')} / {groups.get('test')} in train / val / "
+            "test; no group in two splits"
+        )
+    if method == "time":
+        return (
+            f"in time order ({rule.get('time')}), test last, gap of {rule.get('gap')} samples "
+            "before validation and before test"
+            + (f"; {rule['detail']}" if rule.get("detail") else "")
+        )
+    if method == "random":
+        copies = rule.get("copies_kept_together")
+        return (
+            "shuffled"
+            + (", stratified by class" if rule.get("stratified") else "")
+            + (f"; {copies} exact copies kept in the split of their original" if copies else "")
+        )
+    return "as given by the caller" if method == "given" else "not recorded (an older run)"
 
 
 def describe_schema(schema: dict[str, Any]) -> list[tuple[str, str]]:
@@ -179,8 +215,15 @@ def metrics_section(ev: Evidence) -> Section:
     splits = [s for s in ("train", "val", "test") if isinstance(m.get(s), dict)]
     names = list(dict.fromkeys(k for s in splits for k in m[s]))
     rows = tuple((name, *(num(m[s].get(name)) for s in splits)) for name in names)
+    n_train = m.get("n_train")
+    headers = [
+        f"train (a sample of {TRAIN_METRICS_CAP:,} of {n_train:,} rows)"
+        if s == "train" and isinstance(n_train, int) and n_train > TRAIN_METRICS_CAP
+        else s
+        for s in splits
+    ]
     blocks: list[Block] = [
-        Table(("metric", *splits), rows, "test: the held-out split, never seen in training")
+        Table(("metric", *headers), rows, "test: the held-out split, never seen in training")
     ]
     return Section("metrics", "Test metrics", tuple(blocks))
 

@@ -78,7 +78,27 @@ def _plot(result: CheckResult, notes: list[str]) -> list[Block]:
         return [Text(note, note=True)]
     if fig is None:
         return []
-    return [Plot(data_uri(fig), f"{result.check} plot", _CAPTIONS.get(result.check, ""))]
+    return [Plot(data_uri(fig), f"{result.check} plot", _caption(result))]
+
+
+def _caption(result: CheckResult) -> str:
+    """The plot's caption, naming only the panels that were drawn."""
+    m = result.metrics
+    if result.check == "generalisation" and not (m.get("learning_curve") or {}).get("points"):
+        return (
+            "The run's metric per split (no learning curve: it was not run; "
+            "audit.generalisation.learning_curve: true draws it)."
+        )
+    if result.check == "robustness":
+        attacked, corrupted = bool(m.get("curves")), bool(m.get("corruptions"))
+        if attacked and not corrupted:
+            return "The metric under attacks of growing radius (no corruptions were run)."
+        if corrupted and not attacked:
+            return (
+                "Right: the metric under common corruptions of growing severity. Left: no "
+                "adversarial attack in this threat model (audit.robustness.attacks adds them)."
+            )
+    return _CAPTIONS.get(result.check, "")
 
 
 _CAPTIONS = {

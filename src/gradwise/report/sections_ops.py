@@ -35,6 +35,7 @@ def cost_section(ev: Evidence) -> Section:
     blocks: list[Block] = []
     if t is not None:
         blocks += _tradeoff_blocks(t)
+        blocks += _static_int8_notes(ev, t)
         unmeasured = sorted(set(ev.variants) - {r["variant"] for r in t["rows"]})
         if unmeasured:
             blocks.append(
@@ -59,6 +60,27 @@ def cost_section(ev: Evidence) -> Section:
             Text(f"no latency sweep yet: gradwise bench {ev.path} --variants all", note=True)
         )
     return Section("cost", title, tuple(blocks))
+
+
+RECURRENT = frozenset({"rnn", "lstm", "gru"})
+
+
+def _static_int8_notes(ev: Evidence, t: dict[str, Any]) -> list[Block]:
+    """Static int8 quantises Conv, MatMul and Gemm only: a recurrent model keeps its
+    recurrent layers in float, so its "int8" row is a float model with an int8 head."""
+    arch = str((ev.config.get("model") or {}).get("arch", ""))
+    static = [r["variant"] for r in t["rows"] if "int8-static" in str(r["variant"])]
+    if arch not in RECURRENT or not static:
+        return []
+    return [
+        Text(
+            f"{', '.join(static)}: static int8 quantises convolutions and matrix products "
+            f"(Conv, MatMul, Gemm) only; this {arch.upper()}'s recurrent layers stay float32, "
+            "so only its output layer is int8, and its row measures that"
+            + ("; dynamic int8 quantises the LSTM's weights too." if arch == "lstm" else "."),
+            note=True,
+        )
+    ]
 
 
 def _tradeoff_blocks(t: dict[str, Any]) -> list[Block]:

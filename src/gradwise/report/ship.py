@@ -1,6 +1,8 @@
 """The ship rule: ship / ship with care / do not ship, from the audit's verdicts.
 
 do not ship, when any of:
+    - the split leaks (data.split.allow_overlap: validation or test samples overlap training
+      ones), so every held-out number is optimistic;
     - generalisation, calibration, robustness or data_quality fails;
     - the baseline check fails: the network loses to a classical method by more than twice
       the noise;
@@ -54,21 +56,36 @@ class ShipDecision:
     decision: Decision
     reasons: tuple[Reason, ...]
 
+    @property
+    def sentence(self) -> str:
+        """The decision and what drove it: the checks and their numbers (the blocking
+        reasons when there are any, else every reason for care)."""
+        if not self.reasons:
+            return "ship: every audit check passed or does not apply to this run."
+        drivers = [r for r in self.reasons if r.severity == "block"] or list(self.reasons)
+        return f"{self.decision}, driven by " + "; ".join(r.text for r in drivers) + "."
+
 
 def check_anchor(check: str) -> str:
     """The report section id of an audit check."""
     return f"audit-{check.replace('_', '-')}"
 
 
-def ship_rule(checks: Mapping[str, CheckResult], monitor_alerts: int = 0) -> ShipDecision:
+def ship_rule(
+    checks: Mapping[str, CheckResult], monitor_alerts: int = 0, split_leak: str | None = None
+) -> ShipDecision:
     """Decide from the audit checks found (by name) and the monitor's alert count.
 
     Args:
         checks: the run's audit results by check name; a check absent here has not run.
         monitor_alerts: alerts the monitor raised on served traffic (0 when not monitored).
+        split_leak: the sentence saying the run's split leaks (`leak_warning`), if it does:
+            no held-out number can then be trusted, so it blocks.
     """
     block: list[Reason] = []
     care: list[Reason] = []
+    if split_leak:
+        block.append(Reason(split_leak, "data", "block"))
     for name in CHECKS:
         anchor = check_anchor(name)
         result = checks.get(name)
@@ -108,6 +125,12 @@ def _why(result: CheckResult) -> str:
             return " (loses to a classical baseline)"
         case "uncertainty":
             return " (its sets or intervals miss their coverage: do not rely on them)"
+        case "robustness":
+            driver = result.metrics.get("verdict_from") or {}
+            if driver.get("kind") == "attack":
+                return " (a gradient attack; audit.robustness.attacks sets the threat model)"
+            if driver.get("kind") == "corruption":
+                return " (corrupted or noisy inputs)"
         case "shift":
             if "against" in result.metrics:
                 return " (the new data differs from the training data)"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gradwise.audit import CHECKS
+from gradwise.data.split import leak_warning
 from gradwise.evaluate.compare import PRIMARY
 from gradwise.report.blocks import num
 from gradwise.report.evidence import Evidence
@@ -127,7 +128,8 @@ def card(ev: Evidence) -> Card:
         for name in CHECKS
     )
     alerts = len((ev.monitor or {}).get("alerts") or [])
-    return Card(ev.name, tuple(facts), verdicts, ship_rule(ev.audit, alerts))
+    leak = leak_warning((ev.splits or {}).get("rule") or {})
+    return Card(ev.name, tuple(facts), verdicts, ship_rule(ev.audit, alerts, leak))
 
 
 def _noise_anchor(noise: Noise) -> str:
@@ -167,12 +169,15 @@ def _latency(ev: Evidence) -> str:
     if base is not None:
         b1 = next((p for p in base.get("latency", []) if p["batch"] == 1), None)
         first = f"p50 {b1['p50_ms']:.3f} ms at batch 1, " if b1 else ""
-        text = f"{first}{base['best_throughput']:,.0f} samples/s at batch {base['best_batch']}"
+        text = (
+            f"{first}{base['best_throughput']:,.0f} samples/s at batch {base['best_batch']} "
+            "(gradwise bench)"
+        )
     elif ev.tradeoff is not None:
         row = ev.tradeoff["rows"][0]
         text = (
             f"p50 {row['latency_b1_ms']:.3f} ms at batch 1, {row['latency_b64_ms']:.3f} ms "
-            "at batch 64"
+            "at batch 64 (gradwise optimize)"
         )
     if ev.tradeoff is not None and ev.tradeoff.get("choice"):
         chosen = next(r for r in ev.tradeoff["rows"] if r["variant"] == ev.tradeoff["choice"])

@@ -8,7 +8,7 @@ scrape each replica on its own port (or sum over replicas) for totals.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -55,6 +55,13 @@ class ServerMetrics:
         self.predictions = Counter(
             "gradwise_predictions", "instances predicted", registry=self.registry
         )
+        self.input_warnings = Counter(
+            "gradwise_input_warnings",
+            "instances answered with a warning, by kind: unseen_category (a category training "
+            "never saw, read as <other>), number_for_category, ignored_columns",
+            ["kind"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "gradwise_queue_depth", "rows waiting for a batch", registry=self.registry
         )
@@ -63,6 +70,11 @@ class ServerMetrics:
             "prediction records not yet written to the store",
             registry=self.registry,
         )
+
+    def count_warnings(self, warnings: Sequence[Any]) -> None:
+        """Count an instance's warnings (objects with a `kind`) in gradwise_input_warnings."""
+        for warning in warnings:
+            self.input_warnings.labels(warning.kind).inc()
 
     def track(self, queue_depth: Callable[[], float], store_pending: Callable[[], float]) -> None:
         self.queue_depth.set_function(queue_depth)

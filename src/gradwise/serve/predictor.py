@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from gradwise.errors import DataError, GradwiseError
 from gradwise.run import Run
+from gradwise.serve.input_warnings import InputWarning, input_checker
 from gradwise.serve.schemas import InstanceCodec
 
 
@@ -31,8 +32,10 @@ class Answer:
     Attributes:
         predictions: the JSON list sent back, one object per instance: `prediction`, and for
             classifiers `probabilities` (class -> calibrated probability) and `confidence`
-            (the top probability); conformal `prediction_set` or `interval` when the run has
-            them.
+            (the top probability); for forecasters `steps_ahead` (what each value is for:
+            k steps after the window's last row); conformal `prediction_set` or `interval`
+            when the run has them; `warnings` when the instance held something the model
+            does not read (ignored).
         confidence: the mean top probability over the instances (None for regression).
     """
 
@@ -61,10 +64,17 @@ class Predictor:
         codec: the run's request schema (turns instances into raw input).
     """
 
-    def __init__(self, run: Run, codec: InstanceCodec) -> None:
+    def __init__(
+        self,
+        run: Run,
+        codec: InstanceCodec,
+        on_warnings: Callable[[list[InputWarning]], None] | None = None,
+    ) -> None:
         run.check_predicts()
         self.run = run
         self.codec = codec
+        self.check = input_checker(run.schema, codec.ignored)
+        self.on_warnings = on_warnings  # e.g. counts them in /metrics
         self.task = run.schema.task
         self.classes = [str(c) for c in (run.schema.classes or [])]
         self.conformal = conformal_maker(run)
@@ -74,7 +84,8 @@ class Predictor:
         raw = self.codec.to_raw(flat)
         if self.task == "seq2seq":
             texts = self.run.predict(raw)
-            return self._split(batch, [{"prediction": str(t)} for t in texts], [None] * len(flat))
+            outputs = self._warned([{"prediction": str(t)} for t in texts], flat)
+            return self._split(batch, outputs, [None] * len(flat))
         x = torch.as_tensor(raw) if self.codec.model_ready else self.run.transform(raw)
         logits = self._forward(x)
         finite = np.isfinite(logits.numpy()).all(axis=1)
@@ -83,7 +94,7 @@ class Predictor:
             keep = np.flatnonzero(finite)
             for row, more in zip(keep.tolist(), self.conformal(x[torch.from_numpy(keep)])):
                 outputs[row].update(more)
-        answers = self._split(batch, outputs, confidence)
+        answers = self._split(batch, self._warned(outputs, flat), confidence)
         start = 0
         for i, item in enumerate(batch):  # a row the model cannot answer fails its request
             rows = finite[start : start + len(item)]
@@ -107,6 +118,18 @@ class Predictor:
         if model.training:
             model.eval()
         return model(x.to(self.run.device)).float().cpu()
+
+    def _warned(
+        self, outputs: list[dict[str, Any]], instances: list[BaseModel]
+    ) -> list[dict[str, Any]]:
+        """Each output with the instance's `warnings` (unseen categories, numbers sent for
+        categories, columns the model does not read: see `serve.input_warnings`)."""
+        for out, inst in zip(outputs, instances):
+            if found := self.check(inst):
+                out["warnings"] = [w.message for w in found]
+                if self.on_warnings is not None:
+                    self.on_warnings(found)
+        return outputs
 
     def _outputs(self, logits: torch.Tensor) -> tuple[list[dict[str, Any]], list[float | None]]:
         run = self.run
@@ -132,6 +155,10 @@ class Predictor:
                 {"prediction": float(v[0]) if len(v) == 1 else [float(a) for a in v]}
                 for v in values
             ]
+            if run.schema.series is not None:  # value k is for k steps after the window
+                steps = 1 if values.shape[1] == 1 else list(range(1, values.shape[1] + 1))
+                for out in outputs:
+                    out["steps_ahead"] = steps
             conf_list = [None] * len(values)
         return outputs, conf_list
 

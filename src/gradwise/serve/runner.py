@@ -11,6 +11,7 @@ store writes what it has queued.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import errno
 import gc
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +40,16 @@ def serve_forever(
     workers: int = 1,
     log_level: str = "warning",
     threads: int | None = None,
+    on_listening: Callable[[], None] | None = None,
 ) -> None:
     """Serve `run_dir` until interrupted.
 
     Args:
         threads: torch threads per process (None: torch's default). With small batches on a
             few cores, 1 leaves a core to the HTTP side.
+        on_listening: called once the port accepts requests (one worker: after the app's
+            start-up; several: once the port is bound and the run checked, as the workers
+            start).
 
     Raises:
         ConfigError: the port is taken or a setting is bad (checked before serving).
@@ -55,7 +61,7 @@ def serve_forever(
 
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
-    check_port(host, port)
+    sock = bind_port(host, port)  # a busy port fails first, before the model loads
     set_threads(threads)
     app = create_app(run_dir, settings)  # also checks the run and the settings up front
     common: dict[str, Any] = {
@@ -68,9 +74,10 @@ def serve_forever(
     }
     if workers == 1:
         tune_gc()
-        uvicorn.run(app, **common)
+        _serve_on(uvicorn.Server(uvicorn.Config(app, **common)), sock, on_listening)
         return
     del app  # each worker builds its own
+    sock.close()  # uvicorn binds the port itself for its workers
     os.environ[ENV] = json.dumps(
         {
             "run": str(Path(run_dir).resolve()),
@@ -78,7 +85,29 @@ def serve_forever(
             "threads": threads,
         }
     )
+    if on_listening is not None:
+        on_listening()
     uvicorn.run("gradwise.serve.runner:app_from_env", factory=True, workers=workers, **common)
+
+
+def _serve_on(server: Any, sock: socket.socket, on_listening: Callable[[], None] | None) -> None:
+    """Run a uvicorn server on a bound socket; `on_listening` once it has started."""
+
+    async def main() -> None:
+        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if server.started and on_listening is not None:
+            on_listening()
+        await serving
+
+    make_loop = server.config.get_loop_factory() or asyncio.new_event_loop  # uvloop if there
+    loop = make_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+        sock.close()
 
 
 def app_from_env() -> Any:
@@ -119,18 +148,26 @@ def tune_gc() -> None:
 
 def check_port(host: str, port: int) -> None:
     """Raise a ConfigError naming the fix when `host:port` cannot be bound."""
+    bind_port(host, port).close()
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` (the server listens on it), or a ConfigError naming
+    the port and the fix."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ConfigError(
-                    f"port {port} on {host} is already in use; stop what holds it or pick "
-                    "another with --port."
-                ) from None
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}.") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use; stop what holds it or pick "
+                "another with --port."
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}.") from None
+    return sock
 
 
 def free_port(host: str = "127.0.0.1") -> int:

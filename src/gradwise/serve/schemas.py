@@ -6,7 +6,9 @@ reason before it reaches the model:
 
 - tables with named columns: one record per instance, a number (or null: imputed with the
   training median, as in training) per numeric column, a string (or null) per categorical
-  column; unknown and missing columns are refused.
+  column; a missing column is refused, a column the model does not read is ignored and
+  named in the instance's `warnings` (as `gradwise predict` ignores it, with a note), so
+  a record may carry ids or the target.
 - tables without names (npz X): `{"features": [F numbers]}`.
 - images: `{"pixels": (H, W) or (C, H, W) nested lists in the training data's scale}` or
   `{"png": "<base64 PNG>"}` (resized to the training size; 0-255 mapped onto the training
@@ -40,7 +42,8 @@ Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 OptionalNumber = Annotated[
     float | None, Field(strict=True, allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)
 ]
-_RECORD_CONFIG = ConfigDict(extra="forbid", coerce_numbers_to_str=True, populate_by_name=False)
+# extra keys are kept (model_extra) to be named in the answer's warnings, never read
+_RECORD_CONFIG = ConfigDict(extra="allow", coerce_numbers_to_str=True, populate_by_name=False)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class InstanceCodec:
         to_raw: validated instances -> raw input for `Schema.transform` (all rows at once).
         model_ready: `to_raw` gives model-ready arrays already (series windows).
         example: one instance as JSON, for the OpenAPI document and load tests.
+        ignored: one validated instance -> the columns in it the model does not read.
     """
 
     instance: type[BaseModel]
@@ -60,6 +64,7 @@ class InstanceCodec:
     to_raw: Callable[[list[BaseModel]], Any]
     model_ready: bool = False
     example: dict[str, Any] | None = None
+    ignored: Callable[[BaseModel], list[str]] = lambda instance: []
 
     def parse(self, body: str | bytes) -> list[BaseModel]:
         """The instances of a request body (as the store keeps it)."""
@@ -74,12 +79,14 @@ def instance_codec(schema: Schema, example: dict[str, Any] | None = None) -> Ins
     """
     model_ready = False
     to_raw: Callable[[list[BaseModel]], Any]
+    ignored: Callable[[BaseModel], list[str]] = _extra_keys
     if schema.tabular is not None:
         tab = schema.tabular
         instance, to_raw = _record_model("Instance", tab.numeric, tab.categorical)
     elif schema.series is not None:
         model_ready = True
         instance, to_raw = _series_model(schema)
+        ignored = _window_extra_keys
     elif schema.array is not None and schema.kind == "image":
         instance, to_raw = _image_model(schema)
     elif schema.array is not None:
@@ -103,7 +110,18 @@ def instance_codec(schema: Schema, example: dict[str, Any] | None = None) -> Ins
             ),
         ),
     )
-    return InstanceCodec(instance, request, to_raw, model_ready, example)
+    return InstanceCodec(instance, request, to_raw, model_ready, example, ignored)
+
+
+def _extra_keys(instance: BaseModel) -> list[str]:
+    return list(instance.model_extra or {})
+
+
+def _window_extra_keys(instance: BaseModel) -> list[str]:
+    names: dict[str, None] = {}  # each name once, in the order given
+    for row in instance.window:  # type: ignore[attr-defined]
+        names.update(dict.fromkeys(row.model_extra or {}))
+    return list(names)
 
 
 # ------------------------------------------------------------------ tables
@@ -179,7 +197,7 @@ def _vector_model(schema: Schema) -> tuple[type[BaseModel], Callable[[list[BaseM
 def _text_model(column: str) -> tuple[type[BaseModel], Callable[[list[BaseModel]], Any]]:
     model = create_model(
         "Instance",
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(extra="allow"),  # other columns: ignored, named in warnings
         text=(str, Field(alias=column, max_length=100_000, description="the text")),
     )
 

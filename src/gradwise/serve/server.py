@@ -25,6 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gradwise.errors import ConfigError, GradwiseError
 from gradwise.logs import LOG
@@ -98,6 +99,15 @@ class PredictionOut(BaseModel):
         None, description="conformal set of classes (when the run has conformal quantiles)"
     )
     interval: list[float] | None = Field(None, description="conformal interval [low, high]")
+    steps_ahead: int | list[int] | None = Field(
+        None, description="forecasters: each value is for k steps after the window's last row"
+    )
+    warnings: list[str] | None = Field(
+        None,
+        description="what the model read differently than sent: a category training never "
+        "saw or a number sent for a category (read as <other>), columns it does not read "
+        "(ignored); counted in /metrics as gradwise_input_warnings_total{kind}",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -247,6 +257,13 @@ def _add_error_handlers(app: FastAPI) -> None:
         errors = [{**e, "loc": tuple(e.get("loc", ()))[1:]} for e in exc.errors()]  # drop "body"
         return JSONResponse(invalid_reply(errors), status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # 404, 405 and the like: the same {"error": ...} body as every other error
+        return JSONResponse(
+            {"error": _http_error_message(request, exc)}, exc.status_code, exc.headers
+        )
+
     @app.exception_handler(GradwiseError)
     async def bad_input(request: Request, exc: GradwiseError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=422)
@@ -255,6 +272,19 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error answering %s", request.url.path)
         return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, 500)
+
+
+def _http_error_message(request: Request, exc: StarletteHTTPException) -> str:
+    """Starlette's short reason, with what to do instead for the common cases."""
+    if exc.status_code == 405:
+        allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "")
+        return (
+            f"method {request.method} is not allowed on {request.url.path}; "
+            f"use {allowed or 'another method'} (see /docs)"
+        )
+    if exc.status_code == 404:
+        return f"no route {request.url.path}; see /docs for the routes"
+    return str(exc.detail)
 
 
 def _add_health_routes(app: FastAPI, state: ServerState) -> None:
@@ -302,7 +332,7 @@ def _add_health_routes(app: FastAPI, state: ServerState) -> None:
 def _add_predict_routes(app: FastAPI, state: ServerState) -> None:
     run = state.run
     codec = instance_codec(run.schema)
-    predictor = Predictor(run, codec)
+    predictor = Predictor(run, codec, on_warnings=state.metrics.count_warnings)
     metrics = state.metrics
 
     def on_batch(n_rows: int) -> None:

@@ -41,6 +41,7 @@ SENSITIVITY_RULE = (
     "difference of means; noise: the seed std pooled over the best config and its "
     "neighbours) is within noise"
 )
+BUDGET_SEARCH_SHARE = 2 / 3  # of --budget for the search; the rest for seeds and sensitivity
 ProgressFn = Callable[[int, int, float | None], None]  # trials done, budget, best value
 
 
@@ -64,7 +65,8 @@ class TuneResult:
         best_config: DIR/best.yaml, ready for `gradwise train`.
         seeds: the best config over seeds (mean ± spread of the searched metric on val and
             the same metric on test); None with seeds=0.
-        importance: fANOVA and PED-ANOVA importances; None below 3 finished trials.
+        importance: fANOVA and PED-ANOVA importances; None below
+            `gradwise.tune.importance.MIN_TRIALS` (10) finished trials (`notes` says so).
         sensitivity: each important parameter one step either side of its best value.
         search_wall_s: this call's wall time searching; trial_wall_s: every trial's
             training time added up (all workers, earlier calls included).
@@ -94,6 +96,7 @@ class TuneResult:
     trial_wall_s: float
     wall_s: float
     plots: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what was not measured or cut, and why
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -124,9 +127,14 @@ def run_tune(
     prune_startup: int = 5,
     prune_warmup: int | None = None,
     progress: ProgressFn | None = None,
+    budget_s: float | None = None,
 ) -> TuneResult:
     """Search, then retrain the best over seeds, measure importance and sensitivity; see
-    `gradwise.tune` for the arguments."""
+    `gradwise.tune` for the arguments.
+
+    budget_s bounds the whole call: the search starts no trial after BUDGET_SEARCH_SHARE of
+    it (all of it with seeds=0), and the retrains after it run only as many as fit in the
+    rest (`finish`)."""
     from gradwise.tune.space import default_space, load_space
     from gradwise.tune.study import SearchSettings
 
@@ -152,18 +160,27 @@ def run_tune(
     )
     _at_least(nproc, 1, "--nproc")
     _at_least(seeds, 0, "--seeds")
+    if budget_s is not None and budget_s <= 0:
+        raise ConfigError(f"--budget must be above 0 minutes, got {budget_s / 60:g}.")
     from gradwise.tune.finish import finish
 
     with _optuna_quiet():
         study, url = _open(folder, storage, base, searched, settings)
         search_started = time.perf_counter()
         deadline = time.time() + timeout_s if timeout_s is not None else None
+        end = time.time() + budget_s if budget_s is not None else None
+        if end is not None:
+            share = BUDGET_SEARCH_SHARE if seeds else 1.0
+            search_end = time.time() + share * (budget_s or 0.0)
+            deadline = search_end if deadline is None else min(deadline, search_end)
         if nproc == 1:
             _search_here(study, base, searched, settings, folder, deadline, progress)
         else:
             _search_with_workers(study, folder, url, nproc, deadline, progress, settings)
         search_wall_s = time.perf_counter() - search_started
-        return finish(study, base, searched, settings, folder, url, seeds, search_wall_s, started)
+        return finish(
+            study, base, searched, settings, folder, url, seeds, search_wall_s, started, end
+        )
 
 
 @contextlib.contextmanager
