@@ -32,8 +32,8 @@ from mapie.regression import SplitConformalRegressor
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 import gradwise
-from gradwise.audit import run_checks
-from gradwise.audit.conformal import (
+from gradwise.auditing import run_checks
+from gradwise.auditing.conformal import (
     absolute_scores,
     aps_scores,
     aps_sets,
@@ -164,7 +164,7 @@ def regression(folder: Path) -> None:
 
 
 def _sigma(run: gradwise.Run, val: object, test: object) -> np.ndarray:
-    from gradwise.audit.conformal_check import _fit_difficulty
+    from gradwise.auditing.conformal_check import _fit_difficulty
 
     train = run.split("train")
     difficulty = _fit_difficulty(run, train.x, train.y, 0)

@@ -30,7 +30,7 @@ import torch
 
 import gradwise
 from gradwise.config import DiffusionConfig
-from gradwise.report.images import save_grid
+from gradwise.reporting.images import save_grid
 from gradwise.run import Run
 
 DIFFUSION = "examples/digits-diffusion.yaml"

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gradwise.audit.drift import DETECTORS, DriftReport, DriftSettings, detect
+from gradwise.auditing.drift import DETECTORS, DriftReport, DriftSettings, detect
 
 # the shared data sets: GRADWISE_SHARED_DATA, else ../shared/data beside the checkout
 SHARED = Path(

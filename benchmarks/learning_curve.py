@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 import gradwise
-from gradwise.audit.base import AuditContext
-from gradwise.audit.generalisation import check
+from gradwise.auditing.base import AuditContext
+from gradwise.auditing.generalisation import check
 from gradwise.config import GeneralisationAudit
 
 ROOT = Path(__file__).resolve().parent.parent

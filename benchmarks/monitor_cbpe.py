@@ -31,7 +31,8 @@ import torch
 from fastapi.testclient import TestClient
 
 import gradwise
-from gradwise.audit.calibration import fit_temperature
+import gradwise.serving
+from gradwise.auditing.calibration import fit_temperature
 
 WINDOW = 150
 CBPE = """
@@ -71,7 +72,7 @@ def train(folder: Path) -> gradwise.Run:
 
 
 def serve(run: gradwise.Run, store: Path, x: np.ndarray, y: np.ndarray) -> None:
-    with TestClient(gradwise.serve.app(run, store=str(store), flush_interval_s=0.05)) as c:
+    with TestClient(gradwise.serving.app(run, store=str(store), flush_interval_s=0.05)) as c:
         for a in range(0, len(x), 10):
             r = c.post(
                 "/v1/predict", json={"instances": [{"pixels": s.tolist()} for s in x[a : a + 10]]}

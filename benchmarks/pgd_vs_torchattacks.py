@@ -7,7 +7,7 @@ Claim: robust accuracy within 1 point of torchattacks, in at most torchattacks' 
 Trains a digits MLP and a digits CNN with gradwise (seconds), then attacks the whole test
 split (359 images) with L-inf PGD both ways:
 
-- gradwise: `gradwise.audit.robustness.pgd` on the model's inputs (standardised pixels), with
+- gradwise: `gradwise.auditing.robustness.pgd` on the model's inputs (standardised pixels), with
   eps in raw pixel levels (scale = the normaliser's std, bounds = the 0..16 pixel range in
   model units), as the robustness audit calls it;
 - torchattacks: `torchattacks.PGD` told the normalisation (`set_normalization_used(mean/16,
@@ -41,7 +41,7 @@ import torch
 import torchattacks
 
 import gradwise
-from gradwise.audit.robustness import pgd
+from gradwise.auditing.robustness import pgd
 from gradwise.training.adversarial import attack_budget
 
 CONFIGS = {

@@ -4,7 +4,7 @@
 
 Trains three small runs (digits images, a table with named numeric and categorical columns,
 a character GPT), builds each one's app, and lets schemathesis generate valid and invalid
-requests for every operation of its OpenAPI document (tests/serve/test_fuzz.py does the
+requests for every operation of its OpenAPI document (tests/serving/test_fuzz.py does the
 same with fewer examples). Prints the number of requests sent and their status codes.
 """
 
@@ -22,11 +22,12 @@ import pandas as pd
 import torch
 
 import gradwise
+import gradwise.serving
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.serve.test_fuzz holds the fuzzing loop
+sys.path.insert(0, str(ROOT))  # tests.serving.test_fuzz holds the fuzzing loop
 
-from tests.serve.test_fuzz import fuzz  # noqa: E402
+from tests.serving.test_fuzz import fuzz  # noqa: E402
 
 
 def runs(folder: Path) -> dict[str, gradwise.Run]:
@@ -68,7 +69,7 @@ def main() -> None:
     total: Counter = Counter()
     with tempfile.TemporaryDirectory() as tmp:
         for name, run in runs(Path(tmp)).items():
-            app = gradwise.serve.app(run, store=str(Path(tmp) / f"{name}.sqlite"), max_wait_ms=0)
+            app = gradwise.serving.app(run, store=str(Path(tmp) / f"{name}.sqlite"), max_wait_ms=0)
             started = time.perf_counter()
             codes = fuzz(app, args.examples if name != "gpt" else max(5, args.examples // 4))
             by_status = Counter()

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 import gradwise
-from gradwise.serve.load import LoadResult, run_wrk
-from gradwise.serve.runner import free_port
+from gradwise.serving.load import LoadResult, run_wrk
+from gradwise.serving.runner import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout (the examples' relative paths), or one level further up

@@ -73,8 +73,8 @@ def child(which: str, rows: int, cols: int, mmd_rows: int) -> dict[str, Any]:
     memory counts imports."""
     import sklearn.linear_model  # noqa: F401
 
-    from gradwise.audit.drift import DriftSettings, detect
-    from gradwise.audit.drift_multivariate import mmd_test
+    from gradwise.auditing.drift import DriftSettings, detect
+    from gradwise.auditing.drift_multivariate import mmd_test
 
     if which.startswith("alibi"):
         import alibi_detect.cd  # noqa: F401
@@ -126,7 +126,7 @@ def _alibi(ref: np.ndarray, cur: np.ndarray, num: list[int], cat: list[int]) -> 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    from gradwise.audit.drift_multivariate import _with_squares
+    from gradwise.auditing.drift_multivariate import _with_squares
 
     times = {}
     t = time.perf_counter()

@@ -445,13 +445,14 @@ def _serve_and_monitor(tour: Tour, run_dir: Path) -> None:
     from fastapi.testclient import TestClient
 
     import gradwise
+    import gradwise.serving
 
     run = gradwise.load(run_dir)
     if run.schema.task in ("lm", "mlm") or run.schema.tokenizer is not None:
         return  # text models are served by their own tests
     test = run.split("test")
     store = run_dir / "monitor" / "predictions.sqlite"
-    with TestClient(gradwise.serve.app(run, store=str(store), flush_interval_s=0.05)) as client:
+    with TestClient(gradwise.serving.app(run, store=str(store), flush_interval_s=0.05)) as client:
         for i in range(0, 12, 3):  # four requests of three instances: one monitor window
             instances = [_instance(run, test.raw, i + k) for k in range(3)]
             answer = client.post("/v1/predict", json={"instances": instances})
@@ -462,7 +463,7 @@ def _serve_and_monitor(tour: Tour, run_dir: Path) -> None:
 
 
 def _instance(run: Any, raw: Any, i: int) -> dict[str, Any]:
-    from gradwise.serve.schemas import example_instance, synthetic_instance
+    from gradwise.serving.schemas import example_instance, synthetic_instance
 
     i = i % len(raw)
     rows = raw.iloc[i:] if isinstance(raw, pd.DataFrame) else raw[i:]

@@ -38,18 +38,18 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Run": "gradwise.run",
-    "audit": "gradwise.audit",  # the package, callable as gradwise.api.audit
+    "audit": "gradwise.api",
     "bench": "gradwise.api",
     "compare": "gradwise.api",
-    "explain": "gradwise.explain",  # the package, callable as gradwise.api.explain
+    "explain": "gradwise.api",
     "load": "gradwise.api",
     "lr_find": "gradwise.api",
-    "monitor": "gradwise.monitor",  # the package, callable as gradwise.api.monitor
+    "monitor": "gradwise.api",
     "optimize": "gradwise.api",
-    "report": "gradwise.report",  # the package, callable as gradwise.api.report
-    "serve": "gradwise.serve",  # the package, callable as gradwise.api.serve
+    "report": "gradwise.api",
+    "serve": "gradwise.api",
     "train": "gradwise.api",
-    "tune": "gradwise.tune",  # the package, callable as gradwise.api.tune
+    "tune": "gradwise.api",
 }
 
 __all__ = [

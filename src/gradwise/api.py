@@ -9,16 +9,16 @@ from gradwise.config import Config, load_config
 from gradwise.run import Run
 
 if TYPE_CHECKING:
-    from gradwise.audit import AuditReport
+    from gradwise.auditing import AuditReport
     from gradwise.deploy.cost import BenchReport
     from gradwise.deploy.tradeoff import TradeOff
     from gradwise.evaluate.compare import Comparison
-    from gradwise.explain import Explanation
-    from gradwise.monitor import MonitorReport
-    from gradwise.report import Report
+    from gradwise.explaining import Explanation
+    from gradwise.monitoring import MonitorReport
+    from gradwise.reporting import Report
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
-    from gradwise.tune import TuneResult
+    from gradwise.tuning import TuneResult
 
 __all__ = [
     "audit",
@@ -174,14 +174,14 @@ def audit(
     against: str | None = None,
 ) -> AuditReport:
     """Measure the run: each check writes RUN/audit/<check>.json with its numbers, settings,
-    verdict and one plain sentence (see `gradwise.audit.CHECKS`).
+    verdict and one plain sentence (see `gradwise.auditing.CHECKS`).
 
     Args:
         run: a Run or its directory.
         checks: names to run (default: all); a check that cannot apply says why (n/a).
         against: other data for the shift check (KIND:PATH or a path).
     """
-    from gradwise.audit import run_checks
+    from gradwise.auditing import run_checks
 
     return run_checks(run if isinstance(run, Run) else load(run), checks, against)
 
@@ -207,7 +207,7 @@ def explain(
         An Explanation: per-row attributions, global importance (tables), attention per
         layer and head (transformers), activation statistics per layer, the files written.
     """
-    from gradwise.explain import METHODS, explain_run
+    from gradwise.explaining import METHODS, explain_run
 
     if method not in METHODS:
         from gradwise.errors import ConfigError
@@ -255,7 +255,7 @@ def tune(
             directory per trial), best.yaml, best/, sensitivity/, plots and tune.json.
         trials: the study's budget of trials (a rerun continues up to it).
         timeout_s: start no trial after this many seconds.
-        space: a space file (config keys to ranges; see `gradwise.tune.space`); default:
+        space: a space file (config keys to ranges; see `gradwise.tuning.space`); default:
             the architecture's usual space.
         metric: a validation metric (default: the task's primary one, e.g. val.accuracy).
         direction: max or min (default: from the metric).
@@ -281,7 +281,7 @@ def tune(
         ConfigError, DataError: bad config, space, metric or data, before any trial runs.
         GradwiseError: no trial finished.
     """
-    from gradwise.tune import run_tune
+    from gradwise.tuning import run_tune
 
     return run_tune(
         load_config(config, overrides),
@@ -416,7 +416,7 @@ def serve(
     threads: int | None = None,
 ) -> None:
     """Serve a run over HTTP until interrupted (POST /v1/predict, /v1/feedback, /healthz,
-    /readyz, /metrics; POST /v1/generate for language models). See `gradwise.serve.app` for
+    /readyz, /metrics; POST /v1/generate for language models). See `gradwise.serving.app` for
     the ASGI app alone.
 
     Args:
@@ -431,8 +431,8 @@ def serve(
         flush_interval_s: the store commits at least this often (what a kill -9 can lose).
         threads: torch threads per process (None: torch's default).
     """
-    from gradwise.serve.runner import serve_forever
-    from gradwise.serve.server import ServeSettings
+    from gradwise.serving.runner import serve_forever
+    from gradwise.serving.server import ServeSettings
 
     settings = ServeSettings(
         max_batch=max_batch,
@@ -470,7 +470,7 @@ def monitor(
     Returns:
         A MonitorReport (`.alerted` is True when a threshold was crossed).
     """
-    from gradwise.monitor import watch
+    from gradwise.monitoring import watch
 
     return watch(
         run if isinstance(run, Run) else load(run),
@@ -506,6 +506,6 @@ def report(
         NotTrainedError: no finished run there. ConfigError: `tune` / `compare` is not a
         study's folder. DataError: a file the report reads is damaged.
     """
-    from gradwise.report import write_report
+    from gradwise.reporting import write_report
 
     return write_report(run.path if isinstance(run, Run) else run, tune, compare, out)

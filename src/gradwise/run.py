@@ -408,14 +408,14 @@ class Run:
     def predict_intervals(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Regression: (prediction, lower, upper) in the target's units, from the
         split-conformal quantiles the uncertainty audit stored (see
-        `gradwise.audit.conformal.prediction_intervals`); for a forecaster, one row per
+        `gradwise.auditing.conformal.prediction_intervals`); for a forecaster, one row per
         window, in the order of `forecast_positions`.
 
         Raises:
             GradwiseError: no quantiles are stored (run `gradwise audit RUN --checks
                 uncertainty`), or the run is no regression.
         """
-        from gradwise.audit.conformal import prediction_intervals
+        from gradwise.auditing.conformal import prediction_intervals
 
         self.check_predicts()
         return prediction_intervals(self, x)
@@ -444,13 +444,13 @@ class Run:
     def predict_sets(self, x: Any) -> np.ndarray:
         """Classification: (N, K) booleans, which classes (in the order of
         `schema.classes`) are in each input's split-conformal prediction set (see
-        `gradwise.audit.conformal.prediction_sets`).
+        `gradwise.auditing.conformal.prediction_sets`).
 
         Raises:
             GradwiseError: no quantile is stored (run `gradwise audit RUN --checks
                 uncertainty`), or the run is no classifier.
         """
-        from gradwise.audit.conformal import prediction_sets
+        from gradwise.auditing.conformal import prediction_sets
 
         self.check_predicts()
         return prediction_sets(self, x)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gradwise
-from gradwise.audit.calibration import expected_calibration_error, fit_temperature
+from gradwise.auditing.calibration import expected_calibration_error, fit_temperature
 from gradwise.deploy.optimize import Levers, plan
 from gradwise.deploy.tradeoff import Row, _recommend
 from gradwise.errors import ConfigError

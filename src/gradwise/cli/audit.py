@@ -89,7 +89,7 @@ def audit(
     Exit codes: 0 done (whatever the verdict, unless --fail-on); 2 bad input; 4 the overall
     verdict reached --fail-on; 1 anything unexpected."""
     import gradwise
-    from gradwise.audit import parse_checks
+    from gradwise.auditing import parse_checks
 
     names = parse_checks(checks)
     run = gradwise.load(run_dir)  # a missing or unfinished run is reported before any check
@@ -114,8 +114,8 @@ def _checks_with_progress(run: Any, names: list[str], against: str | None, show:
     """The checks, with a progress line per check (its retrains as steps, the time left) on
     stderr when it is a terminal and `show`."""
     import gradwise
-    from gradwise.audit import run_checks
-    from gradwise.audit.progress import listening
+    from gradwise.auditing import run_checks
+    from gradwise.auditing.progress import listening
     from gradwise.cli.audit_progress import CheckProgress
     from gradwise.cli.console import err_console
 
@@ -146,7 +146,7 @@ def audit_settings(config: Any, overrides: dict[str, Any]) -> Any:
 
 def overall_line(report: object) -> str:
     """The worst verdict and how many checks had each."""
-    from gradwise.audit import AuditReport
+    from gradwise.auditing import AuditReport
 
     assert isinstance(report, AuditReport)
     counts = {v: sum(c.verdict == v for c in report.checks) for v in VERDICT_STYLE}
@@ -161,7 +161,7 @@ def _listed(label: str, items: list[str]) -> str:
 
 def verdict_table(report: object, title: str) -> Table:
     """One row per check: its headline number, verdict, seconds and plain sentence."""
-    from gradwise.audit import AuditReport
+    from gradwise.auditing import AuditReport
 
     assert isinstance(report, AuditReport)
     table = Table(title=title, title_justify="left")

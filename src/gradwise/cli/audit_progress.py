@@ -4,7 +4,7 @@ left.
     ⠋ [1/7] generalisation ━━━━━╸━━━━━━ 4/8 0:00:21 ~24 s left 0.3 of the data, seed 1
 
 A check that retrains (the learning curve, the data-quality folds) reports each retrain as a
-step with an estimate of the seconds left (`gradwise.audit.progress`); the estimate counts
+step with an estimate of the seconds left (`gradwise.auditing.progress`); the estimate counts
 down between steps. The other checks show how long they have run.
 """
 
@@ -27,8 +27,8 @@ from rich.progress import (
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from gradwise.audit.base import CheckResult
-    from gradwise.audit.progress import Step
+    from gradwise.auditing.base import CheckResult
+    from gradwise.auditing.progress import Step
 
 
 class _TimeLeftColumn(ProgressColumn):

@@ -103,7 +103,7 @@ def sample(
 ) -> None:
     """Generate images with a diffusion run and write them as a PNG grid."""
     import gradwise
-    from gradwise.report.images import save_grid
+    from gradwise.reporting.images import save_grid
 
     run = gradwise.load(run_dir)
     images = run.sample(n, label, steps, guidance, seed)

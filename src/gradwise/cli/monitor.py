@@ -48,7 +48,7 @@ def monitor(
     features and embeddings), predictions and confidence, estimated and measured accuracy.
     Exit code 3 when an alert fired."""
     import gradwise
-    from gradwise.monitor import ALERT_EXIT_CODE, watch
+    from gradwise.monitoring import ALERT_EXIT_CODE, watch
 
     run = gradwise.load(run_dir)
 
@@ -86,7 +86,7 @@ def window_table(report: Any) -> Table:
 
 
 def _cells(w: Any) -> list[str]:
-    from gradwise.monitor.report import when
+    from gradwise.monitoring.report import when
 
     acc = "" if w.accuracy is None else f"{w.accuracy:.3f} ({w.n_labelled})"
     if w.rmse is not None:

@@ -11,7 +11,7 @@ from gradwise.cli.audit import VERDICT_EXIT_CODE, FailOnOpt, verdict_reached
 from gradwise.cli.console import JsonOpt, RunArg, handles_errors, out_console
 
 if TYPE_CHECKING:
-    from gradwise.report import Report
+    from gradwise.reporting import Report
 
 DECISION_STYLE = {"ship": "bold green", "ship with care": "bold yellow", "do not ship": "bold red"}
 DECISION_LEVEL = {"ship": "pass", "ship with care": "warn", "do not ship": "fail"}

@@ -76,7 +76,7 @@ def serve(
 ) -> None:
     """Serve a run over HTTP: POST /v1/predict (or /v1/generate), /v1/feedback, /healthz,
     /readyz, /metrics, /docs. Ctrl-C stops it after answering every accepted request."""
-    from gradwise.serve.server import ServeSettings
+    from gradwise.serving.server import ServeSettings
 
     settings = ServeSettings(
         max_batch=max_batch,
@@ -86,14 +86,14 @@ def serve(
         max_body_kb=max_body_kb,
     )
     if tune:
-        from gradwise.serve.runner import set_threads
+        from gradwise.serving.runner import set_threads
 
         set_threads(threads)
         batches = tuple(int(v) for v in _numbers(tune_batches, "--tune-batches", integer=True))
         waits = tuple(_numbers(tune_waits, "--tune-waits"))
         _tune(run_dir, settings, p95_ms, tune_seconds, batches, waits)
         return
-    from gradwise.serve.runner import serve_forever
+    from gradwise.serving.runner import serve_forever
 
     settings.api_key()  # an unset variable is an error before anything starts
 
@@ -137,7 +137,7 @@ def _tune(
     batches: tuple[int, ...],
     waits: tuple[float, ...],
 ) -> None:
-    from gradwise.serve.tune import TUNE_FILE, tune_batching
+    from gradwise.serving.tune import TUNE_FILE, tune_batching
 
     n = len(batches) * len(waits)
     err_console.print(
@@ -146,7 +146,7 @@ def _tune(
     )
 
     def progress(trial: object) -> None:
-        from gradwise.serve.tune import TuneTrial
+        from gradwise.serving.tune import TuneTrial
 
         assert isinstance(trial, TuneTrial)
         err_console.print(

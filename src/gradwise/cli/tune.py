@@ -24,7 +24,7 @@ from gradwise.cli.console import (
 )
 from gradwise.errors import ConfigError
 
-TUNE_LOG = "gradwise.tune"
+TUNE_LOG = "gradwise.tuning"
 
 
 @handles_errors

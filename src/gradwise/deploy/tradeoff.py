@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import Tensor
 
-from gradwise.audit.calibration import expected_calibration_error, fit_temperature
+from gradwise.auditing.calibration import expected_calibration_error, fit_temperature
 from gradwise.deploy.cost import latency_sweep
 from gradwise.deploy.levers import label
 from gradwise.deploy.variants import size_on_disk, variant_name
@@ -215,7 +215,7 @@ def _adversarial(
     """The audit's worst-case test inputs (`audit.threat.robust_inputs`, the threat model of
     audit.robustness), crafted once on the base fp32 model, with their targets; or None with
     the reason."""
-    from gradwise.audit.threat import attack_sample, attacks_apply, robust_inputs
+    from gradwise.auditing.threat import attack_sample, attacks_apply, robust_inputs
     from gradwise.errors import ConfigError
 
     schema, settings = base.schema, base.config.audit.robustness

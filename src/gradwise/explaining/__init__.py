@@ -1,0 +1,33 @@
+"""Explain: why does the model decide what it decides?
+
+    gradwise explain RUN [--rows 0,5,17] [--method ig|gradshap|kernelshap|saliency] [--split test]
+    gradwise.explain(run, rows=[0, 5, 17], method="ig")
+
+Attributions through Captum for chosen rows (integrated gradients, GradientSHAP, saliency;
+KernelSHAP for tables), global feature importance for tables (mean |attribution| and
+permutation importance), attention maps for transformers, and activation statistics per
+layer (dead and saturated units), each as numbers in RUN/explain/explain.json and a picture.
+"""
+
+from __future__ import annotations
+
+from gradwise.explaining.base import (
+    METHODS,
+    Explanation,
+    FeatureImportance,
+    HeadAttention,
+    LayerActivity,
+    RowExplanation,
+)
+from gradwise.explaining.explainer import EXPLAIN_FOLDER, explain_run
+
+__all__ = [
+    "EXPLAIN_FOLDER",
+    "METHODS",
+    "Explanation",
+    "FeatureImportance",
+    "HeadAttention",
+    "LayerActivity",
+    "RowExplanation",
+    "explain_run",
+]

@@ -1,0 +1,127 @@
+"""Monitoring served traffic: drift windows, label-free accuracy, alerts.
+
+    gradwise monitor RUN [--store URL] [--window 1000|1h] [--follow] [--webhook URL]
+    gradwise.monitor(run, window="500")      # a MonitorReport; writes RUN/monitor/
+
+Exit codes of the verb: 0 no alert, 2 bad input, 3 an alert fired, 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gradwise.errors import ConfigError
+from gradwise.monitoring.alerts import ALERT_EXIT_CODE, Alert, announce
+from gradwise.monitoring.report import MonitorReport, Retrain, write_outputs, write_retrain
+from gradwise.monitoring.watch import Monitor, MonitorSettings, WindowResult, check_monitorable
+from gradwise.monitoring.windows import parse_window
+from gradwise.run import Run
+
+__all__ = [
+    "ALERT_EXIT_CODE",
+    "Monitor",
+    "MonitorReport",
+    "MonitorSettings",
+    "WindowResult",
+    "watch",
+]
+
+
+def watch(
+    run: Run,
+    store: str | None = None,
+    window: str | int = 1000,
+    webhook: str | None = None,
+    follow: bool = False,
+    poll_s: float = 10.0,
+    settings: MonitorSettings | None = None,
+    on_window: Callable[[WindowResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> MonitorReport:
+    """Evaluate the store's traffic window by window; with `follow`, keep watching.
+
+    Writes RUN/monitor/report.json, windows.json and timeline.png after every pass; alerts
+    are logged and POSTed to `webhook`.
+
+    Args:
+        store: the prediction store (default RUN/monitor/predictions.sqlite; a SQLite path or
+            a SQLAlchemy URL).
+        window: instances per window (1000) or a duration (30m, 1h, 1d).
+        follow: poll every `poll_s` seconds until interrupted (Ctrl-C) or `should_stop()`.
+        on_window: called with each window as it is evaluated.
+
+    Raises:
+        ConfigError: bad window, unreachable store. DataError: the run's data is not at hand
+            for the reference.
+    """
+    from gradwise.serving.store import _redact, store_url
+
+    check_monitorable(run)
+    url = store_url(store, run.path)
+    if url is None:
+        raise ConfigError("--store off has no traffic to monitor; give the store the server wrote.")
+    base = settings or MonitorSettings()
+    spec = parse_window(window)
+    chosen = MonitorSettings(**{**base.__dict__, "window": spec})
+    monitor = Monitor(run, url, chosen)
+    alerts: list[Alert] = []
+    report = _report(monitor, url, _redact(url), alerts, final=not follow)
+    try:
+        while True:
+            new = monitor.update(final=not follow)
+            fired = [a for w in new for a in w.alerts]
+            announce(fired, str(run.path), webhook)
+            alerts += fired
+            for w in new:
+                if on_window is not None:
+                    on_window(w)
+            report = _report(monitor, url, _redact(url), alerts, final=not follow, extra=new)
+            write_outputs(report, Path(run.path))
+            if not follow or (should_stop is not None and should_stop()):
+                return report
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        return report
+
+
+def _report(
+    monitor: Monitor,
+    url: str,
+    shown: str,
+    alerts: list[Alert],
+    final: bool,
+    extra: list[WindowResult] | None = None,
+) -> MonitorReport:
+    from gradwise.monitoring.stream import counts, read_feedback
+
+    served = monitor.served
+    windows = list(monitor.windows)
+    if final and extra:  # the open window, evaluated at the end of a one-shot watch
+        windows += [w for w in extra if not w.complete]
+    retrain: Retrain | None = None
+    found = monitor.retrain_window()
+    files = [
+        str(Path(monitor.run.path) / "monitor" / n)
+        for n in ("report.json", "windows.json", "timeline.png")
+    ]
+    if found is not None and monitor.codec is not None:
+        retrain = write_retrain(monitor, *found, read_feedback(monitor.engine))
+        files.append(retrain.file)
+    base = monitor.baseline
+    return MonitorReport(
+        run=str(monitor.run.path),
+        store=shown,
+        settings=monitor.settings.to_dict(),
+        served=len(served),
+        replicas=counts(served.replica_id) if len(served) else {},
+        versions=counts(served.model_version) if len(served) else {},
+        val_confidence=None if base is None else base.val_confidence,
+        val_accuracy=None if base is None else base.val_accuracy,
+        trust=None if base is None else base.trust,
+        windows=tuple(windows),
+        alerts=tuple(alerts),
+        retrain=retrain,
+        files=tuple(files),
+    )

@@ -1,0 +1,125 @@
+"""Served traffic read back from the prediction store, one entry per instance.
+
+The store keeps each request as it went over the wire (the body, the answer); here they are
+split into instances again, with the feedback that arrived for them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError
+
+from gradwise.serving.schemas import InstanceCodec
+from gradwise.serving.store import feedback, predictions
+
+
+@dataclass
+class Served:
+    """Served instances in arrival order (columns of equal length).
+
+    Attributes:
+        time: Unix seconds the request was answered.
+        request_id, row: which request, which instance of it.
+        replica_id, model_version: who answered, with which model.
+        confidence: the top probability served (NaN for regression).
+        prediction: the served prediction (label, value or text).
+        instances: the validated request instances (raw input for the run's transform).
+        last_id: the store id of the newest request read (to read on from there).
+    """
+
+    time: list[float] = field(default_factory=list)
+    request_id: list[str] = field(default_factory=list)
+    row: list[int] = field(default_factory=list)
+    replica_id: list[str] = field(default_factory=list)
+    model_version: list[str] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)
+    prediction: list[Any] = field(default_factory=list)
+    instances: list[BaseModel] = field(default_factory=list)
+    last_id: int = 0
+    n_unreadable: int = 0  # requests whose body no longer fits the run's schema
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def extend(self, other: Served) -> None:
+        for name in (
+            "time",
+            "request_id",
+            "row",
+            "replica_id",
+            "model_version",
+            "confidence",
+            "prediction",
+            "instances",
+        ):
+            getattr(self, name).extend(getattr(other, name))
+        self.last_id = max(self.last_id, other.last_id)
+        self.n_unreadable += other.n_unreadable
+
+
+def read_served(engine: sa.Engine, codec: InstanceCodec | None, after_id: int = 0) -> Served:
+    """Every request stored after `after_id`, split into instances.
+
+    Args:
+        codec: the run's request schema; None (language models): the inputs are not parsed.
+    """
+    query = (
+        sa.select(
+            predictions.c.id,
+            predictions.c.time,
+            predictions.c.request_id,
+            predictions.c.replica_id,
+            predictions.c.model_version,
+            predictions.c.inputs,
+            predictions.c.outputs,
+        )
+        .where(predictions.c.id > after_id)
+        .order_by(predictions.c.time, predictions.c.id)
+    )
+    out = Served(last_id=after_id)
+    with engine.connect() as conn:
+        for rid, t, request_id, replica, version, inputs, outputs in conn.execute(query):
+            out.last_id = max(out.last_id, int(rid))
+            answers = json.loads(outputs)
+            try:
+                parsed: list[Any] = codec.parse(inputs) if codec else [None] * len(answers)
+            except ValidationError:
+                out.n_unreadable += 1
+                continue
+            for i, (inst, answer) in enumerate(zip(parsed, answers)):
+                out.time.append(float(t))
+                out.request_id.append(request_id)
+                out.row.append(i)
+                out.replica_id.append(replica)
+                out.model_version.append(version)
+                conf = answer.get("confidence")
+                out.confidence.append(float(conf) if conf is not None else float("nan"))
+                out.prediction.append(answer.get("prediction"))
+                out.instances.append(inst)
+    return out
+
+
+def read_feedback(engine: sa.Engine) -> dict[tuple[str, int], Any]:
+    """The latest label given for each (request id, row)."""
+    query = sa.select(feedback.c.request_id, feedback.c.row, feedback.c.label).order_by(
+        feedback.c.time, feedback.c.id
+    )
+    with engine.connect() as conn:
+        return {(r, int(i)): json.loads(label) for r, i, label in conn.execute(query)}
+
+
+def labels_for(
+    served: Served, start: int, end: int, labels: dict[tuple[str, int], Any]
+) -> list[Any]:
+    """The label of each instance in served[start:end] (None where none arrived)."""
+    return [labels.get((served.request_id[i], served.row[i])) for i in range(start, end)]
+
+
+def counts(values: list[str]) -> dict[str, int]:
+    keys, n = np.unique(np.asarray(values, dtype=object), return_counts=True)
+    return {str(k): int(c) for k, c in zip(keys, n)}
