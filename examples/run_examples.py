@@ -28,7 +28,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-README = ROOT / "README.md"
+README = ROOT / "docs" / "examples.md"  # the table of docs/examples.md
 OUT = ROOT / "runs" / "examples"
 START, END = "<!-- examples:start -->", "<!-- examples:end -->"
 
@@ -232,7 +232,7 @@ def table_rows() -> list[str]:
         decision = flow["decision"].get("decision", "")
         minutes = sum(flow["seconds"].values()) / 60
         rows.append(
-            f"| [`{ex.config}`](examples/{ex.config}.yaml) | {ex.use} | {arch}, "
+            f"| [`{ex.config}`](../examples/{ex.config}.yaml) | {ex.use} | {arch}, "
             f"{metrics.get('n_params', 0):,} params | {shown} | {_check(run, 'baseline')} "
             f"| {_confidence(run)} | {_check(run, 'robustness')} | {_optimised(run)} "
             f"| {decision} | {minutes:.1f} |"

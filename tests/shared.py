@@ -23,9 +23,15 @@ def need_shared(*parts: str) -> Path:
     """The path `parts` inside the shared data folder; skips the test when it is absent."""
     folder = shared_data_dir()
     if folder is None:
+        given = os.environ.get(ENV)
+        where = (
+            f"{ENV}={given} is not a folder"
+            if given
+            else f"no {ENV}, no ../shared/data beside the checkout"
+        )
         pytest.skip(
-            f"the shared data sets are not here (no {ENV}, no ../shared/data beside the "
-            "checkout): this test reads a real data set"
+            f"the shared data sets are not here ({where}): this test reads "
+            f"{'/'.join(parts) or 'a real data set'}"
         )
     path = folder.joinpath(*parts)
     if not path.exists():

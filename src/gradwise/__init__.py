@@ -5,9 +5,11 @@ run = gradwise.train("config.yaml", out="runs/x", **{"train.epochs": 5})
 run = gradwise.load("runs/x")
 run.predict(X); run.predict_proba(X); run.metrics
 gradwise.audit(run, checks=["calibration", "robustness"])
+gradwise.audit(run, gradwise.AuditSettings(checks=["calibration"]))
 
-The names below load on first use, so `import gradwise` (and `gradwise --help`) does not
-pay for torch until a function needs it.
+Every verb is a plain function of `gradwise.api`; each takes its settings object (or the
+run's config section) and `**changes` to it. The names below load on first use, so
+`import gradwise` (and `gradwise --help`) does not pay for torch until a function needs it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError, TrainingDiverged
+from gradwise.version import __version__ as __version__
 
 if TYPE_CHECKING:
     from gradwise.api import (
@@ -32,12 +35,30 @@ if TYPE_CHECKING:
         train,
         tune,
     )
+    from gradwise.config import (
+        AuditSettings,
+        BenchSettings,
+        Config,
+        ExplainSettings,
+        MonitorSettings,
+        OptimizeSettings,
+        ReportSettings,
+        ServeSettings,
+        TuneSettings,
+    )
     from gradwise.run import Run
 
-__version__ = "0.1.0"
-
 _LAZY = {
+    "AuditSettings": "gradwise.config",
+    "BenchSettings": "gradwise.config",
+    "Config": "gradwise.config",
+    "ExplainSettings": "gradwise.config",
+    "MonitorSettings": "gradwise.config",
+    "OptimizeSettings": "gradwise.config",
+    "ReportSettings": "gradwise.config",
     "Run": "gradwise.run",
+    "ServeSettings": "gradwise.config",
+    "TuneSettings": "gradwise.config",
     "audit": "gradwise.api",
     "bench": "gradwise.api",
     "compare": "gradwise.api",
@@ -53,12 +74,21 @@ _LAZY = {
 }
 
 __all__ = [
+    "AuditSettings",
+    "BenchSettings",
+    "Config",
     "ConfigError",
     "DataError",
+    "ExplainSettings",
     "GradwiseError",
+    "MonitorSettings",
     "NotTrainedError",
+    "OptimizeSettings",
+    "ReportSettings",
     "Run",
+    "ServeSettings",
     "TrainingDiverged",
+    "TuneSettings",
     "audit",
     "bench",
     "compare",
@@ -76,6 +106,9 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
-        return module if module.__name__ == f"gradwise.{name}" else getattr(module, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'gradwise' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

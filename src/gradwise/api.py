@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gradwise.config import Config, load_config
+from gradwise.config import (
+    AuditSettings,
+    BenchSettings,
+    Config,
+    ExplainSettings,
+    MonitorSettings,
+    OptimizeSettings,
+    ReportSettings,
+    ServeSettings,
+    TuneSettings,
+    load_config,
+    parse_overrides,
+    settings_with,
+)
 from gradwise.run import Run
 
 if TYPE_CHECKING:
-    from gradwise.auditing import AuditReport
+    from gradwise.auditing import AuditReport, CheckResult
     from gradwise.deploy.cost import BenchReport
     from gradwise.deploy.tradeoff import TradeOff
     from gradwise.evaluate.compare import Comparison
     from gradwise.explaining import Explanation
-    from gradwise.monitoring import MonitorReport
+    from gradwise.monitoring import MonitorReport, WindowResult
     from gradwise.reporting import Report
+    from gradwise.serving.tune import BatchingResult, TuneTrial
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
+    from gradwise.tuning import ProgressFn as TuneProgress
     from gradwise.tuning import TuneResult
 
 __all__ = [
@@ -50,7 +66,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = True,
-    on_epoch_end: Any = None,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     progress: ProgressFn | None = None,
     parallel: Parallel | None = None,
     **overrides: Any,
@@ -110,13 +126,14 @@ def lr_find(
     from gradwise.pipeline import prepare
     from gradwise.training.lr_find import lr_find as sweep
     from gradwise.training.lr_find import plot_lr_find
+    from gradwise.training.objectives import run_objective
 
     cfg = load_config(config, overrides)
     out_dir = Path(out) if out is not None else lr_find_folder(cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         data, loss_name, model, _ = prepare(cfg)
-        objective = Run(out_dir, cfg, data.schema, model, loss_name).objective(data.train.y)
+        objective = run_objective(cfg, data.schema, loss_name, model, data.train.y)
         result = sweep(model, data, cfg, objective, steps=steps)
     plot_lr_find(result, out_dir / "lr_find.png")
     write_json(
@@ -169,78 +186,64 @@ def compare(
 
 def audit(
     run: Run | str | Path,
-    checks: list[str] | None = None,
+    settings: AuditSettings | None = None,
     *,
-    against: str | None = None,
+    on_done: Callable[[CheckResult], None] | None = None,
+    **changes: Any,
 ) -> AuditReport:
     """Measure the run: each check writes RUN/audit/<check>.json with its numbers, settings,
     verdict and one plain sentence (see `gradwise.auditing.CHECKS`).
 
     Args:
         run: a Run or its directory.
-        checks: names to run (default: all); a check that cannot apply says why (n/a).
-        against: other data for the shift check (KIND:PATH or a path).
+        settings: an AuditSettings; default: the run's config `audit:` section.
+        on_done: called with each check's result as it finishes.
+        **changes: AuditSettings fields to change, e.g. `checks=["calibration"]`,
+            `against="csv:new.csv"`, `calibration={"bins": 10}` or
+            `**{"uncertainty.coverage": 0.95}`; validated once (ConfigError names the key).
     """
     from gradwise.auditing import run_checks
 
-    return run_checks(run if isinstance(run, Run) else load(run), checks, against)
+    loaded = _run(run)
+    chosen = settings_with(settings or loaded.config.audit, "audit", changes)
+    names: list[str] | None = None if chosen.checks is None else [str(c) for c in chosen.checks]
+    return run_checks(loaded, names, chosen.against, on_done, settings=chosen)
 
 
 def explain(
     run: Run | str | Path,
-    rows: list[int] | None = None,
-    *,
-    method: str = "ig",
-    split: str = "test",
-    seed: int | None = None,
+    settings: ExplainSettings | None = None,
+    **changes: Any,
 ) -> Explanation:
     """Why the run decides what it decides; writes RUN/explain/explain.json and its pictures.
 
     Args:
         run: a Run or its directory.
-        rows: source row numbers (0-based) in `split` to explain; None: its first four.
-        method: ig (integrated gradients), gradshap, kernelshap (tables) or saliency.
-        split: train, val or test.
-        seed: for the sampled parts; None: the run's seed.
+        settings: an ExplainSettings; default: the run's config `explain:` section.
+        **changes: ExplainSettings fields to change: `rows` (source row numbers, 0-based, in
+            `split`; None: its first four), `method` (ig, gradshap, kernelshap for tables,
+            saliency), `split` (train, val or test), `seed` (None: the run's).
 
     Returns:
         An Explanation: per-row attributions, global importance (tables), attention per
         layer and head (transformers), activation statistics per layer, the files written.
     """
-    from gradwise.explaining import METHODS, explain_run
+    from gradwise.explaining import explain_with
 
-    if method not in METHODS:
-        from gradwise.errors import ConfigError
-
-        raise ConfigError(f"--method {method!r} is not one of {', '.join(METHODS)}.")
-    return explain_run(
-        run if isinstance(run, Run) else load(run),
-        rows,
-        method,  # type: ignore[arg-type]
-        split,
-        seed,
+    loaded = _run(run)
+    return explain_with(
+        loaded, settings_with(settings or loaded.config.explain, "explain", changes)
     )
 
 
 def tune(
     config: ConfigSource,
     out: str | Path | None = None,
+    settings: TuneSettings | None = None,
     *,
-    trials: int = 30,
-    timeout_s: float | None = None,
-    space: str | Path | None = None,
-    metric: str | None = None,
-    direction: str | None = None,
-    storage: str | None = None,
-    nproc: int = 1,
-    seeds: int = 3,
-    sampler_seed: int = 0,
-    pruner: str = "median",
-    prune_startup: int = 5,
-    prune_warmup: int | None = None,
-    progress: Any = None,
-    budget_s: float | None = None,
-    **overrides: Any,
+    overrides: dict[str, Any] | list[str] | None = None,
+    progress: TuneProgress | None = None,
+    **changes: Any,
 ) -> TuneResult:
     """Search hyperparameters (Optuna TPE, pruning on the per-epoch validation metric), then
     retrain the best over seeds and measure which hyperparameters mattered and how
@@ -250,66 +253,39 @@ def tune(
     continues it: finished trials are kept, trials left running are queued again.
 
     Args:
-        config: the config to start from (a YAML path, a dict or a Config).
+        config: the config to start from (a YAML path, a dict or a Config); its `tune:`
+            section holds the default settings.
         out: output folder (default runs/<name>-tune): study, trials/<number>/ (one run
             directory per trial), best.yaml, best/, sensitivity/, plots and tune.json.
-        trials: the study's budget of trials (a rerun continues up to it).
-        timeout_s: start no trial after this many seconds.
-        space: a space file (config keys to ranges; see `gradwise.tuning.space`); default:
-            the architecture's usual space.
-        metric: a validation metric (default: the task's primary one, e.g. val.accuracy).
-        direction: max or min (default: from the metric).
-        storage: an RDB URL shared by several machines (default: SQLite in `out`).
-        nproc: worker processes on this machine sharing the study.
-        seeds: retrain the best config over this many seeds (0: skip, and skip the
-            sensitivity check).
-        sampler_seed: seed of the TPE sampler.
-        pruner: median, halving (successive halving) or none.
-        prune_startup: trials that run to the end before the median pruner prunes.
-        prune_warmup: the first epochs of every trial, which the median pruner never prunes
-            (a trial still warming up is not judged); default: a tenth of train.epochs, at
-            least 1.
+        settings: a TuneSettings; default: the config's `tune:` section.
+        overrides: config keys to change first, `{"train.epochs": 20}` or
+            `["train.epochs=20", "tune.trials=10"]` (as --set gives them).
         progress: called with (trials done, budget, best value so far) as trials finish.
-        budget_s: bound the whole call (search, seeds, sensitivity) to about this many
-            seconds; retrains that do not fit are skipped and `notes` says so.
-        **overrides: dotted keys applied to `config` first, e.g. `**{"train.epochs": 20}`.
+        **changes: TuneSettings fields to change (`trials=10`, `pruner="none"`,
+            `budget_s=600`, ...); dotted keys change the config itself first, e.g.
+            `**{"train.epochs": 20}` (and `**{"tune.trials": 10}` its tune: section).
 
     Returns:
         A TuneResult (also written to out/tune.json).
 
     Raises:
-        ConfigError, DataError: bad config, space, metric or data, before any trial runs.
+        ConfigError, DataError: bad config, settings, space, metric or data, before any
+            trial runs.
         GradwiseError: no trial finished.
     """
     from gradwise.tuning import run_tune
 
-    return run_tune(
-        load_config(config, overrides),
-        out,
-        trials=trials,
-        timeout_s=timeout_s,
-        space=space,
-        metric=metric,
-        direction=direction,
-        storage=storage,
-        nproc=nproc,
-        seeds=seeds,
-        sampler_seed=sampler_seed,
-        pruner=pruner,
-        prune_startup=prune_startup,
-        prune_warmup=prune_warmup,
-        progress=progress,
-        budget_s=budget_s,
-    )
+    dotted = {k: v for k, v in changes.items() if "." in k}
+    cfg = load_config(config, {**parse_overrides(overrides), **dotted})
+    plain = {k: v for k, v in changes.items() if "." not in k}
+    chosen = settings_with(settings or cfg.tune, "tune", plain)
+    return run_tune(cfg, out, chosen, progress)
 
 
 def bench(
     run: Run | str | Path,
-    *,
-    variants: str = "base",
-    batches: tuple[int, ...] = (1, 8, 32, 128),
-    price_per_core_hour: float = 0.05,
-    seconds: float = 1.0,
+    settings: BenchSettings | None = None,
+    **changes: Any,
 ) -> BenchReport:
     """Measure what the run costs to predict with: parameters, size on disk, FLOPs per
     sample, peak memory, p50/p95 latency and throughput per batch size, USD per million
@@ -318,23 +294,23 @@ def bench(
     plot RUN/artifacts/bench.png.
 
     Args:
-        variants: "base" (the run alone) or "all" (also every variant under RUN/artifacts/).
-        price_per_core_hour: USD per CPU core-hour.
-        seconds: measuring time per model and batch size.
+        settings: a BenchSettings; default: the run's config `bench:` section.
+        **changes: BenchSettings fields to change: `variants` ("base": the run alone; "all":
+            also every variant under RUN/artifacts/), `batches`, `price_per_core_hour`
+            (USD per CPU core-hour), `seconds` (measuring time per model and batch size).
     """
     from gradwise.artifacts import write_json
     from gradwise.deploy.cost import bench as measure
     from gradwise.deploy.cost import plot_latency_throughput
     from gradwise.deploy.variants import artifacts_folder, variant_folders, variant_name
-    from gradwise.errors import ConfigError
 
-    if variants not in ("base", "all"):
-        raise ConfigError(f"variants must be base or all, not {variants!r}.")
-    base = run if isinstance(run, Run) else load(run)
+    base = _run(run)
+    chosen = settings_with(settings or base.config.bench, "bench", changes)
     runs = {variant_name(base): base}
-    if variants == "all":
+    if chosen.variants == "all":
         runs.update({variant_name(v): v for v in map(load, variant_folders(base))})
-    report = measure(runs, batches, price_per_core_hour, seconds)
+    report = measure(runs, chosen.batches, chosen.price_per_core_hour, chosen.seconds)
+    report.settings["variants"] = chosen.variants
     folder = artifacts_folder(base)
     write_json(folder / "bench.json", report.to_dict())
     plot_latency_throughput(report, folder / "bench.png")
@@ -343,35 +319,19 @@ def bench(
 
 def optimize(
     run: Run | str | Path,
-    *,
-    quantize: str | None = None,
-    onnx: bool = False,
-    openvino: bool = False,
-    precision: str = "fp32",
-    distill: str | Path | dict[str, Any] | None = None,
-    temperature: float = 4.0,
-    alpha: float = 0.7,
-    auto: bool = False,
-    budget_pt: float = 0.5,
-    calibration_samples: int = 256,
-    robust_samples: int | None = None,
-    seconds: float = 1.0,
+    settings: OptimizeSettings | None = None,
+    **changes: Any,
 ) -> TradeOff:
     """Make optimised variants of a run, each a run directory under RUN/artifacts/<variant>/,
-    and measure the trade-off (written to RUN/artifacts/tradeoff.json).
+    and measure the trade-off (written to RUN/artifacts/tradeoff.json with the settings).
 
     Args:
-        quantize: "int8": torch dynamic int8 (Linear/LSTM) and, for CNNs and transformers,
-            calibrated static int8 (ONNX Runtime); with onnx/openvino, through that engine.
-        onnx: export to ONNX and run in ONNX Runtime (parity with torch is measured).
-        openvino: run in OpenVINO; int8 through NNCF.
-        precision: "bf16" only where the CPU multiplies bf16 natively.
-        distill: a student config (its model: section, optionally train:) trained on the
-            run's soft targets; the other levers then apply to the student too.
-        temperature, alpha: distillation temperature and soft-target weight.
-        auto: make every candidate this machine supports; recommend the fastest within
-            `budget_pt`.
-        budget_pt: accuracy points a variant may lose (RMSE or loss units for other tasks).
+        settings: an OptimizeSettings; default: the run's config `optimize:` section.
+        **changes: OptimizeSettings fields to change, e.g. `quantize="int8"` (torch dynamic
+            int8 and, for CNNs and transformers, calibrated static int8), `onnx=True`,
+            `openvino=True`, `precision="bf16"` (only where the CPU multiplies bf16
+            natively), `distill="student.yaml"`, `auto=True` (every candidate this machine
+            supports; the fastest within `budget_pt` recommended), `robust_samples=200`.
 
     Returns:
         The TradeOff: one row per variant, the recommendation and why the others lost.
@@ -379,125 +339,99 @@ def optimize(
     Raises:
         ConfigError: bad levers (bf16 without native support, OpenVINO missing, none given).
     """
-    from gradwise.deploy.optimize import Levers
     from gradwise.deploy.optimize import optimize as run_levers
-    from gradwise.errors import ConfigError
 
-    if quantize not in (None, "int8") or precision not in ("fp32", "bf16"):
-        raise ConfigError(
-            f"quantize must be int8 (or None) and precision fp32 or bf16; got {quantize!r} "
-            f"and {precision!r}."
-        )
-    levers = Levers(quantize, onnx, openvino, precision, distill, auto)  # type: ignore[arg-type]
+    loaded = _run(run)
     return run_levers(
-        run if isinstance(run, Run) else load(run),
-        levers,
-        budget=budget_pt,
-        temperature=temperature,
-        alpha=alpha,
-        calibration_samples=calibration_samples,
-        robust_samples=robust_samples,
-        seconds=seconds,
+        loaded, settings_with(settings or loaded.config.optimize, "optimize", changes)
     )
 
 
 def serve(
     run: Run | str | Path,
+    settings: ServeSettings | None = None,
     *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    store: str | None = None,
-    max_batch: int = 32,
-    max_wait_ms: float = 2.0,
-    workers: int = 1,
-    api_key_env: str | None = None,
-    max_body_kb: int = 1024,
-    flush_interval_s: float = 0.5,
-    threads: int | None = None,
-) -> None:
+    on_listening: Callable[[], None] | None = None,
+    on_trial: Callable[[TuneTrial], None] | None = None,
+    **changes: Any,
+) -> BatchingResult | None:
     """Serve a run over HTTP until interrupted (POST /v1/predict, /v1/feedback, /healthz,
     /readyz, /metrics; POST /v1/generate for language models). See `gradwise.serving.app` for
-    the ASGI app alone.
+    the ASGI app alone. With `tune=True`, measure the batching settings under load instead
+    and return the recommendation (also RUN/serve/tune.json).
 
     Args:
         run: a Run or its directory (an optimised variant's directory too).
-        store: prediction log: None (RUN/monitor/predictions.sqlite), a SQLite path, a
-            SQLAlchemy URL (postgresql+psycopg://...), or "off".
-        max_batch, max_wait_ms: dynamic batching (rows per forward pass, longest wait).
-        workers: processes sharing the port, each with its own batcher and store writer.
-        api_key_env: environment variable holding the key every route but /healthz and
-            /readyz requires.
-        max_body_kb: larger request bodies are refused with 413.
-        flush_interval_s: the store commits at least this often (what a kill -9 can lose).
-        threads: torch threads per process (None: torch's default).
+        settings: a ServeSettings; default: the run's config `serve:` section.
+        on_listening: called once the port accepts requests.
+        on_trial: with `tune`: called with each measured batching setting.
+        **changes: ServeSettings fields to change: `host`, `port`, `store` (None:
+            RUN/monitor/predictions.sqlite; a SQLite path, a SQLAlchemy URL, or "off"),
+            `max_batch`, `max_wait_ms`, `workers`, `threads`, `api_key_env`, `max_body_kb`,
+            `flush_interval_s`, `tune`, `p95_ms`, ...
     """
-    from gradwise.serving.runner import serve_forever
-    from gradwise.serving.server import ServeSettings
+    chosen = settings_with(settings or _config_of(run).serve, "serve", changes)
+    if chosen.tune:
+        from gradwise.serving.tune import tune_batching
 
-    settings = ServeSettings(
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        store=store,
-        api_key_env=api_key_env,
-        max_body_kb=max_body_kb,
-        flush_interval_s=flush_interval_s,
-    )
+        return tune_batching(run, chosen, on_trial=on_trial)
+    from gradwise.serving.runner import serve_forever
+
     run_dir = run.path if isinstance(run, Run) else Path(run)
-    serve_forever(run_dir, settings, host=host, port=port, workers=workers, threads=threads)
+    serve_forever(run_dir, chosen, on_listening=on_listening)
+    return None
 
 
 def monitor(
     run: Run | str | Path,
+    settings: MonitorSettings | None = None,
     *,
-    store: str | None = None,
-    window: str | int = 1000,
-    webhook: str | None = None,
-    follow: bool = False,
-    poll_s: float = 10.0,
+    on_window: Callable[[WindowResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **changes: Any,
 ) -> MonitorReport:
     """Watch what a run served: per window of traffic, input drift against the training
     split (raw features and embeddings), predictions and confidence against validation, a
     label-free accuracy estimate and, where feedback arrived, the measured accuracy. Writes
-    RUN/monitor/report.json, windows.json and timeline.png; alerts are logged (and POSTed
-    to `webhook`).
+    RUN/monitor/report.json (with the settings), windows.json and timeline.png; alerts are
+    logged (and POSTed to `webhook`).
 
     Args:
-        store: the prediction store the server wrote (default RUN/monitor/predictions.sqlite;
-            a SQLite path or postgresql+psycopg://...).
-        window: instances per window, or a duration such as "30m", "1h", "1d".
-        follow: keep watching, polling every `poll_s` seconds, until interrupted.
+        settings: a MonitorSettings; default: the run's config `monitor:` section.
+        on_window: called with each window as it is evaluated.
+        should_stop: with `follow`: polled after each pass; True ends the watch.
+        **changes: MonitorSettings fields to change: `store` (default
+            RUN/monitor/predictions.sqlite), `window` (instances, or a duration such as
+            "30m", "1h"), `follow`, `poll_s`, `webhook`, and the thresholds (`alpha`,
+            `confidence_drop`, `accuracy_drop`, `min_labels`, `persist`, ...).
 
     Returns:
         A MonitorReport (`.alerted` is True when a threshold was crossed).
     """
     from gradwise.monitoring import watch
 
-    return watch(
-        run if isinstance(run, Run) else load(run),
-        store,
-        window,
-        webhook,
-        follow=follow,
-        poll_s=poll_s,
-    )
+    loaded = _run(run)
+    chosen = settings_with(settings or loaded.config.monitor, "monitor", changes)
+    return watch(loaded, chosen, on_window=on_window, should_stop=should_stop)
 
 
 def report(
     run: Run | str | Path,
+    settings: ReportSettings | None = None,
     *,
-    tune: str | Path | None = None,
-    compare: str | Path | None = None,
     out: str | Path | None = None,
+    **changes: Any,
 ) -> Report:
     """Write the run's report: one self-contained HTML page (CSS inline, every plot a base64
     PNG drawn from the run's JSON) with a ship / ship with care / do not ship decision.
 
     Args:
         run: a Run or its directory.
-        tune: a tuning study's folder; default: the study the run lies inside, if any.
-        compare: a comparison's folder whose seeds give the noise; default: the one the run
-            lies inside, if any.
+        settings: a ReportSettings; default: the run's config `report:` section.
         out: the HTML file (default RUN/report.html).
+        **changes: ReportSettings fields to change: `tune` (a tuning study's folder;
+            default: the study the run lies inside, if any), `compare` (a comparison's
+            folder whose seeds give the noise; default: the one the run lies inside).
 
     Returns:
         A Report: the file, the decision with its reasons, the sections and which have data.
@@ -508,4 +442,19 @@ def report(
     """
     from gradwise.reporting import write_report
 
-    return write_report(run.path if isinstance(run, Run) else run, tune, compare, out)
+    run_dir = run.path if isinstance(run, Run) else Path(run)
+    chosen = settings_with(settings or _config_of(run).report, "report", changes)
+    return write_report(run_dir, chosen, out)
+
+
+def _run(run: Run | str | Path) -> Run:
+    return run if isinstance(run, Run) else load(run)
+
+
+def _config_of(run: Run | str | Path) -> Config:
+    """The run's config without loading its model (the defaults where it has none yet; the
+    verb then says what is missing)."""
+    if isinstance(run, Run):
+        return run.config
+    path = Path(run) / "config.yaml"
+    return load_config(path) if path.is_file() else Config()

@@ -1,4 +1,5 @@
-"""The audit's settings: one class per check, each with its thresholds of pass / warn / fail.
+"""The audit's settings: which checks, against what, and one class per check with its
+thresholds of pass / warn / fail; `AuditSettings` holds them all (the config's `audit:`).
 
 Every setting is written into the check's RUN/audit/<check>.json, because numbers compare
 only with their settings. `gradwise.config` re-exports every name here.
@@ -6,13 +7,23 @@ only with their settings. `gradwise.config` re-exports every name here.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import difflib
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 
+from gradwise.settings import Strict as _Strict
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+CheckName = Literal[
+    "generalisation",
+    "baseline",
+    "calibration",
+    "uncertainty",
+    "robustness",
+    "shift",
+    "data_quality",
+]
+CHECK_NAMES: tuple[str, ...] = get_args(CheckName)
 
 
 class GeneralisationAudit(_Strict):
@@ -226,7 +237,17 @@ class DataQualityAudit(_Strict):
     max_listed: int = Field(20, ge=1, description="worst rows listed by row number")
 
 
-class AuditConfig(_Strict):
+class AuditSettings(_Strict):
+    checks: list[CheckName] | None = Field(
+        None,
+        description="the checks to run, in this order; null: all of them (generalisation, "
+        "baseline, calibration, uncertainty, robustness, shift, data_quality)",
+    )
+    against: str | None = Field(
+        None,
+        description="other data for the shift check (KIND:PATH, or a path): is it like the "
+        "training data? null: the test split against training",
+    )
     generalisation: GeneralisationAudit = GeneralisationAudit()
     baseline: BaselineAudit = BaselineAudit()
     calibration: CalibrationAudit = CalibrationAudit()
@@ -234,3 +255,23 @@ class AuditConfig(_Strict):
     robustness: RobustnessAudit = RobustnessAudit()
     shift: ShiftAudit = ShiftAudit()
     data_quality: DataQualityAudit = DataQualityAudit()
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _check_names(cls, value: Any) -> Any:
+        """`a,b` or a list; data-quality reads as data_quality; a typo names the check meant."""
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            return value
+        names = [v.strip().replace("-", "_") if isinstance(v, str) else v for v in value]
+        unknown = [n for n in names if n not in CHECK_NAMES]
+        if unknown:
+            hints = []
+            for n in unknown:
+                close = difflib.get_close_matches(str(n), CHECK_NAMES, n=1)
+                hints.append(f"{n!r}" + (f" (did you mean {close[0]}?)" if close else ""))
+            raise ValueError(
+                f"audit.checks names {', '.join(hints)}; the checks are {', '.join(CHECK_NAMES)}"
+            )
+        return names or None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import types
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from gradwise.arch_config import (
     Activation,
@@ -25,7 +27,7 @@ from gradwise.arch_config import (
     ViTConfig,
 )
 from gradwise.audit_config import (
-    AuditConfig,
+    AuditSettings,
     BaselineAudit,
     CalibrationAudit,
     DataQualityAudit,
@@ -35,11 +37,29 @@ from gradwise.audit_config import (
     UncertaintyAudit,
 )
 from gradwise.errors import ConfigError
+from gradwise.settings import (
+    BenchSettings,
+    ExplainSettings,
+    MonitorSettings,
+    OptimizeSettings,
+    ReportSettings,
+    ServeSettings,
+    TuneSettings,
+    expand_data_home,
+)
+from gradwise.settings import Strict as _Strict
 
 __all__ = [
     "Activation",
-    "AuditConfig",
+    "AuditSettings",
     "BaselineAudit",
+    "BenchSettings",
+    "ExplainSettings",
+    "MonitorSettings",
+    "OptimizeSettings",
+    "ReportSettings",
+    "ServeSettings",
+    "TuneSettings",
     "CalibrationAudit",
     "DataQualityAudit",
     "GeneralisationAudit",
@@ -60,15 +80,14 @@ __all__ = [
     "RNNConfig",
     "Seq2SeqConfig",
     "TrainConfig",
+    "VERB_SECTIONS",
     "ViTConfig",
+    "apply_overrides",
     "dump_config",
     "load_config",
     "parse_overrides",
+    "settings_with",
 ]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # ---------------------------------------------------------------- data
@@ -383,13 +402,25 @@ class TrainConfig(_Strict):
     adversarial: AdversarialConfig | None = None
 
 
+VERB_SECTIONS = ("audit", "explain", "optimize", "bench", "serve", "monitor", "tune", "report")
+"""The config's sections that hold a verb's settings (the others describe what is trained)."""
+
+
 class Config(_Strict):
     name: str = Field("run", min_length=1)
     seed: int = Field(0, ge=0)
     data: DataConfig = DataConfig()
     model: ModelConfig = MLPConfig()
     train: TrainConfig = TrainConfig()
-    audit: AuditConfig = AuditConfig()
+    # each verb's settings: the run's defaults for it (`gradwise audit RUN` reads `audit:`)
+    audit: AuditSettings = AuditSettings()
+    explain: ExplainSettings = ExplainSettings()
+    optimize: OptimizeSettings = OptimizeSettings()
+    bench: BenchSettings = BenchSettings()
+    serve: ServeSettings = ServeSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    tune: TuneSettings = TuneSettings()
+    report: ReportSettings = ReportSettings()
 
 
 # ---------------------------------------------------------------- loading
@@ -452,12 +483,16 @@ _PATH_KINDS = ("csv", "parquet", "npz", "images", "idx", "text", "timeseries")
 
 
 def _absolute_source(raw: dict[str, Any], base: Path) -> None:
-    """Make a relative path in raw["data"]["source"] absolute, relative to `base`."""
+    """Make a relative path in raw["data"]["source"] absolute, relative to `base`; a leading
+    `${GRADWISE_DATA:-DIR}` becomes the data home it stands for (gradwise.settings)."""
     data = raw.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("source"), str):
         return
     source: str = data["source"]
     kind, sep, location = source.partition(":")
+    if sep and kind in _PATH_KINDS:
+        location = expand_data_home(location, base)
+        data["source"] = f"{kind}:{location}"
     if sep and kind in _PATH_KINDS and location and not Path(location).expanduser().is_absolute():
         absolute = os.path.normpath(base.absolute() / Path(location).expanduser())
         data["source"] = f"{kind}:{absolute}"
@@ -486,6 +521,15 @@ def dump_config(cfg: Config) -> str:
 
 
 def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    """`["key=value", ...]` (as given to --set) as `{key: value}`; a dict is returned as is.
+
+    A value is typed by the field it sets: text for a text field (`data.target=2020` and
+    `name=nan` stay strings; `null` is None where the field allows it), YAML otherwise
+    (`3e-4`, `true`, `[64, 64]`, `{name: sgd}`).
+
+    Raises:
+        ConfigError: an item is not key=value.
+    """
     if not overrides:
         return {}
     if isinstance(overrides, dict):
@@ -495,11 +539,16 @@ def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, A
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r} must look like key=value, e.g. train.epochs=5.")
-        parsed[key.strip()] = _parse_value(text)
+        key = key.strip()
+        parsed[key] = _parse_value(text, _field_type(Config, key.split(".")))
     return parsed
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, annotation: Any = None) -> Any:
+    if annotation is not None and _is_text(annotation):
+        if text.strip() in ("null", "~", "") and _allows_none(annotation):
+            return None
+        return text
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -512,7 +561,60 @@ def _parse_value(text: str) -> Any:
     return value
 
 
-def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+def _field_type(cls: Any, parts: list[str]) -> Any:
+    """The annotation of the field at `parts` below the model `cls`; None when not found
+    (an unknown key, reported by validation) or ambiguous (different model kinds disagree)."""
+    if not parts:
+        return None
+    found = []
+    for model in _models(cls):
+        field = model.model_fields.get(parts[0])
+        if field is not None:
+            found.append(
+                field.annotation if len(parts) == 1 else _field_type(field.annotation, parts[1:])
+            )
+    kinds = {repr(f) for f in found}
+    return found[0] if len(kinds) == 1 else None
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation names (a union's members, Annotated unwrapped)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if typing.get_origin(annotation) is Annotated:
+        return _models(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _models(arg)]
+    return []
+
+
+def _members(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) is Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def _is_text(annotation: Any) -> bool:
+    """A field whose every value is text (str, a path, a Literal of strings), None aside."""
+    members = [m for m in _members(annotation) if m is not type(None)]
+
+    def text(m: Any) -> bool:
+        if typing.get_origin(m) is Literal:
+            return all(isinstance(v, str) for v in typing.get_args(m))
+        return m is str or m is Path
+
+    return bool(members) and all(text(m) for m in members)
+
+
+def _allows_none(annotation: Any) -> bool:
+    return type(None) in _members(annotation)
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any, merge: bool = False) -> None:
+    """Set `raw[a][b][c] = value` for key `a.b.c`; with `merge`, a dict value updates the
+    section it lands on rather than replacing it."""
     node = raw
     parts = key.split(".")
     for depth, part in enumerate(parts[:-1]):
@@ -523,11 +625,49 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
             prefix = ".".join(parts[: depth + 1])
             raise ConfigError(f"--set {key}: {prefix} is a value, not a section.")
         node = child
+    old = node.get(parts[-1])
+    if merge and isinstance(value, dict) and isinstance(old, dict):
+        merged = _deep_copy(old)
+        for k, v in value.items():
+            _set_dotted(merged, str(k), v, merge=True)
+        value = merged
     node[parts[-1]] = value
 
 
 def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def settings_with(base: S, section: str, changes: dict[str, Any] | None = None) -> S:
+    """`base` (a verb's settings) with `changes` applied, validated once, as the config's
+    `section` would be: errors name the key (`serve.port: ...`) and the key meant.
+
+    Args:
+        base: the settings to start from (the defaults, or the run's config section).
+        section: the verb's section of the config (audit, serve, ...), named in errors.
+        changes: field names, or dotted keys into a sub-section (`calibration.bins`); a dict
+            for a sub-section changes only the keys it names.
+
+    Raises:
+        ConfigError: an unknown key or a value out of its bounds.
+    """
+    raw = base.model_dump()
+    for key, value in (changes or {}).items():
+        _set_dotted(raw, key, value, merge=True)
+    try:
+        return type(base).model_validate(raw)
+    except ValidationError:
+        pass
+    try:  # again as the config's section, so that errors name the key as a config has it
+        Config.model_validate({section: raw})
+    except ValidationError as exc:
+        from gradwise.config_errors import explain
+
+        raise ConfigError(explain(exc, {section: raw}, f"the {section} settings", Config)) from None
+    raise AssertionError(f"{section} settings refused alone but accepted in a config")
 
 
 def _validate(raw: dict[str, Any], origin: str) -> Config:
@@ -536,4 +676,4 @@ def _validate(raw: dict[str, Any], origin: str) -> Config:
     except ValidationError as exc:
         from gradwise.config_errors import explain
 
-        raise ConfigError(explain(exc, raw, origin)) from None
+        raise ConfigError(explain(exc, raw, origin, Config)) from None

@@ -14,15 +14,20 @@ from pydantic import BaseModel, ValidationError
 _TAGGED = {"model": "arch", "augment": "name"}
 
 
-def explain(exc: ValidationError, raw: dict[str, Any], origin: str) -> str:
-    """One line per problem, naming the key, what was wrong and what would be right."""
-    lines = [_line(err, raw, origin) for err in exc.errors()]
+def explain(exc: ValidationError, raw: dict[str, Any], origin: str, root: type[BaseModel]) -> str:
+    """One line per problem, naming the key, what was wrong and what would be right.
+
+    Args:
+        raw: the mapping that was validated; origin: where it came from (a file name).
+        root: the model `raw` was validated against (the config), whose keys the lines name.
+    """
+    lines = [_line(err, raw, origin, root) for err in exc.errors()]
     return "\n".join(f"error: {line}" if i else line for i, line in enumerate(lines))
 
 
-def _line(err: Any, raw: dict[str, Any], origin: str) -> str:
+def _line(err: Any, raw: dict[str, Any], origin: str, root: type[BaseModel]) -> str:
     loc = [str(p) for p in err["loc"]]
-    key, model_cls = _user_path(loc, raw)
+    key, model_cls = _user_path(loc, raw, root)
     ctx = err.get("ctx") or {}
     match err["type"]:
         case "extra_forbidden":
@@ -32,7 +37,7 @@ def _line(err: Any, raw: dict[str, Any], origin: str) -> str:
             return f"{key}.{tag}: {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
         case "union_tag_not_found":
             tag = ctx.get("discriminator", "").strip("'")
-            return f"{key}.{tag} is missing; choose one of {_tags(key, tag)}"
+            return f"{key}.{tag} is missing; choose one of {_tags(root, key, tag)}"
         case "value_error" | "assertion_error":
             # our validators' messages name their keys already ("model.d_model (30) must ...")
             return str(ctx.get("error", err["msg"])).removeprefix("Value error, ")
@@ -43,15 +48,27 @@ def _line(err: Any, raw: dict[str, Any], origin: str) -> str:
     return f"{key}: {err['msg'].rstrip('.')}{shown}"
 
 
-def _tags(key: str, tag: str) -> str:
+def _tags(root: type[BaseModel], key: str, tag: str) -> str:
     """The values a tagged section's tag may take (model.arch: mlp, cnn, ...)."""
-    from gradwise.config import Augment, ModelConfig
-
-    union = ModelConfig if key.split(".")[0] == "model" else Augment
-    members = typing.get_args(typing.get_args(union)[0])
+    annotation: Any = root
+    for part in key.split("."):
+        if part.isdigit():  # an item of a list (data.augment.0)
+            continue
+        owners = [m for m in _models(annotation) if part in m.model_fields]
+        if not owners:
+            return "the documented values"
+        annotation = owners[0].model_fields[part].annotation
+    members = [m for m in _models(annotation) if tag in m.model_fields]
     return ", ".join(
         str(v) for m in members for v in typing.get_args(m.model_fields[tag].annotation)
     )
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation holds: itself, a union's members, a list's items."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models(arg)]
 
 
 def suggest(key: str, model_cls: type[BaseModel] | None) -> str:
@@ -85,12 +102,12 @@ def _dotted_keys(cls: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
-def _user_path(loc: list[str], raw: dict[str, Any]) -> tuple[str, type[BaseModel] | None]:
+def _user_path(
+    loc: list[str], raw: dict[str, Any], root: type[BaseModel]
+) -> tuple[str, type[BaseModel] | None]:
     """Drop pydantic's union tags from a location and find the model class that owns it."""
-    from gradwise.config import Config
-
     parts: list[str] = []
-    cls: type[BaseModel] | None = Config
+    cls: type[BaseModel] | None = root
     node: Any = raw
     i = 0
     while i < len(loc):

@@ -109,21 +109,26 @@ def _language_model(console: Console, path: Path) -> None:
     console.print(f"(perplexity of the sample under the model: {sample.perplexity:.2f})")
 
 
+def _unprefixed(keys: dict[str, object]) -> dict[str, object]:
+    return {k.removeprefix("audit."): v for k, v in keys.items()}
+
+
 def _judge(console: Console, run_dir: Path) -> None:
     """Audit, optimise and cost the run, printing each table as its verb does."""
-    from gradwise.cli.audit import audit_settings, overall_line, verdict_table
+    from gradwise.cli.audit import overall_line, verdict_table
     from gradwise.cli.optimize import cost_table, latency_table, machine_text, tradeoff_table
-    from gradwise.deploy.openvino import has_openvino
+    from gradwise.config import settings_with
+    from gradwise.engines.openvino_runtime import has_openvino
 
     run = gradwise.load(run_dir)
-    run.config = audit_settings(run.config, dict(DEMO_AUDIT))
     lighter = ", ".join(f"{k}={_value(v)}" for k, v in DEMO_AUDIT.items())
     console.print(
         f"[bold]gradwise audit {run_dir}[/] (every check; lighter than the defaults so the demo "
         f"stays short: {lighter}) ...",
         highlight=False,
     )
-    report = gradwise.audit(run)
+    lighter_settings = settings_with(run.config.audit, "audit", _unprefixed(DEMO_AUDIT))
+    report = gradwise.audit(run, lighter_settings)
     console.print(verdict_table(report, f"audit of {run_dir}"))
     console.print(overall_line(report))
 

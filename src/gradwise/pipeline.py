@@ -40,7 +40,7 @@ from gradwise.training.loop import (
     resolve_device,
 )
 from gradwise.training.losses import resolve_loss_name
-from gradwise.training.objectives import Objective
+from gradwise.training.objectives import Objective, run_objective
 from gradwise.training.threads import choose_threads, use_threads
 from gradwise.training.transfer import freeze, init_from, source_tokenizer
 
@@ -87,7 +87,7 @@ def train_run(
         data, loss_name, model, notes = prepare(cfg, data)
         warnings = advice(cfg, data)
         cfg = resolved(cfg, data, loss_name)
-        objective = Run(Path("."), cfg, data.schema, model, loss_name).objective(data.train.y)
+        objective = run_objective(cfg, data.schema, loss_name, model, data.train.y)
         EarlyStopping.from_config(cfg.train.early_stopping).check_metric(logged_metrics(objective))
         run_dir = resolve_out(out, cfg, resume, overwrite, parallel.is_main)
         if resume:
@@ -220,7 +220,7 @@ def environment(device: str) -> dict[str, Any]:
     """The versions and the machine a run was trained with (kept in metrics.json)."""
     import platform
 
-    from gradwise import __version__
+    from gradwise.version import __version__
 
     return {
         "gradwise": __version__,

@@ -46,8 +46,7 @@ from gradwise.run_files import (
     write_config,
 )
 from gradwise.training.checkpoint import save_weights
-from gradwise.training.losses import make_loss
-from gradwise.training.objectives import Objective, make_objective
+from gradwise.training.objectives import Objective, run_objective
 
 __all__ = ["FORMAT_VERSION", "Calibration", "Run", "SplitView", "input_spec", "write_config"]
 
@@ -93,7 +92,7 @@ class Run:
         loss: the loss the model was trained with.
         calibration: the fitted temperature and conformal quantiles, if any.
         backend: for an optimised variant (RUN/artifacts/<variant>/), the engine that runs
-            it and its settings (see deploy/variants.py); None for a plain torch run.
+            it and its settings (see engines/loader.py); None for a plain torch run.
     """
 
     def __init__(
@@ -138,8 +137,8 @@ class Run:
         model_cfg = meta.model
         if isinstance(model_cfg, HFEncoderConfig):  # rebuilt from the run's own copy
             model_cfg = model_cfg.model_copy(update={"path": str(path / ENCODER_FOLDER)})
-        if meta.backend is not None:  # an optimised variant (deploy/): its engine, its file
-            from gradwise.deploy.variants import load_variant_model
+        if meta.backend is not None:  # an optimised variant: its engine (engines/), its file
+            from gradwise.engines.loader import load_variant_model
 
             model = load_variant_model(path, meta.backend, model_cfg, meta.spec)
         else:
@@ -398,24 +397,19 @@ class Run:
 
     def objective(self, y_train: Tensor, unweighted: bool = False) -> Objective:
         """The training objective; class weights come from the training targets `y_train`."""
-        loss_cfg = self.config.train.loss
-        if unweighted:
-            loss_cfg = loss_cfg.model_copy(update={"class_weights": "none"})
-        n_classes = self.schema.n_outputs if self.schema.task == "classification" else 0
-        criterion = make_loss(loss_cfg, self.loss, y_train, n_classes)
-        return make_objective(self.config, self.schema, criterion, self.model)
+        return run_objective(self.config, self.schema, self.loss, self.model, y_train, unweighted)
 
     def predict_intervals(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Regression: (prediction, lower, upper) in the target's units, from the
         split-conformal quantiles the uncertainty audit stored (see
-        `gradwise.auditing.conformal.prediction_intervals`); for a forecaster, one row per
+        `gradwise.run_conformal.prediction_intervals`); for a forecaster, one row per
         window, in the order of `forecast_positions`.
 
         Raises:
             GradwiseError: no quantiles are stored (run `gradwise audit RUN --checks
                 uncertainty`), or the run is no regression.
         """
-        from gradwise.auditing.conformal import prediction_intervals
+        from gradwise.run_conformal import prediction_intervals
 
         self.check_predicts()
         return prediction_intervals(self, x)
@@ -444,13 +438,13 @@ class Run:
     def predict_sets(self, x: Any) -> np.ndarray:
         """Classification: (N, K) booleans, which classes (in the order of
         `schema.classes`) are in each input's split-conformal prediction set (see
-        `gradwise.auditing.conformal.prediction_sets`).
+        `gradwise.run_conformal.prediction_sets`).
 
         Raises:
             GradwiseError: no quantile is stored (run `gradwise audit RUN --checks
                 uncertainty`), or the run is no classifier.
         """
-        from gradwise.auditing.conformal import prediction_sets
+        from gradwise.run_conformal import prediction_sets
 
         self.check_predicts()
         return prediction_sets(self, x)

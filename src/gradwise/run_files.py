@@ -17,6 +17,7 @@ from torch import nn
 from gradwise.artifacts import atomic_write_text
 from gradwise.config import Config, ModelConfig, dump_config
 from gradwise.data.schema import Schema
+from gradwise.data.stored_schema import schema_from_dict
 from gradwise.errors import DataError, NotTrainedError
 from gradwise.models import InputSpec
 from gradwise.training.checkpoint import load_tensors
@@ -87,7 +88,7 @@ def read_model_json(model_json: Path) -> ModelMeta:
                 "categorical": tuple(meta["input"]["categorical"]),
             }
         )
-        schema = Schema.from_dict(meta["schema"])
+        schema = schema_from_dict(meta["schema"])
         loss = str(meta["loss"])
         calibration = Calibration(**(meta.get("calibration") or {}))
         backend = meta.get("backend")

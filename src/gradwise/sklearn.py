@@ -222,10 +222,14 @@ class NeuralClassifier(ClassifierMixin, _NeuralEstimator):
         hidden: layer widths (mlp: model.hidden; cnn: model.channels; rnn/lstm/gru: one
             width, len(hidden) layers).
         arch: mlp (X of shape (N, F)), cnn (N, C, H, W), rnn, lstm or gru (N, T, F).
-        activation, dropout: model.activation, model.dropout.
-        lr, weight_decay, optimizer: train.optimizer.lr, .weight_decay, .name.
+        activation: model.activation.
+        dropout: model.dropout.
+        lr: train.optimizer.lr.
+        weight_decay: train.optimizer.weight_decay.
+        optimizer: train.optimizer.name.
         schedule: train.schedule.name (constant, cosine, onecycle, ...).
-        epochs, batch_size: train.epochs, train.batch_size.
+        epochs: train.epochs.
+        batch_size: train.batch_size.
         patience: train.early_stopping.patience (on the validation loss); None: off.
         validation_fraction: rows held out for validation; 0 (or under 20 rows)
             validates on the training rows.

@@ -14,17 +14,15 @@ from typer.testing import CliRunner
 import gradwise
 from gradwise.auditing import run_checks
 from gradwise.auditing.conformal import (
-    Difficulty,
     absolute_scores,
     aps_scores,
-    aps_sets,
     conformal_quantile,
+    fit_difficulty,
     lac_scores,
-    lac_sets,
     normalised_scores,
-    row_uniforms,
 )
 from gradwise.cli import app
+from gradwise.run_conformal import aps_sets, lac_sets, row_uniforms
 from tests.conftest import tiny_config
 
 runner = CliRunner()
@@ -52,7 +50,7 @@ def test_the_quantile_is_the_conformal_order_statistic():
 
 def test_too_small_a_validation_split_is_not_applicable_with_the_size_it_needs():
     from gradwise.auditing.base import NotApplicable
-    from gradwise.auditing.conformal import check_calibration_size
+    from gradwise.auditing.uncertainty import check_calibration_size
 
     check_calibration_size(9, 0.9)  # rank ceil(10 * 0.9) = 9 of 9: finite
     with pytest.raises(NotApplicable, match="needs at least 99"):
@@ -63,7 +61,7 @@ def test_too_small_a_validation_split_is_not_applicable_with_the_size_it_needs()
 def test_interval_coverage_over_100_random_splits_is_within_a_point_of_the_target():
     x, y, f = _heteroscedastic(3000, seed=0)
     pred = f + 0.1  # a slightly biased model
-    difficulty = Difficulty.fit(x[:1000], np.abs(y[:1000] - pred[:1000]))
+    difficulty = fit_difficulty(x[:1000], np.abs(y[:1000] - pred[:1000]))
     sigma = difficulty.sigma(x)[:, 0]
     coverages: dict[str, list[float]] = {"absolute": [], "normalised": []}
     for seed in range(100):
@@ -105,7 +103,7 @@ def test_set_coverage_over_100_random_splits_is_within_a_point_of_the_target():
 
 def test_the_normalised_score_gives_narrower_intervals_on_heteroscedastic_data():
     x, y, f = _heteroscedastic(3000, seed=2)
-    difficulty = Difficulty.fit(x[:1000], np.abs(y[:1000] - f[:1000]))
+    difficulty = fit_difficulty(x[:1000], np.abs(y[:1000] - f[:1000]))
     sigma = difficulty.sigma(x)[:, 0]
     width = {"absolute": [], "normalised": []}
     cover = {"absolute": [], "normalised": []}

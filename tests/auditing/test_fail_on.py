@@ -64,12 +64,8 @@ def test_a_bad_level_is_a_usage_error(run_dir):
 
 
 def test_the_python_api_returns_the_report_without_raising(run_dir):
-    from gradwise.cli.audit import audit_settings
-
-    run = gradwise.load(run_dir)
-    forced = {"audit.calibration.ece_warn": 0.0, "audit.calibration.ece_fail": 0.0}
-    run.config = audit_settings(run.config, forced)
-    report = gradwise.audit(run, checks=["calibration"])
+    forced = {"ece_warn": 0.0, "ece_fail": 0.0}
+    report = gradwise.audit(gradwise.load(run_dir), checks=["calibration"], calibration=forced)
     assert report.worst == "fail"
 
 

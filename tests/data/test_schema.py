@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradwise.data.schema import Schema
 from gradwise.data.sources import load_dataset
+from gradwise.data.stored_schema import schema_from_dict
 from tests.data.conftest import data_config, write_idx, write_image_folder
 
 
@@ -83,7 +83,7 @@ KINDS = ["onehot", "embed", "regression", "npz", "images", "idx", "timeseries", 
 def test_schema_round_trips_through_json(tmp_path: Path, kind: str):
     cfg, raw = _case(kind, tmp_path)
     schema = load_dataset(cfg, seed=0).schema
-    restored = Schema.from_dict(json.loads(json.dumps(schema.to_dict())))
+    restored = schema_from_dict(json.loads(json.dumps(schema.to_dict())))
     assert restored == schema
     assert np.array_equal(restored.transform(raw), schema.transform(raw))
     assert restored.feature_names == schema.feature_names
@@ -96,7 +96,7 @@ def test_schema_round_trips_through_json(tmp_path: Path, kind: str):
 def test_boolean_and_integer_classes_keep_their_type_through_json(tmp_path: Path):
     _table(tmp_path)
     schema = load_dataset(data_config(f"csv:{tmp_path / 't.csv'}", target="churn"), seed=0).schema
-    restored = Schema.from_dict(json.loads(json.dumps(schema.to_dict())))
+    restored = schema_from_dict(json.loads(json.dumps(schema.to_dict())))
     assert restored.classes == [False, True]
     assert all(type(c) is bool for c in restored.classes)
     assert restored.target.encode(np.array([True, False])).tolist() == [1, 0]

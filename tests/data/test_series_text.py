@@ -82,10 +82,10 @@ def test_windows_of_the_wrong_width_name_the_columns_in_order(series_run):
 
 
 def test_the_model_json_of_a_run_before_the_order_was_kept_still_loads(series_run, tmp_path):
-    from gradwise.data.schema import Schema
+    from gradwise.data.stored_schema import schema_from_dict
 
     run, _ = series_run
     saved = run.schema.to_dict()
     saved["series"]["features"].pop("order")
-    old = Schema.from_dict(saved)
+    old = schema_from_dict(saved)
     assert old.series.features.raw_columns == old.series.features.columns

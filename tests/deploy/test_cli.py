@@ -22,8 +22,10 @@ def test_bad_optimize_flags_exit_2_with_the_fix(mlp_run: Run, monkeypatch):
     _bad(["optimize", run], "at least one lever: --quantize int8")
     _bad(["optimize", run, "--quantize", "int4"], "'int4' is not one of 'int8'")
     _bad(["optimize", run, "--precision", "fp16"], "'fp16' is not one of")
-    _bad(["bench", run, "--batches", "0,8"], "give batch sizes >= 1")
-    monkeypatch.setattr("gradwise.deploy.openvino._has", lambda module: module != "openvino")
+    _bad(["bench", run, "--batches", "0,8"], "bench.batches.0: Input should be greater than")
+    _bad(["bench", run, "--set", "bench.seconds=0"], "bench.seconds: Input should be greater")
+    no_openvino = lambda module: module != "openvino"  # noqa: E731
+    monkeypatch.setattr("gradwise.engines.openvino_runtime._has", no_openvino)
     _bad(["optimize", run, "--openvino"], "pip install 'gradwise[openvino]'")
     monkeypatch.setattr("gradwise.training.loop.cpu_has_native_bf16", lambda: False)
     _bad(["optimize", run, "--precision", "bf16"], "as long as fp32 here")

@@ -9,7 +9,8 @@ import torch
 
 from gradwise.config import BERTConfig, CNNConfig, GPTConfig, MLPConfig, RNNConfig, ViTConfig
 from gradwise.data.text import N_SPECIAL, PAD
-from gradwise.deploy.onnx import OnnxModule, example_inputs, export_onnx
+from gradwise.deploy.onnx import example_inputs, export_onnx
+from gradwise.engines.onnx_runtime import OnnxModule
 from gradwise.models import InputSpec, build_model
 
 FP32_TOLERANCE = 1e-4
@@ -67,7 +68,8 @@ def test_onnx_runtime_fp32_matches_torch(name: str, tmp_path: Path):
 
 
 def test_openvino_fp32_matches_torch(tmp_path: Path):
-    from gradwise.deploy.openvino import OpenVINOModule, save_openvino
+    from gradwise.deploy.openvino import save_openvino
+    from gradwise.engines.openvino_runtime import OpenVINOModule
 
     cfg, spec = CASES["cnn"]
     torch.manual_seed(0)

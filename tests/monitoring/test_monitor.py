@@ -115,21 +115,21 @@ def test_undrifted_traffic_exits_0_and_posts_nothing(calibrated_run: Run, tmp_pa
 
 
 def test_follow_reads_only_what_is_new(calibrated_run: Run, tmp_path: Path):
-    from gradwise.monitoring import Monitor, MonitorSettings
-    from gradwise.monitoring.windows import WindowSpec
+    from gradwise.config import MonitorSettings
+    from gradwise.monitoring import Monitor
 
     run = calibrated_run
     test = run.split("test")
     x, y = np.asarray(test.raw), test.y.numpy()
     db = tmp_path / "p.sqlite"
     serve_stream(run, db, x[:120], y[:120])
-    monitor = Monitor(run, f"sqlite:///{db}", MonitorSettings(window=WindowSpec(size=100)))
+    monitor = Monitor(run, f"sqlite:///{db}", MonitorSettings(window="100"))
     first = monitor.update()
     assert [(w.start, w.end) for w in first] == [(0, 100)]
     assert monitor.update() == []  # nothing new: nothing re-evaluated
     serve_stream(run, db, x[120:220], y[120:220])
     assert [(w.start, w.end) for w in monitor.update()] == [(100, 200)]
-    stopped = gradwise.monitoring.watch(
-        run, str(db), 100, follow=True, poll_s=0.01, should_stop=lambda: True
+    stopped = gradwise.monitor(
+        run, store=str(db), window=100, follow=True, poll_s=0.01, should_stop=lambda: True
     )
     assert len(stopped.windows) == 2

@@ -136,7 +136,7 @@ def test_a_run_inside_a_study_finds_it_and_takes_its_seed_noise(audited_run, tmp
     assert "seed-to-seed std of test accuracy over 3 seeds of the tuned config" in page.text
     assert tune["importance"]["sentence"] in page.text
     with pytest.raises(ConfigError, match="no tune.json there"):
-        write_report(run, tune=tmp_path)
+        gradwise.report(run, tune=tmp_path)
 
 
 def test_a_seed_of_a_comparison_takes_its_arm_noise(audited_run, tmp_path):
@@ -217,7 +217,7 @@ def test_a_regression_run_renders_its_own_plots_and_says_why_calibration_is_na(t
         png_of(img["src"])
 
 
-def test_the_templates_ship_in_the_wheel(tmp_path):
+def test_the_templates_and_py_typed_ship_in_the_wheel(tmp_path):
     import shutil
     import subprocess
     import sys
@@ -256,4 +256,5 @@ def test_the_templates_ship_in_the_wheel(tmp_path):
     (wheel,) = tmp_path.glob("gradwise-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     templates = sorted(p.name for p in (root / "src/gradwise/reporting/templates").glob("*.j2"))
-    assert sorted(Path(n).name for n in names if "report/templates/" in n) == templates
+    assert sorted(Path(n).name for n in names if "reporting/templates/" in n) == templates
+    assert "gradwise/py.typed" in names  # the package's types are its public types (PEP 561)

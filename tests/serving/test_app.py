@@ -220,7 +220,7 @@ def test_regression_answers_values_in_the_target_units(regression_run: Run):
 def test_conformal_sets_come_from_the_uncertainty_module_when_stored(
     digits_run: Run, tmp_path: Path, monkeypatch
 ):
-    """The server hands the batch to gradwise.auditing.conformal (its contract: (N, K) set
+    """The server hands the batch to gradwise.run_conformal (its contract: (N, K) set
     membership for model-ready inputs); a stand-in module checks the plumbing."""
     seen = []
 
@@ -229,9 +229,9 @@ def test_conformal_sets_come_from_the_uncertainty_module_when_stored(
         probs = run.predict_proba(x)
         return probs >= 0.1
 
-    fake = types.ModuleType("gradwise.auditing.conformal")
+    fake = types.ModuleType("gradwise.run_conformal")
     fake.prediction_sets = prediction_sets
-    monkeypatch.setitem(sys.modules, "gradwise.auditing.conformal", fake)
+    monkeypatch.setitem(sys.modules, "gradwise.run_conformal", fake)
     run = copy_run(digits_run, tmp_path / "run")
     run.set_conformal({"task": "classification", "quantile": 0.9})
     with client(run) as c:
@@ -351,7 +351,7 @@ def test_conformal_outputs_are_the_uncertainty_audits(
 ):
     """With the uncertainty audit present, the served sets and intervals are the ones
     `Run.predict_sets` / `Run.predict_intervals` give for the same inputs."""
-    pytest.importorskip("gradwise.auditing.conformal", reason="the uncertainty audit is absent")
+    pytest.importorskip("gradwise.auditing.uncertainty", reason="the uncertainty audit is absent")
     images = DIGITS.images[:6]
     run = copy_run(digits_run, tmp_path / "cls")
     gradwise.audit(run, checks=["uncertainty"])

@@ -47,8 +47,8 @@ def test_bad_input_exits_2_with_one_message(digits_run: Run, tmp_path: Path, mon
         taken.listen()
         port = str(taken.getsockname()[1])
         _bad(["serve", str(digits_run.path), "--port", port, "--store", "off"], "already in use")
-    _bad(["serve", str(digits_run.path), "--tune", "--tune-batches", "0,x"], "--tune-batches")
-    _bad(["monitor", str(digits_run.path), "--window", "soon"], "--window 'soon'")
+    _bad(["serve", str(digits_run.path), "--tune", "--tune-batches", "0,x"], "serve.tune_batches.1")
+    _bad(["monitor", str(digits_run.path), "--window", "soon"], "monitor.window 'soon'")
     _bad(["monitor", str(digits_run.path), "--store", "off"], "--store off")
 
 

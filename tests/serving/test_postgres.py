@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 from sklearn.datasets import load_digits
-from tests.serve import pg
 from typer.testing import CliRunner
 
 from gradwise.cli import app
 from gradwise.run import Run
+from tests.serving import pg
 from tests.serving.conftest import copy_run
 
 IMAGES = load_digits().images

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from sklearn.datasets import load_digits
 
+from gradwise.config import ServeSettings
 from gradwise.run import Run
-from gradwise.serving.server import ServeSettings
 
 FLUSH_S = ServeSettings().flush_interval_s
 BODY = {"instances": [{"pixels": load_digits().images[0].tolist()}]}

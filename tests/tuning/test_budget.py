@@ -56,4 +56,4 @@ def test_the_cli_prints_why_importance_is_missing_and_refuses_a_zero_budget(tmp_
     assert done.exit_code == 0, done.output
     assert "importance: not measured" in done.output and "explains" not in done.output
     bad = runner.invoke(app, [*args, "--out", str(tmp_path / "u"), "--budget", "0"])
-    assert bad.exit_code == 2 and "--budget must be above 0 minutes" in bad.output
+    assert bad.exit_code == 2 and "tune.budget_s: Input should be greater than 0" in bad.output

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gradwise.artifacts import write_json
+from gradwise.audit_config import AuditSettings
 from gradwise.auditing.base import AuditContext, AuditReport, CheckResult, NotApplicable
 from gradwise.errors import ConfigError, GradwiseError
 from gradwise.logs import LOG
@@ -53,7 +54,7 @@ def _check_fn(name: str) -> Callable[[Run, Any, AuditContext], CheckResult]:
 
             return calibration
         case "uncertainty":
-            from gradwise.auditing.conformal import check as uncertainty
+            from gradwise.auditing.uncertainty import check as uncertainty
 
             return uncertainty
         case "robustness":
@@ -93,11 +94,14 @@ def run_checks(
     checks: list[str] | None = None,
     against: str | None = None,
     on_done: Callable[[CheckResult], None] | None = None,
+    settings: AuditSettings | None = None,
 ) -> AuditReport:
     """Run the named checks (default: all) on `run`, each writing RUN/audit/<check>.json.
 
     A check that cannot apply to this run is reported as n/a with the reason, not an error.
+    Each check reads its section of `settings` (default: the run's config `audit:`).
     """
+    sections = settings or run.config.audit
     names = parse_checks(",".join(checks)) if checks else list(CHECKS)
     out = Path(run.path) / AUDIT_FOLDER
     ctx = AuditContext(out=out, against=against, seed=run.config.seed)
@@ -105,16 +109,16 @@ def run_checks(
     results = []
     for name in names:
         fn = _check_fn(name)
-        settings = getattr(run.config.audit, name)
+        section = getattr(sections, name)
         started = time.perf_counter()
         try:
-            result = fn(run, settings, ctx)
+            result = fn(run, section, ctx)
         except NotApplicable as exc:
-            result = _not_applicable(name, str(exc), settings.model_dump(mode="json"))
+            result = _not_applicable(name, str(exc), section.model_dump(mode="json"))
         except GradwiseError:
             raise  # bad input (a config, --against data): one message, exit code 2
         except Exception as exc:  # a bug in one check must not cost the others their results
-            result = _crashed(name, exc, out, settings.model_dump(mode="json"))
+            result = _crashed(name, exc, out, section.model_dump(mode="json"))
         result = _on_leaky_split(result, rule)
         result = dataclasses.replace(result, wall_s=round(time.perf_counter() - started, 3))
         write_json(out / f"{name}.json", result.to_dict())

@@ -25,13 +25,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradwise.auditing.base import AuditContext, CheckResult, NotApplicable, Verdict, task_name
+from gradwise.auditing.classical import ClassicalBaseline
 
 if TYPE_CHECKING:
     from gradwise.config import BaselineAudit
@@ -39,16 +38,6 @@ if TYPE_CHECKING:
 
 PLOT = "baseline.png"
 BOOTSTRAP = 1000
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """One classical method: `fit_predict(seed)` trains it on the training split and returns
-    its test predictions (class indices, or values in the target's units)."""
-
-    name: str
-    fit_predict: Callable[[int], np.ndarray]
-    stochastic: bool  # False: every seed gives the same model, so it is fitted once
 
 
 # ---------------------------------------------------------------- scores
@@ -96,7 +85,7 @@ def paired_bootstrap_std(
 
 def baselines_for(
     run: Run, settings: BaselineAudit, train: SplitView, test: SplitView
-) -> tuple[list[Baseline], dict[str, Any]]:
+) -> tuple[list[ClassicalBaseline], dict[str, Any]]:
     """The matching baselines for this run's data, and notes on what they were given.
 
     Raises:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradwise.auditing.baseline import Baseline
+from gradwise.auditing.classical import ClassicalBaseline
 
 if TYPE_CHECKING:
     from gradwise.config import BaselineAudit
@@ -59,7 +59,7 @@ def matrix_baselines(
     x_test: np.ndarray,
     what: str,
     with_boosting: bool = True,
-) -> tuple[list[Baseline], Notes]:
+) -> tuple[list[ClassicalBaseline], Notes]:
     """Logistic regression (or ridge) and gradient boosting on feature matrices."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -70,10 +70,10 @@ def matrix_baselines(
     notes: Notes = {"features": what, "n_fitted": len(keep)}
     if len(keep) < len(x_train):
         notes["subsample"] = f"{len(keep):,} of {len(x_train):,} training rows (seeded)"
-    out: list[Baseline] = []
+    out: list[ClassicalBaseline] = []
     if run.schema.task == "classification":
         out.append(
-            Baseline(
+            ClassicalBaseline(
                 "logistic regression",
                 lambda seed: _quietly(
                     lambda: LogisticRegression(max_iter=2000).fit(x, y).predict(x_test),
@@ -85,7 +85,7 @@ def matrix_baselines(
         )
         if with_boosting:
             out.append(
-                Baseline(
+                ClassicalBaseline(
                     "gradient boosting",
                     lambda seed: (
                         HistGradientBoostingClassifier(random_state=seed).fit(x, y).predict(x_test)
@@ -96,7 +96,7 @@ def matrix_baselines(
         return out, notes
 
     out.append(
-        Baseline(
+        ClassicalBaseline(
             "ridge",
             lambda seed: (
                 RidgeCV(alphas=RIDGE_ALPHAS).fit(x, y).predict(x_test).reshape(len(x_test), -1)
@@ -112,13 +112,13 @@ def matrix_baselines(
                 return model.fit(x, y[:, 0]).predict(x_test)[:, None]
             return MultiOutputRegressor(model).fit(x, y).predict(x_test)
 
-        out.append(Baseline("gradient boosting", boosting, _boosting_is_random(len(x))))
+        out.append(ClassicalBaseline("gradient boosting", boosting, _boosting_is_random(len(x))))
     return out, notes
 
 
 def text_baselines(
     run: Run, settings: BaselineAudit, train: SplitView, test: SplitView
-) -> tuple[list[Baseline], Notes]:
+) -> tuple[list[ClassicalBaseline], Notes]:
     """TF-IDF of words and word pairs, then logistic regression (ridge for a regression)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -141,18 +141,18 @@ def text_baselines(
             model = make_pipeline(tfidf(), LogisticRegression(C=10.0, max_iter=2000))
             return _quietly(lambda: model.fit(texts, y).predict(test_texts), notes, "tf-idf")
 
-        return [Baseline("tf-idf + logistic regression", fit, stochastic=False)], notes
+        return [ClassicalBaseline("tf-idf + logistic regression", fit, stochastic=False)], notes
 
     def fit_ridge(seed: int) -> np.ndarray:
         model = make_pipeline(tfidf(), RidgeCV(alphas=RIDGE_ALPHAS))
         return model.fit(texts, y).predict(test_texts).reshape(len(test_texts), -1)
 
-    return [Baseline("tf-idf + ridge", fit_ridge, stochastic=False)], notes
+    return [ClassicalBaseline("tf-idf + ridge", fit_ridge, stochastic=False)], notes
 
 
 def forecasting_baselines(
     run: Run, settings: BaselineAudit, train: SplitView, test: SplitView
-) -> tuple[list[Baseline], Notes]:
+) -> tuple[list[ClassicalBaseline], Notes]:
     """Last value, seasonal naive and ridge on the lags, for windows of a series."""
     from sklearn.linear_model import RidgeCV
 
@@ -164,7 +164,7 @@ def forecasting_baselines(
     x_lags = train.x.flatten(1).double().numpy()
     x_lags_test = test.x.flatten(1).double().numpy()
     out = [
-        Baseline(
+        ClassicalBaseline(
             "ridge on lags",
             lambda seed: RidgeCV(alphas=RIDGE_ALPHAS).fit(x_lags, y_train).predict(x_lags_test),
             stochastic=False,
@@ -179,13 +179,15 @@ def forecasting_baselines(
         return out, notes
     raw_test = _raw_series_column(run, test.raw, series.target)  # (N, T)
     last = raw_test[:, -1:]
-    out.insert(0, Baseline("last value", lambda seed: np.repeat(last, horizon, 1), False))
+    out.insert(0, ClassicalBaseline("last value", lambda seed: np.repeat(last, horizon, 1), False))
     period, how = _season(settings.season, y_train[:, 0], window)
     notes["season"] = how
     if period is not None:
         # step k ahead takes the value a whole number of seasons back, inside the window
         back = [window + k - period * ((k // period) + 1) for k in range(horizon)]
-        out.insert(1, Baseline(f"seasonal naive ({period})", lambda s: raw_test[:, back], False))
+        out.insert(
+            1, ClassicalBaseline(f"seasonal naive ({period})", lambda s: raw_test[:, back], False)
+        )
     return out, notes
 
 

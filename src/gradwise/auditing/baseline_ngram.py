@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradwise.auditing.baseline import Baseline
+from gradwise.auditing.classical import ClassicalBaseline
 from gradwise.data.text import IGNORE
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class _Counts:
 
 def ngram_baselines(
     run: Run, train: SplitView, val: SplitView, test: SplitView
-) -> tuple[list[Baseline], dict[str, Any]]:
+) -> tuple[list[ClassicalBaseline], dict[str, Any]]:
     """Unigram and interpolated bigram next-token models; lambda chosen on validation."""
     counts = _Counts(*_pairs(train)[:2], run.schema.n_outputs)
     val_ctx, val_tgt, _ = _pairs(val)
@@ -96,6 +96,8 @@ def ngram_baselines(
         "metric_units": "cross-entropy in nats per scored test token",
     }
     return [
-        Baseline("unigram frequencies", lambda seed: per_window(counts.nll(ctx, tgt, 0.0)), False),
-        Baseline("bigram", lambda seed: per_window(counts.nll(ctx, tgt, lam)), False),
+        ClassicalBaseline(
+            "unigram frequencies", lambda seed: per_window(counts.nll(ctx, tgt, 0.0)), False
+        ),
+        ClassicalBaseline("bigram", lambda seed: per_window(counts.nll(ctx, tgt, lam)), False),
     ], notes

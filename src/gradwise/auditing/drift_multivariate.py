@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from gradwise.auditing.drift import (
-    CHUNK,
+from gradwise.auditing.drift_stats import CHUNK
+from gradwise.auditing.drift_types import (
     DriftResult,
     DriftSettings,
     Reference,

@@ -74,12 +74,12 @@ VERBS: list[tuple[str, Callable[..., Any]]] = [
     ("bench", optimize.bench),
     ("serve", serve.serve),
     ("monitor", monitor.monitor),
-    ("datasets", datasets.datasets),
     ("tune", tune.tune),
     ("report", report.report),
 ]
 for name, fn in VERBS:
     app.command(name, cls=Command)(fn)
+app.add_typer(datasets.app, name="datasets")  # `datasets` lists; `datasets get NAME` fetches
 
 
 USAGE_HINTS = {

@@ -12,10 +12,11 @@ from gradwise.cli.console import (
     JsonOpt,
     QuietOpt,
     RunArg,
+    SetOpt,
     console_logging,
     handles_errors,
     out_console,
-    overrides_dict,
+    verb_changes,
 )
 from gradwise.cli.threads import ThreadsOpt
 
@@ -68,16 +69,7 @@ def audit(
             "training data?",
         ),
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="change a check's setting for this audit, e.g. --set "
-            "audit.uncertainty.coverage=0.99 --set audit.calibration.bins=10 (audit.* keys "
-            "only; defaults come from the run's config.yaml)",
-        ),
-    ] = None,
+    set_: SetOpt = None,
     fail_on: FailOnOpt = None,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -89,14 +81,13 @@ def audit(
     Exit codes: 0 done (whatever the verdict, unless --fail-on); 2 bad input; 4 the overall
     verdict reached --fail-on; 1 anything unexpected."""
     import gradwise
-    from gradwise.auditing import parse_checks
+    from gradwise.config import settings_with
 
-    names = parse_checks(checks)
     run = gradwise.load(run_dir)  # a missing or unfinished run is reported before any check
-    if set_:
-        run.config = audit_settings(run.config, overrides_dict(set_))
+    changes = verb_changes("audit", set_, checks=checks, against=against)
+    settings = settings_with(run.config.audit, "audit", changes)
     with console_logging(quiet or as_json, progress=False):
-        report = _checks_with_progress(run, names, against, show=not (quiet or as_json))
+        report = _checks_with_progress(run, settings, show=not (quiet or as_json))
     if as_json:
         import json
 
@@ -110,38 +101,20 @@ def audit(
         raise typer.Exit(VERDICT_EXIT_CODE)
 
 
-def _checks_with_progress(run: Any, names: list[str], against: str | None, show: bool) -> Any:
+def _checks_with_progress(run: Any, settings: Any, show: bool) -> Any:
     """The checks, with a progress line per check (its retrains as steps, the time left) on
     stderr when it is a terminal and `show`."""
     import gradwise
-    from gradwise.auditing import run_checks
+    from gradwise.audit_config import CHECK_NAMES
     from gradwise.auditing.progress import listening
     from gradwise.cli.audit_progress import CheckProgress
     from gradwise.cli.console import err_console
 
     if not (show and err_console.is_terminal):
-        return gradwise.audit(run, checks=names, against=against)
+        return gradwise.audit(run, settings)
+    names = list(settings.checks or CHECK_NAMES)
     with CheckProgress(names, err_console) as bars, listening(bars.step):
-        return run_checks(run, names, against, on_done=bars.done)
-
-
-def audit_settings(config: Any, overrides: dict[str, Any]) -> Any:
-    """The run's config with `audit.*` overrides applied (checked as the config is).
-
-    Raises:
-        ConfigError: a key outside audit.*, an unknown key or a bad value.
-    """
-    from gradwise.config import load_config
-    from gradwise.errors import ConfigError
-
-    other = [k for k in overrides if not k.startswith("audit.")]
-    if other:
-        raise ConfigError(
-            f"audit --set changes the checks' settings only (audit.<check>.<key>); "
-            f"{', '.join(other)} would change the run itself: retrain with "
-            "gradwise train --set instead."
-        )
-    return load_config(config, overrides)
+        return gradwise.audit(run, settings, on_done=bars.done)
 
 
 def overall_line(report: object) -> str:

@@ -81,8 +81,10 @@ SetOpt = Annotated[
     typer.Option(
         "--set",
         metavar="KEY=VALUE",
-        help="override a config key; repeat for several (--set train.epochs=5 --set "
-        "model.dropout=0.2); values are YAML (3e-4, true, [64, 64])",
+        help="change a config key, repeat for several (--set train.epochs=5 --set "
+        "model.dropout=0.2); a verb on a run takes its own section's keys (--set "
+        "serve.port=9000). A value is read as its key's type: text for text keys "
+        "(data.target=2020), YAML otherwise (3e-4, true, [64, 64]). docs/flags.md",
     ),
 ]
 QuietOpt = Annotated[
@@ -197,3 +199,25 @@ def overrides_dict(overrides: list[str] | None) -> dict[str, Any]:
     from gradwise.config import parse_overrides
 
     return parse_overrides(list(overrides or []))
+
+
+def verb_changes(verb: str, overrides: list[str] | None, **flags: Any) -> dict[str, Any]:
+    """The changes to a verb's settings: its `--set VERB.KEY=VALUE` items, then the flags
+    given on the command line (None, or False for an on-switch, means not given), which win.
+
+    Raises:
+        ConfigError: a --set key outside the verb's section.
+    """
+    from gradwise.errors import ConfigError
+
+    parsed = overrides_dict(overrides)
+    other = [k for k in parsed if not k.startswith(f"{verb}.")]
+    if other:
+        raise ConfigError(
+            f"{verb} --set changes the {verb} settings only ({verb}.<key>, e.g. the config's "
+            f"{verb}: section); {', '.join(other)} would change the run itself: retrain with "
+            "gradwise train --set instead."
+        )
+    changes = {k.removeprefix(f"{verb}."): v for k, v in parsed.items()}
+    changes.update({k: v for k, v in flags.items() if v is not None and v is not False})
+    return changes

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from gradwise.cli.console import JsonOpt, RunArg, handles_errors, out_console
+from gradwise.cli.console import JsonOpt, RunArg, SetOpt, handles_errors, out_console, verb_changes
 
 
 @handles_errors
@@ -22,13 +22,17 @@ def explain(
         ),
     ] = None,
     method: Annotated[
-        str,
+        str | None,
         typer.Option(
             metavar="METHOD",
-            help="ig (integrated gradients), gradshap, kernelshap (tables) or saliency",
+            help="ig (integrated gradients, the default), gradshap, kernelshap (tables) or "
+            "saliency",
         ),
-    ] = "ig",
-    split: Annotated[str, typer.Option(metavar="SPLIT", help="train, val or test")] = "test",
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(metavar="SPLIT", help="train, val or test (default test)")
+    ] = None,
+    set_: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Why the run decides what it decides: attributions, importance, attention, activations.
@@ -39,22 +43,16 @@ def explain(
     import json
 
     import gradwise
-    from gradwise.errors import ConfigError
 
-    try:
-        wanted = [int(r) for r in rows.split(",") if r.strip()] if rows else None
-    except ValueError:
-        raise ConfigError(
-            f"--rows takes row numbers separated by commas, e.g. 0,5,17; got {rows!r}."
-        ) from None
-    result = gradwise.explain(run_dir, rows=wanted, method=method, split=split)
+    changes = verb_changes("explain", set_, rows=rows, method=method, split=split)
+    result = gradwise.explain(run_dir, **changes)
     if as_json:
         out_console.print_json(json.dumps(result.to_dict(), default=str))
         return
     if result.rows:
         out_console.print(rows_table(result))
     if result.importance is not None:
-        out_console.print(importance_table(result.importance, result.method or method))
+        out_console.print(importance_table(result.importance, result.method or "ig"))
     for line in _summary_lines(result):
         out_console.print(line, highlight=False)
     out_console.print(

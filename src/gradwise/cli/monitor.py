@@ -12,12 +12,16 @@ import typer
 from rich.table import Table
 
 from gradwise.cli.console import (
+    JsonOpt,
+    QuietOpt,
     RunArg,
+    SetOpt,
     console_logging,
     err_console,
     flag,
     handles_errors,
     out_console,
+    verb_changes,
 )
 
 
@@ -33,34 +37,51 @@ def monitor(
         ),
     ] = None,
     window: Annotated[
-        str,
-        typer.Option(metavar="N|1h", help="instances per window, or a duration (30m, 1h, 1d)"),
-    ] = "1000",
+        str | None,
+        typer.Option(
+            metavar="N|1h", help="instances per window, or a duration (30m, 1h, 1d); default 1000"
+        ),
+    ] = None,
     follow: Annotated[bool, flag("--follow", "keep watching; Ctrl-C stops")] = False,
     webhook: Annotated[
         str | None, typer.Option(metavar="URL", help="POST alerts here as JSON")
     ] = None,
     poll_s: Annotated[
-        float, typer.Option(min=0.1, metavar="S", help="with --follow: seconds between reads")
-    ] = 10.0,
+        float | None,
+        typer.Option(metavar="S", help="with --follow: seconds between reads (default 10)"),
+    ] = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Compare served traffic with the training data, window by window: input drift (raw
     features and embeddings), predictions and confidence, estimated and measured accuracy.
+    Thresholds: --set monitor.accuracy_drop=0.02 (or the config's monitor: section).
     Exit code 3 when an alert fired."""
+    import json
+
     import gradwise
-    from gradwise.monitoring import ALERT_EXIT_CODE, watch
+    from gradwise.config import settings_with
+    from gradwise.monitoring import ALERT_EXIT_CODE
 
     run = gradwise.load(run_dir)
+    changes = verb_changes(
+        "monitor", set_, store=store, window=window, follow=follow, webhook=webhook, poll_s=poll_s
+    )
+    settings = settings_with(run.config.monitor, "monitor", changes)
 
     def show(w: Any) -> None:
-        if follow:
+        if settings.follow and not as_json:
             out_console.print(_window_line(w), highlight=False)
 
-    with console_logging(quiet=False, progress=False):
-        report = watch(run, store, window, webhook, follow, poll_s, on_window=show)
-    if not follow:
-        out_console.print(window_table(report))
-    _summary(report)
+    with console_logging(quiet=quiet or as_json, progress=False):
+        report = gradwise.monitor(run, settings, on_window=show)
+    if as_json:
+        out_console.print_json(json.dumps(report.to_dict(), default=str))
+    else:
+        if not settings.follow:
+            out_console.print(window_table(report))
+        _summary(report)
     if report.alerted:
         raise typer.Exit(ALERT_EXIT_CODE)
 

@@ -14,10 +14,12 @@ from gradwise.cli.console import (
     JsonOpt,
     QuietOpt,
     RunArg,
+    SetOpt,
     console_logging,
     flag,
     handles_errors,
     out_console,
+    verb_changes,
 )
 
 
@@ -36,17 +38,17 @@ class Precision(StrEnum):
 
 
 PriceOpt = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--price-per-core-hour",
         metavar="USD",
-        min=0.0,
-        help="price of one CPU core for an hour, for the cost per million predictions",
+        help="price of one CPU core for an hour, for the cost per million predictions "
+        "(default 0.05)",
     ),
 ]
 SecondsOpt = Annotated[
-    float,
-    typer.Option(metavar="S", min=0.01, help="measuring time per model and batch size"),
+    float | None,
+    typer.Option(metavar="S", help="measuring time per model and batch size (default 1)"),
 ]
 
 
@@ -54,29 +56,37 @@ SecondsOpt = Annotated[
 def bench(
     run_dir: RunArg,
     variants: Annotated[
-        Which,
-        typer.Option(metavar="base|all", help="all: also every variant under RUN/artifacts/"),
-    ] = Which.base,
+        Which | None,
+        typer.Option(
+            metavar="base|all",
+            help="all: also every variant under RUN/artifacts/ (default base)",
+        ),
+    ] = None,
     batches: Annotated[
-        str, typer.Option(metavar="B,B,...", help="batch sizes of the latency sweep")
-    ] = "1,8,32,128",
-    price_per_core_hour: PriceOpt = 0.05,
-    seconds: SecondsOpt = 1.0,
+        str | None,
+        typer.Option(
+            metavar="B,B,...", help="batch sizes of the latency sweep (default 1,8,32,128)"
+        ),
+    ] = None,
+    price_per_core_hour: PriceOpt = None,
+    seconds: SecondsOpt = None,
+    set_: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Parameters, size, FLOPs, memory, latency (p50/p95) and throughput per batch size, and
     the cost per million predictions; writes RUN/artifacts/bench.json and bench.png."""
     import gradwise
 
-    sizes = _batches(batches)
+    changes = verb_changes(
+        "bench",
+        set_,
+        variants=variants.value if variants else None,
+        batches=batches,
+        price_per_core_hour=price_per_core_hour,
+        seconds=seconds,
+    )
     with console_logging(quiet=True, progress=False):
-        report = gradwise.bench(
-            run_dir,
-            variants=variants.value,
-            batches=sizes,
-            price_per_core_hour=price_per_core_hour,
-            seconds=seconds,
-        )
+        report = gradwise.bench(run_dir, **changes)
     if as_json:
         out_console.print_json(json.dumps(report.to_dict()))
         return
@@ -88,28 +98,16 @@ def bench(
     for cost in lm:
         out_console.print(language_model_lines(cost))
     m = report.machine
+    price = report.settings["price_per_core_hour_usd"]
     out_console.print(
-        f"measured on {machine_text(m)}; price "
-        f"{price_per_core_hour:g} USD per core-hour. Details: {run_dir}/artifacts/bench.json, "
-        f"plot: {run_dir}/artifacts/bench.png"
+        f"measured on {machine_text(m)}; price {price:g} USD per core-hour. Details: "
+        f"{run_dir}/artifacts/bench.json, plot: {run_dir}/artifacts/bench.png"
     )
 
 
 def machine_text(m: dict[str, Any]) -> str:
     threads = m["torch_threads"]
     return f"{m['cpu']} ({m['cores']} cores, {threads} thread{'s' if threads != 1 else ''})"
-
-
-def _batches(text: str) -> tuple[int, ...]:
-    from gradwise.errors import ConfigError
-
-    try:
-        sizes = tuple(int(b) for b in text.split(",") if b.strip())
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise ConfigError(f"--batches {text!r}: give batch sizes >= 1, e.g. 1,8,32,128.")
-    return sizes
 
 
 def cost_table(report: Any, title: str) -> Table:
@@ -179,9 +177,9 @@ def optimize(
         bool, flag("--openvino", "run it in OpenVINO (int8 through NNCF with --quantize)")
     ] = False,
     precision: Annotated[
-        Precision,
+        Precision | None,
         typer.Option(metavar="fp32|bf16", help="bf16: only on CPUs with native bf16"),
-    ] = Precision.fp32,
+    ] = None,
     distill: Annotated[
         Path | None,
         typer.Option(
@@ -190,28 +188,34 @@ def optimize(
         ),
     ] = None,
     temperature: Annotated[
-        float, typer.Option(metavar="T", min=0.01, help="distillation temperature")
-    ] = 4.0,
+        float | None, typer.Option(metavar="T", help="distillation temperature (default 4)")
+    ] = None,
     alpha: Annotated[
-        float,
-        typer.Option(metavar="A", min=0.0, max=1.0, help="weight of the soft targets"),
-    ] = 0.7,
+        float | None,
+        typer.Option(metavar="A", help="weight of the soft targets, 0 to 1 (default 0.7)"),
+    ] = None,
     auto: Annotated[
         bool, flag("--auto", "try every lever this machine supports; recommend the fastest")
     ] = False,
     budget_pt: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--budget-pt",
             metavar="PT",
-            min=0.0,
-            help="accuracy points a variant may lose (RMSE / loss units for other tasks)",
+            help="accuracy points a variant may lose (RMSE / loss units for other tasks; "
+            "default 0.5)",
         ),
-    ] = 0.5,
+    ] = None,
     calibration_samples: Annotated[
-        int, typer.Option(metavar="N", min=1, help="training inputs static int8 calibrates on")
-    ] = 256,
-    seconds: SecondsOpt = 1.0,
+        int | None,
+        typer.Option(metavar="N", help="training inputs static int8 calibrates on (default 256)"),
+    ] = None,
+    robust_samples: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="test samples attacked for robust accuracy"),
+    ] = None,
+    seconds: SecondsOpt = None,
+    set_: SetOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -219,21 +223,24 @@ def optimize(
     table: accuracy, ECE and robust-accuracy deltas, size, latency, throughput."""
     import gradwise
 
+    changes = verb_changes(
+        "optimize",
+        set_,
+        quantize=quantize.value if quantize else None,
+        onnx=onnx,
+        openvino=openvino,
+        precision=precision.value if precision else None,
+        distill=distill,
+        temperature=temperature,
+        alpha=alpha,
+        auto=auto,
+        budget_pt=budget_pt,
+        calibration_samples=calibration_samples,
+        robust_samples=robust_samples,
+        seconds=seconds,
+    )
     with console_logging(quiet, progress=False):
-        table = gradwise.optimize(
-            run_dir,
-            quantize=quantize.value if quantize else None,
-            onnx=onnx,
-            openvino=openvino,
-            precision=precision.value,
-            distill=distill,
-            temperature=temperature,
-            alpha=alpha,
-            auto=auto,
-            budget_pt=budget_pt,
-            calibration_samples=calibration_samples,
-            seconds=seconds,
-        )
+        table = gradwise.optimize(run_dir, **changes)
     if as_json:
         out_console.print_json(json.dumps(table.to_dict()))
         return

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gradwise.cli.audit import VERDICT_EXIT_CODE, FailOnOpt, verdict_reached
-from gradwise.cli.console import JsonOpt, RunArg, handles_errors, out_console
+from gradwise.cli.console import JsonOpt, RunArg, SetOpt, handles_errors, out_console, verb_changes
 
 if TYPE_CHECKING:
     from gradwise.reporting import Report
@@ -40,6 +40,7 @@ def report(
     out: Annotated[
         Path | None, typer.Option(metavar="FILE", help="where to write (default RUN/report.html)")
     ] = None,
+    set_: SetOpt = None,
     fail_on: FailOnOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -52,7 +53,8 @@ def report(
     anything unexpected."""
     import gradwise
 
-    result = gradwise.report(run_dir, tune=tune, compare=compare, out=out)
+    changes = verb_changes("report", set_, tune=tune, compare=compare)
+    result = gradwise.report(run_dir, out=out, **changes)
     decision = result.decision
     if as_json:
         import json

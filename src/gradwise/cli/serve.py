@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from gradwise.cli.console import (
+    JsonOpt,
+    QuietOpt,
     RunArg,
+    SetOpt,
     console_logging,
     err_console,
     flag,
     handles_errors,
     out_console,
+    verb_changes,
 )
 
 
@@ -22,9 +26,13 @@ from gradwise.cli.console import (
 def serve(
     run_dir: RunArg,
     host: Annotated[
-        str, typer.Option(metavar="ADDR", help="address to listen on (0.0.0.0: every interface)")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, metavar="PORT")] = 8000,
+        str | None,
+        typer.Option(
+            metavar="ADDR",
+            help="address to listen on (default 127.0.0.1; 0.0.0.0: every interface)",
+        ),
+    ] = None,
+    port: Annotated[int | None, typer.Option(metavar="PORT", help="default 8000")] = None,
     store: Annotated[
         str | None,
         typer.Option(
@@ -34,15 +42,15 @@ def serve(
         ),
     ] = None,
     max_batch: Annotated[
-        int, typer.Option(min=1, max=4096, metavar="N", help="most rows per forward pass")
-    ] = 32,
+        int | None, typer.Option(metavar="N", help="most rows per forward pass (default 32)")
+    ] = None,
     max_wait_ms: Annotated[
-        float,
-        typer.Option(min=0.0, max=1000.0, metavar="MS", help="longest a request waits for a batch"),
-    ] = 2.0,
+        float | None,
+        typer.Option(metavar="MS", help="longest a request waits for a batch (default 2)"),
+    ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, max=64, metavar="N", help="processes sharing the port")
-    ] = 1,
+        int | None, typer.Option(metavar="N", help="processes sharing the port (default 1)")
+    ] = None,
     api_key_env: Annotated[
         str | None,
         typer.Option(
@@ -53,112 +61,126 @@ def serve(
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option(min=1, metavar="N", help="torch threads per worker (default: torch's)"),
+        typer.Option(metavar="N", help="torch threads per worker (default: torch's)"),
     ] = None,
     max_body_kb: Annotated[
-        int, typer.Option(min=1, metavar="N", help="larger request bodies get 413")
-    ] = 1024,
+        int | None, typer.Option(metavar="N", help="larger request bodies get 413 (default 1024)")
+    ] = None,
+    flush_interval_s: Annotated[
+        float | None,
+        typer.Option(metavar="S", help="the store commits at least this often (default 0.5)"),
+    ] = None,
     tune: Annotated[
         bool, flag("--tune", "measure max-batch x max-wait under load and recommend one")
     ] = False,
     p95_ms: Annotated[
-        float, typer.Option(min=0.1, metavar="MS", help="with --tune: the p95 latency budget")
-    ] = 20.0,
+        float | None,
+        typer.Option(metavar="MS", help="with --tune: the p95 latency budget (default 20)"),
+    ] = None,
     tune_seconds: Annotated[
-        float, typer.Option(min=1.0, metavar="S", help="with --tune: load per setting")
-    ] = 5.0,
+        float | None, typer.Option(metavar="S", help="with --tune: load per setting (default 5)")
+    ] = None,
     tune_batches: Annotated[
-        str, typer.Option(metavar="N,N,...", help="with --tune: max-batch values to try")
-    ] = "1,8,32,128",
+        str | None,
+        typer.Option(
+            metavar="N,N,...", help="with --tune: max-batch values to try (default 1,8,32,128)"
+        ),
+    ] = None,
     tune_waits: Annotated[
-        str, typer.Option(metavar="MS,MS,...", help="with --tune: max-wait-ms values to try")
-    ] = "0,1,2,5",
+        str | None,
+        typer.Option(
+            metavar="MS,MS,...", help="with --tune: max-wait-ms values to try (default 0,1,2,5)"
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Serve a run over HTTP: POST /v1/predict (or /v1/generate), /v1/feedback, /healthz,
     /readyz, /metrics, /docs. Ctrl-C stops it after answering every accepted request."""
-    from gradwise.serving.server import ServeSettings
+    import gradwise
+    from gradwise.config import settings_with
 
-    settings = ServeSettings(
+    changes = verb_changes(
+        "serve",
+        set_,
+        host=host,
+        port=port,
+        store=store,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
-        store=store,
+        workers=workers,
         api_key_env=api_key_env,
+        threads=threads,
         max_body_kb=max_body_kb,
+        flush_interval_s=flush_interval_s,
+        tune=tune,
+        p95_ms=p95_ms,
+        tune_seconds=tune_seconds,
+        tune_batches=tune_batches,
+        tune_waits=tune_waits,
     )
-    if tune:
-        from gradwise.serving.runner import set_threads
+    settings = settings_with(_run_config(run_dir).serve, "serve", changes)
+    from gradwise.serving.runner import dedicate_process
 
-        set_threads(threads)
-        batches = tuple(int(v) for v in _numbers(tune_batches, "--tune-batches", integer=True))
-        waits = tuple(_numbers(tune_waits, "--tune-waits"))
-        _tune(run_dir, settings, p95_ms, tune_seconds, batches, waits)
+    dedicate_process()  # this process exists to serve: tune its collector and threads for it
+    if settings.tune:
+        _tune(run_dir, settings, quiet, as_json)
         return
-    from gradwise.serving.runner import serve_forever
-
     settings.api_key()  # an unset variable is an error before anything starts
 
     def listening() -> None:  # said once the port is bound and the app started, not before
+        if quiet:
+            return
         err_console.print(
-            f"serving {run_dir} on http://{host}:{port} (docs: /docs; batching: up to "
-            f"{max_batch} rows or {max_wait_ms:g} ms; {workers} worker(s)); Ctrl-C stops",
+            f"serving {run_dir} on http://{settings.host}:{settings.port} (docs: /docs; "
+            f"batching: up to {settings.max_batch} rows or {settings.max_wait_ms:g} ms; "
+            f"{settings.workers} worker(s)); Ctrl-C stops",
             highlight=False,
         )
 
-    with console_logging(quiet=False, progress=False):
-        serve_forever(
-            run_dir,
-            settings,
-            host=host,
-            port=port,
-            workers=workers,
-            threads=threads,
-            on_listening=listening,
-        )
+    with console_logging(quiet=quiet, progress=False):
+        gradwise.serve(run_dir, settings, on_listening=listening)
 
 
-def _numbers(text: str, flag: str, integer: bool = False) -> list[float]:
-    from gradwise.errors import ConfigError
+def _run_config(run_dir: Path) -> Any:
+    """The run's config (its serve: section holds the defaults), without loading the model."""
+    from gradwise.config import Config, load_config
 
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < (1 if integer else 0) or (integer and v != int(v)) for v in values):
-        kind = "whole numbers of at least 1" if integer else "numbers of at least 0"
-        raise ConfigError(f"{flag} {text!r}: give {kind}, comma-separated (e.g. 1,8,32).")
-    return values
+    path = run_dir / "config.yaml"
+    return load_config(path) if path.is_file() else Config()
 
 
-def _tune(
-    run_dir: Path,
-    settings: object,
-    p95_ms: float,
-    seconds: float,
-    batches: tuple[int, ...],
-    waits: tuple[float, ...],
-) -> None:
-    from gradwise.serving.tune import TUNE_FILE, tune_batching
+def _tune(run_dir: Path, settings: Any, quiet: bool, as_json: bool) -> None:
+    import json
 
-    n = len(batches) * len(waits)
-    err_console.print(
-        f"measuring {n} settings for {seconds:g} s each under wrk load (64 connections) ...",
-        highlight=False,
-    )
+    import gradwise
+    from gradwise.serving.tune import BATCHING_FILE, TuneTrial
 
-    def progress(trial: object) -> None:
-        from gradwise.serving.tune import TuneTrial
-
-        assert isinstance(trial, TuneTrial)
+    n = len(settings.tune_batches) * len(settings.tune_waits)
+    show = not (quiet or as_json)
+    if show:
         err_console.print(
-            f"  max-batch {trial.max_batch:>4}  max-wait {trial.max_wait_ms:>4g} ms: "
-            f"{trial.load.rps:8.0f} req/s, p95 {trial.load.p95_ms:6.1f} ms, "
-            f"{trial.load.errors} errors",
+            f"measuring {n} settings for {settings.tune_seconds:g} s each under wrk load "
+            "(64 connections) ...",
             highlight=False,
         )
 
-    result = tune_batching(
-        run_dir, p95_ms, batches, waits, seconds=seconds, settings=settings, on_trial=progress
-    )
+    def progress(trial: TuneTrial) -> None:
+        if show:
+            err_console.print(
+                f"  max-batch {trial.max_batch:>4}  max-wait {trial.max_wait_ms:>4g} ms: "
+                f"{trial.load.rps:8.0f} req/s, p95 {trial.load.p95_ms:6.1f} ms, "
+                f"{trial.load.errors} errors",
+                highlight=False,
+            )
+
+    result = gradwise.serve(run_dir, settings, on_trial=progress)
+    assert result is not None  # with tune, serve measures and returns
+    if as_json:
+        out_console.print_json(json.dumps(result.to_dict()))
+        return
+    p95_ms = settings.p95_ms
     table = Table(title=f"batching under load, p95 budget {p95_ms:g} ms", title_justify="left")
     for col in ("max-batch", "max-wait ms", "req/s", "p50 ms", "p95 ms", "errors", "fits"):
         table.add_column(col, justify="right")
@@ -186,4 +208,4 @@ def _tune(
             f"recommended: gradwise serve {run_dir} --max-batch {b.max_batch} --max-wait-ms "
             f"{b.max_wait_ms:g}  ({b.load.rps:.0f} req/s, p95 {b.load.p95_ms:.1f} ms)"
         )
-    out_console.print(f"details: {run_dir}/{TUNE_FILE}")
+    out_console.print(f"details: {run_dir}/{BATCHING_FILE}")

@@ -20,7 +20,6 @@ from gradwise.cli.console import (
     err_console,
     handles_errors,
     out_console,
-    overrides_dict,
 )
 from gradwise.errors import ConfigError
 
@@ -31,11 +30,11 @@ TUNE_LOG = "gradwise.tuning"
 def tune(
     config: ConfigArg,
     trials: Annotated[
-        int,
+        int | None,
         typer.Option(
-            min=1, metavar="N", help="trials in the study; a rerun continues the study up to N"
+            metavar="N", help="trials in the study; a rerun continues it up to N (default 30)"
         ),
-    ] = 30,
+    ] = None,
     timeout: Annotated[
         str | None,
         typer.Option(metavar="DURATION", help="start no trial after this long: 90s, 10m, 2h"),
@@ -78,41 +77,43 @@ def tune(
         ),
     ] = None,
     nproc: Annotated[
-        int, typer.Option(min=1, metavar="N", help="worker processes on this machine")
-    ] = 1,
+        int | None, typer.Option(metavar="N", help="worker processes on this machine (default 1)")
+    ] = None,
     seeds: Annotated[
-        int, typer.Option(min=0, metavar="N", help="retrain the best config over N seeds")
-    ] = 3,
-    sampler_seed: Annotated[int, typer.Option(metavar="N", help="seed of the TPE sampler")] = 0,
+        int | None,
+        typer.Option(metavar="N", help="retrain the best config over N seeds (default 3)"),
+    ] = None,
+    sampler_seed: Annotated[
+        int | None, typer.Option(metavar="N", help="seed of the TPE sampler (default 0)")
+    ] = None,
     pruner: Annotated[
-        str, typer.Option(metavar="median|halving|none", help="stop poor trials early")
-    ] = "median",
+        str | None,
+        typer.Option(metavar="median|halving|none", help="stop poor trials early (default median)"),
+    ] = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Search hyperparameters with Optuna, retrain the best over seeds, and measure which
-    hyperparameters mattered (fANOVA, PED-ANOVA) and how sensitive the optimum is."""
+    hyperparameters mattered (fANOVA, PED-ANOVA) and how sensitive the optimum is.
+    --set changes any config key, the tune: section too (--set tune.prune_startup=2)."""
     import gradwise
 
-    timeout_s = parse_duration(timeout) if timeout is not None else None
+    flags: dict[str, Any] = {
+        "trials": trials,
+        "timeout_s": parse_duration(timeout) if timeout is not None else None,
+        "budget_s": budget * 60 if budget is not None else None,
+        "space": space,
+        "metric": metric,
+        "direction": direction,
+        "storage": storage,
+        "nproc": nproc,
+        "seeds": seeds,
+        "sampler_seed": sampler_seed,
+        "pruner": pruner,
+    }
+    changes = {k: v for k, v in flags.items() if v is not None}
     with _tune_logging(quiet) as progress:
-        result = gradwise.tune(
-            config,
-            out,
-            trials=trials,
-            timeout_s=timeout_s,
-            space=space,
-            metric=metric,
-            direction=direction,
-            storage=storage,
-            nproc=nproc,
-            seeds=seeds,
-            sampler_seed=sampler_seed,
-            pruner=pruner,
-            progress=progress,
-            budget_s=budget * 60 if budget is not None else None,
-            **overrides_dict(set_),
-        )
+        result = gradwise.tune(config, out, overrides=set_, progress=progress, **changes)
     print_result(result)
 
 

@@ -11,7 +11,8 @@ import pandas as pd
 from gradwise.data.target import TargetSpec
 from gradwise.errors import DataError
 
-if TYPE_CHECKING:  # each preprocessor's module also builds its data, and so imports Schema
+if TYPE_CHECKING:  # each preprocessor's module also builds its data, and so imports Schema;
+    # `stored_schema.schema_from_dict` rebuilds a Schema with them, from above
     from gradwise.data.arrays import ArrayNormaliser
     from gradwise.data.tabular import TabularPreprocessor
     from gradwise.data.text import Tokenizer
@@ -118,27 +119,6 @@ class Schema:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> Schema:
-        from gradwise.data.arrays import ArrayNormaliser
-        from gradwise.data.tabular import TabularPreprocessor
-        from gradwise.data.text import Tokenizer
-        from gradwise.data.timeseries import SeriesPreprocessor
-
-        d = dict(d)
-        d["target"] = TargetSpec(**d["target"])
-        if d.get("array"):
-            d["array"] = ArrayNormaliser(**d["array"])
-        if d.get("tabular"):
-            d["tabular"] = TabularPreprocessor(**d["tabular"])
-        if d.get("series"):
-            s = dict(d["series"])
-            s["features"] = TabularPreprocessor(**s["features"])
-            d["series"] = SeriesPreprocessor(**s)
-        if d.get("tokenizer"):
-            d["tokenizer"] = Tokenizer(**d["tokenizer"])
-        return Schema(**d)
 
 
 def _frame(raw: Any, columns: list[str]) -> pd.DataFrame:

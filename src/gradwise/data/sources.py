@@ -20,6 +20,7 @@ from gradwise.data.arrays import build_arrays, read_npz_arrays
 from gradwise.data.builtin import load_builtin
 from gradwise.data.dataset import Dataset, Split
 from gradwise.data.images import idx_files, read_idx, read_image_folder
+from gradwise.data.registry import check_present
 from gradwise.data.tabular import build_tabular, read_table
 from gradwise.data.text import Tokenizer, build_text_source, build_text_table
 from gradwise.data.timeseries import build_timeseries
@@ -71,6 +72,7 @@ def load_dataset(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = None)
 
 def _build(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None) -> Dataset:
     kind, location = parse_source(cfg.source)
+    check_present(kind, location)  # a missing example data set names the command that gets it
     path = Path(location)
     match kind:
         case "builtin":

@@ -109,7 +109,7 @@ def _backend(
 
     match lever:
         case "torch-int8-dynamic":
-            from gradwise.deploy.quantize import dynamic_int8_scheme
+            from gradwise.engines.torch_int8 import dynamic_int8_scheme
 
             scheme = dynamic_int8_scheme(source.model)
             return {"name": "torch-int8", **scheme}, lambda f: save_weights(

@@ -1,4 +1,5 @@
-"""ONNX: export with a dynamic batch axis, run through ONNX Runtime, int8 through its tools.
+"""ONNX: export with a dynamic batch axis, int8 through ONNX Runtime's tools (the engine that
+runs the file is `gradwise.engines.onnx_runtime`).
 
 The exporter is torch's TorchScript-based one (`torch.onnx.export(dynamo=False)`): the
 torch.export-based exporter needs the onnxscript package and cannot trace the data-dependent
@@ -16,18 +17,14 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from gradwise.data.text import PAD
-from gradwise.deploy.engine import EngineModule
 from gradwise.models.spec import Embedder
-
-if TYPE_CHECKING:
-    import onnxruntime
 
 OPSET = 17
 Int8Mode = Literal["dynamic", "static"]
@@ -92,33 +89,6 @@ def export_onnx(model: nn.Module, example: Tensor, path: Path, with_features: bo
             dynamic_axes=axes,
             opset_version=OPSET,
         )
-
-
-def session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
-    """An ONNX Runtime CPU session using `threads` intra-op threads (default: as torch)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or torch.get_num_threads()
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3  # errors only: its notes are not the user's business
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-class OnnxModule(EngineModule):
-    """An ONNX Runtime session behind the nn.Module interface (see deploy/engine.py)."""
-
-    engine = "ONNX Runtime"
-
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        super().__init__(path)
-        self.session = session(self.path, threads)
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.input_type = np.int64 if "int64" in self.session.get_inputs()[0].type else np.float32
-
-    def _infer(self, arr: np.ndarray, output: str) -> np.ndarray:
-        (out,) = self.session.run([output], {"x": arr})
-        return np.asarray(out)
 
 
 def max_abs_diff(a: nn.Module, b: nn.Module, x: Tensor, batch: int = 256) -> float:

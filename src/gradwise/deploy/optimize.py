@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gradwise.artifacts import write_json
-from gradwise.config import DiffusionConfig, Seq2SeqConfig
+from gradwise.config import DiffusionConfig, OptimizeSettings, Seq2SeqConfig
 from gradwise.deploy.levers import LEVERS, calibration_inputs, is_transformer, make_variant
 from gradwise.deploy.tradeoff import TradeOff, tradeoff
 from gradwise.deploy.variants import artifacts_folder
@@ -33,7 +33,7 @@ TRADEOFF_FILE = "tradeoff.json"
 
 @dataclass(frozen=True)
 class Levers:
-    """What `optimize` is asked to do (the CLI flags)."""
+    """Which levers `optimize` pulls (a part of OptimizeSettings; `plan` reads it)."""
 
     quantize: Literal["int8"] | None = None
     onnx: bool = False
@@ -48,13 +48,25 @@ class Levers:
         return any(chosen) or self.distill is not None or self.auto
 
 
+def levers_of(settings: OptimizeSettings) -> Levers:
+    """The levers part of the settings (what `plan` reads)."""
+    return Levers(
+        settings.quantize,
+        settings.onnx,
+        settings.openvino,
+        settings.precision,
+        settings.distill,
+        settings.auto,
+    )
+
+
 def plan(levers: Levers, model: nn.Module) -> list[str]:
     """The variants to make of each source model, in LEVERS order.
 
     Raises:
         ConfigError: nothing asked for; bf16 on a CPU without native bf16; OpenVINO missing.
     """
-    from gradwise.deploy.openvino import has_openvino, require_openvino
+    from gradwise.engines.openvino_runtime import has_openvino, require_openvino
     from gradwise.training.loop import cpu_has_native_bf16
 
     if not levers.any:
@@ -116,39 +128,25 @@ def bf16_refusal() -> str:
     )
 
 
-def optimize(
-    run: Run,
-    levers: Levers,
-    budget: float = 0.5,
-    temperature: float = 4.0,
-    alpha: float = 0.7,
-    calibration_samples: int = 256,
-    robust_samples: int | None = None,
-    seconds: float = 1.0,
-) -> TradeOff:
-    """Make the variants `levers` ask for under RUN/artifacts/, then measure the trade-off.
-
-    Args:
-        budget: metric loss accepted (accuracy points; RMSE or loss units otherwise).
-        temperature, alpha: distillation settings (see training/distillation.py).
-        calibration_samples: training inputs that static int8 calibrates on.
-        robust_samples: test samples attacked for robust accuracy.
-        seconds: latency measuring time per model and batch size.
+def optimize(run: Run, settings: OptimizeSettings) -> TradeOff:
+    """Make the variants `settings` ask for under RUN/artifacts/, then measure the trade-off;
+    RUN/artifacts/tradeoff.json keeps the table and the settings used.
 
     Raises:
         ConfigError: bad levers, or a model these levers cannot handle.
     """
+    levers = levers_of(settings)
     _check_supported(run)
     names = plan(levers, run.model)
     sources = [run]
     if levers.distill is not None:
         from gradwise.deploy.distill import distill
 
-        sources.append(distill(run, levers.distill, temperature, alpha))
+        sources.append(distill(run, levers.distill, settings.temperature, settings.alpha))
     variants: list[Run] = sources[1:]
     failed: dict[str, str] = {}
     for source in sources:
-        calibration = calibration_inputs(source, calibration_samples, source.config.seed)
+        calibration = calibration_inputs(source, settings.calibration_samples, source.config.seed)
         for name in names:
             try:
                 variants.append(make_variant(run, source, name, calibration))
@@ -164,14 +162,21 @@ def optimize(
             + "; ".join(f"{k}: {v}" for k, v in failed.items())
             + ". Try other levers (--onnx, --openvino, --quantize int8)."
         )
-    table = tradeoff(run, variants, budget, robust_samples, seconds, run.config.seed)
+    table = tradeoff(
+        run,
+        variants,
+        settings.budget_pt,
+        settings.robust_samples,
+        settings.seconds,
+        run.config.seed,
+    )
     if failed:
         left_out = "; ".join(f"{k} could not be made ({v})" for k, v in failed.items())
         table = dataclasses.replace(table, verdict=f"{table.verdict} Left out: {left_out}.")
     _store_temperatures(run, variants, table)
     result = table.to_dict()
     result["levers"] = {
-        "asked": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(levers).items()},
+        "asked": settings.model_dump(mode="json"),
         "made": [r.variant for r in table.rows if r.variant != "fp32"],
         "failed": failed,
     }

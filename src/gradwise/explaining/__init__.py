@@ -11,6 +11,7 @@ layer (dead and saturated units), each as numbers in RUN/explain/explain.json an
 
 from __future__ import annotations
 
+from gradwise.config import ExplainSettings
 from gradwise.explaining.base import (
     METHODS,
     Explanation,
@@ -20,6 +21,7 @@ from gradwise.explaining.base import (
     RowExplanation,
 )
 from gradwise.explaining.explainer import EXPLAIN_FOLDER, explain_run
+from gradwise.run import Run
 
 __all__ = [
     "EXPLAIN_FOLDER",
@@ -30,4 +32,11 @@ __all__ = [
     "LayerActivity",
     "RowExplanation",
     "explain_run",
+    "explain_with",
 ]
+
+
+def explain_with(run: Run, settings: ExplainSettings) -> Explanation:
+    """Explain `run` as `settings` say (the layer below `gradwise.explain`); the settings
+    used are written into RUN/explain/explain.json."""
+    return explain_run(run, settings.rows, settings.method, settings.split, settings.seed)

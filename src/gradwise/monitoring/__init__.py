@@ -2,6 +2,7 @@
 
     gradwise monitor RUN [--store URL] [--window 1000|1h] [--follow] [--webhook URL]
     gradwise.monitor(run, window="500")      # a MonitorReport; writes RUN/monitor/
+    monitor: {window: 1h, accuracy_drop: 0.02}  # the settings' section of the run's config
 
 Exit codes of the verb: 0 no alert, 2 bad input, 3 an alert fired, 1 anything unexpected.
 """
@@ -12,11 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gradwise.config import MonitorSettings
 from gradwise.errors import ConfigError
 from gradwise.monitoring.alerts import ALERT_EXIT_CODE, Alert, announce
 from gradwise.monitoring.report import MonitorReport, Retrain, write_outputs, write_retrain
-from gradwise.monitoring.watch import Monitor, MonitorSettings, WindowResult, check_monitorable
-from gradwise.monitoring.windows import parse_window
+from gradwise.monitoring.watch import Monitor, WindowResult, check_monitorable
 from gradwise.run import Run
 
 __all__ = [
@@ -31,57 +32,48 @@ __all__ = [
 
 def watch(
     run: Run,
-    store: str | None = None,
-    window: str | int = 1000,
-    webhook: str | None = None,
-    follow: bool = False,
-    poll_s: float = 10.0,
-    settings: MonitorSettings | None = None,
+    settings: MonitorSettings,
     on_window: Callable[[WindowResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> MonitorReport:
-    """Evaluate the store's traffic window by window; with `follow`, keep watching.
+    """Evaluate the store's traffic window by window (the layer below `gradwise.monitor`);
+    with `settings.follow`, keep watching.
 
-    Writes RUN/monitor/report.json, windows.json and timeline.png after every pass; alerts
-    are logged and POSTed to `webhook`.
+    Writes RUN/monitor/report.json (with the settings), windows.json and timeline.png after
+    every pass; alerts are logged and POSTed to `settings.webhook`.
 
     Args:
-        store: the prediction store (default RUN/monitor/predictions.sqlite; a SQLite path or
-            a SQLAlchemy URL).
-        window: instances per window (1000) or a duration (30m, 1h, 1d).
-        follow: poll every `poll_s` seconds until interrupted (Ctrl-C) or `should_stop()`.
         on_window: called with each window as it is evaluated.
+        should_stop: with follow: polled after each pass; True ends the watch (Ctrl-C too).
 
     Raises:
-        ConfigError: bad window, unreachable store. DataError: the run's data is not at hand
-            for the reference.
+        ConfigError: unreachable store. DataError: the run's data is not at hand for the
+            reference.
     """
-    from gradwise.serving.store import _redact, store_url
+    from gradwise.serving.store import redact_url, store_url
 
     check_monitorable(run)
-    url = store_url(store, run.path)
+    url = store_url(settings.store, run.path)
     if url is None:
         raise ConfigError("--store off has no traffic to monitor; give the store the server wrote.")
-    base = settings or MonitorSettings()
-    spec = parse_window(window)
-    chosen = MonitorSettings(**{**base.__dict__, "window": spec})
-    monitor = Monitor(run, url, chosen)
+    follow = settings.follow
+    monitor = Monitor(run, url, settings)
     alerts: list[Alert] = []
-    report = _report(monitor, url, _redact(url), alerts, final=not follow)
+    report = _report(monitor, url, redact_url(url), alerts, final=not follow)
     try:
         while True:
             new = monitor.update(final=not follow)
             fired = [a for w in new for a in w.alerts]
-            announce(fired, str(run.path), webhook)
+            announce(fired, str(run.path), settings.webhook)
             alerts += fired
             for w in new:
                 if on_window is not None:
                     on_window(w)
-            report = _report(monitor, url, _redact(url), alerts, final=not follow, extra=new)
+            report = _report(monitor, url, redact_url(url), alerts, final=not follow, extra=new)
             write_outputs(report, Path(run.path))
             if not follow or (should_stop is not None and should_stop()):
                 return report
-            time.sleep(poll_s)
+            time.sleep(settings.poll_s)
     except KeyboardInterrupt:
         return report
 
@@ -113,7 +105,7 @@ def _report(
     return MonitorReport(
         run=str(monitor.run.path),
         store=shown,
-        settings=monitor.settings.to_dict(),
+        settings={**monitor.settings.model_dump(mode="json"), "window": str(monitor.window)},
         served=len(served),
         replicas=counts(served.replica_id) if len(served) else {},
         versions=counts(served.model_version) if len(served) else {},

@@ -10,61 +10,24 @@ feedback has arrived. Crossed thresholds are alerts.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from gradwise.auditing.drift import DriftReport, DriftSettings, detect
+from gradwise.config import MonitorSettings
 from gradwise.errors import GradwiseError
 from gradwise.logs import LOG
 from gradwise.monitoring.alerts import Alert
 from gradwise.monitoring.baseline import Baseline, build_baseline, model_inputs, raw_features
 from gradwise.monitoring.stream import Served, counts, labels_for, read_feedback, read_served
-from gradwise.monitoring.windows import WindowSpec, window_bounds
+from gradwise.monitoring.windows import parse_window, window_bounds
 from gradwise.run import Run
 from gradwise.serving.schemas import InstanceCodec, instance_codec
 from gradwise.serving.store import open_store
 
 log = logging.getLogger(LOG)
-
-
-@dataclass(frozen=True)
-class MonitorSettings:
-    """Thresholds of the monitor.
-
-    Attributes:
-        window: instances per window, or seconds per window.
-        alpha: false-alarm rate of each drift test (after the per-feature correction).
-        raw_detectors, embed_detectors: the shift audit's detectors on each representation.
-        confidence_drop: alert when a window's mean confidence falls this far below
-            validation's (the label-free accuracy estimate drops).
-        accuracy_drop: alert when the measured accuracy falls this far below validation's.
-        min_labels: fewest labelled instances before a window's accuracy is judged.
-        agree: a drift alert needs both the raw features and the embeddings to drift (where
-            both are compared): each representation alone false-alarmed in about 3% of
-            undrifted windows of 150 digits (alpha 0.01), together in none of 32; a drift the
-            model's embeddings do not show changes little of what it computes. False: either.
-        persist: drifted windows in a row after which the monitor names a window to
-            retrain on.
-        reference_rows: most training rows in the reference sample.
-    """
-
-    window: WindowSpec = field(default_factory=lambda: WindowSpec(size=1000))
-    alpha: float = 0.01
-    raw_detectors: tuple[str, ...] = ("ks", "chi2", "psi")
-    embed_detectors: tuple[str, ...] = ("ks", "mmd")
-    confidence_drop: float = 0.05
-    accuracy_drop: float = 0.05
-    min_labels: int = 50
-    agree: bool = True
-    persist: int = 2
-    reference_rows: int = 5000
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["window"] = str(self.window)
-        return out
 
 
 @dataclass(frozen=True)
@@ -124,6 +87,7 @@ class Monitor:
     def __init__(self, run: Run, store: str, settings: MonitorSettings = MonitorSettings()):
         self.run = run
         self.settings = settings
+        self.window = parse_window(settings.window)
         self.engine = open_store(store)
         self.is_lm = run.schema.task == "lm"
         self.codec: InstanceCodec | None = None if self.is_lm else instance_codec(run.schema)
@@ -144,7 +108,7 @@ class Monitor:
         """
         self.served.extend(read_served(self.engine, self.codec, self.served.last_id))
         labels = read_feedback(self.engine)
-        spec = self.settings.window
+        spec = self.window
         open_min = max(10, (spec.size or 0) // 10) if final else None
         new = []
         for a, b, complete in window_bounds(self.served.time, spec, self._next_start, open_min):

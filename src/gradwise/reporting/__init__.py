@@ -2,7 +2,7 @@
 decide whether the model ships.
 
     gradwise report RUN [--tune DIR] [--compare DIR] [--out FILE]
-    gradwise.report(run, tune=None, out=None) -> Report
+    gradwise.report(run, tune=None, out=None) -> Report   (settings: ReportSettings, `report:`)
 
 It reads only the JSON and YAML the other capabilities wrote (see `evidence.py`), draws every
 plot with matplotlib from those numbers and embeds it as a base64 PNG, and renders the Jinja2
@@ -12,9 +12,11 @@ decision at the top follows `ship.ship_rule`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from gradwise.config import ReportSettings
 from gradwise.reporting.ship import Decision, Reason, ShipDecision, ship_rule
 
 __all__ = ["Decision", "Reason", "Report", "ShipDecision", "ship_rule", "write_report"]
@@ -46,11 +48,11 @@ class Report:
 
 def write_report(
     run_dir: str | Path,
-    tune: str | Path | None = None,
-    compare: str | Path | None = None,
+    settings: ReportSettings = ReportSettings(),
     out: str | Path | None = None,
 ) -> Report:
-    """Read the run's files and write its report (default RUN/report.html).
+    """Read the run's files and write its report (default RUN/report.html); the settings
+    used are kept in a comment at the end of the page (the layer below `gradwise.report`).
 
     Raises:
         NotTrainedError: `run_dir` holds no finished run.
@@ -61,8 +63,10 @@ def write_report(
     from gradwise.reporting.evidence import read_evidence
     from gradwise.reporting.render import render_page
 
-    evidence = read_evidence(run_dir, tune, compare)
+    evidence = read_evidence(run_dir, settings.tune, settings.compare)
     html, sections, decision, notes = render_page(evidence)
+    used = json.dumps(settings.model_dump(mode="json")).replace("--", "- -")
+    html = f"{html.rstrip()}\n<!-- gradwise report settings: {used} -->\n"
     path = Path(out) if out is not None else Path(run_dir) / REPORT_FILE
     atomic_write_text(path, html)
     flat = tuple((s.id, s.title, s.missing is None) for s in sections)

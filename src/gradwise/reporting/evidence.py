@@ -19,8 +19,8 @@ import yaml
 from gradwise.auditing import CHECKS, read_audit
 from gradwise.auditing.base import CheckResult
 from gradwise.errors import ConfigError, DataError, NotTrainedError
+from gradwise.tuning.result import TUNE_FILE
 
-TUNE_FILE = "tune.json"
 COMPARE_FILE = "compare.json"
 
 

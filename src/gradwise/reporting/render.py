@@ -57,7 +57,7 @@ def sections(ev: Evidence, notes: list[str]) -> list[Section]:
 
 def render_page(ev: Evidence) -> tuple[str, list[Section], ShipDecision, list[str]]:
     """The HTML page, its top-level sections and checks, the decision, and any notes."""
-    from gradwise import __version__
+    from gradwise.version import __version__
 
     notes: list[str] = []
     page = sections(ev, notes)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from gradwise.config import ServeSettings
     from gradwise.run import Run
-    from gradwise.serving.server import ServeSettings
 
 __all__ = ["app"]
 
@@ -27,6 +27,7 @@ def app(run: Run | str | Path, settings: ServeSettings | None = None, **options:
         settings: a ServeSettings; or give its fields as keyword options
             (`max_batch=64, store="off"`).
     """
-    from gradwise.serving.server import ServeSettings, create_app
+    from gradwise.config import ServeSettings, settings_with
+    from gradwise.serving.server import create_app
 
-    return create_app(run, settings or ServeSettings(**options))
+    return create_app(run, settings_with(settings or ServeSettings(), "serve", options))

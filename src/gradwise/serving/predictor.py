@@ -181,16 +181,14 @@ def conformal_maker(run: Run) -> Callable[[torch.Tensor], list[dict[str, Any]]] 
     """A function from a batch's model-ready inputs to per-row conformal outputs, when the
     run has quantiles stored by the uncertainty audit; None otherwise.
 
-    The sets and intervals come from `gradwise.auditing.conformal` (`prediction_sets`,
+    The sets and intervals come from `gradwise.run_conformal` (`prediction_sets`,
     `prediction_intervals`), which recomputes the outputs it needs, so a run with conformal
     quantiles pays a second forward pass per batch.
     """
     if not run.calibration.conformal:
         return None
-    try:  # the uncertainty audit's module; a gradwise without it serves no sets
-        conformal = importlib.import_module("gradwise.auditing.conformal")
-    except ImportError:
-        return None
+    # looked up when the server starts, so a test can stand a module in for it
+    conformal = importlib.import_module("gradwise.run_conformal")
     classes = run.schema.classes or []
 
     def outputs(x: torch.Tensor) -> list[dict[str, Any]]:

@@ -7,22 +7,29 @@ batcher and its own store writer (and replica id, host:pid).
 Shutdown (Ctrl-C or SIGTERM): uvicorn stops accepting connections, waits for the requests
 in flight (up to `GRACE_S`), then the app answers whatever the batcher still holds and the
 store writes what it has queued.
+
+Only a process that exists to serve is tuned for it: `gradwise serve` and the workers call
+`dedicate_process()`, and serving then tunes the garbage collector (`tune_gc`) and keeps
+torch's thread count. `gradwise.serve(run)` called from Python leaves the caller's process as
+it was: its collector untouched, its torch threads and environment given back when serving
+ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import gc
 import json
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gradwise.config import ServeSettings
 from gradwise.errors import ConfigError
 from gradwise.logs import LOG
 
@@ -31,22 +38,30 @@ log = logging.getLogger(LOG)
 ENV = "GRADWISE_SERVE"  # the worker processes' settings, as JSON
 GRACE_S = 30  # longest a graceful shutdown waits for requests in flight
 
+_dedicated = False  # dedicate_process() was called: this process exists to serve
+
+
+def dedicate_process() -> None:
+    """Say that this process exists to serve (`gradwise serve`, a uvicorn worker), so serving
+    may tune it for good: the garbage collector (`tune_gc`) and torch's thread count. Without
+    it, the process is left as it was when serving ends."""
+    global _dedicated
+    _dedicated = True
+
 
 def serve_forever(
     run_dir: str | Path,
-    settings: Any,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: int = 1,
-    log_level: str = "warning",
-    threads: int | None = None,
+    settings: ServeSettings,
     on_listening: Callable[[], None] | None = None,
+    log_level: str = "warning",
 ) -> None:
-    """Serve `run_dir` until interrupted.
+    """Serve `run_dir` on `settings.host:port` with `settings.workers` processes until
+    interrupted.
 
     Args:
-        threads: torch threads per process (None: torch's default). With small batches on a
-            few cores, 1 leaves a core to the HTTP side.
+        settings: everything but the run; `threads` is torch's threads per process (None:
+            torch's default; with small batches on a few cores, 1 leaves a core to the HTTP
+            side).
         on_listening: called once the port accepts requests (one worker: after the app's
             start-up; several: once the port is bound and the run checked, as the workers
             start).
@@ -55,14 +70,24 @@ def serve_forever(
         ConfigError: the port is taken or a setting is bad (checked before serving).
         GradwiseError: the run cannot be served.
     """
+    # a busy port fails first, before the model loads
+    sock = bind_port(settings.host, settings.port)
+    with serving_process(settings.threads):
+        _serve(run_dir, settings, sock, on_listening, log_level)
+
+
+def _serve(
+    run_dir: str | Path,
+    settings: ServeSettings,
+    sock: socket.socket,
+    on_listening: Callable[[], None] | None,
+    log_level: str,
+) -> None:
     import uvicorn
 
     from gradwise.serving.server import create_app
 
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}.")
-    sock = bind_port(host, port)  # a busy port fails first, before the model loads
-    set_threads(threads)
+    host, port = settings.host, settings.port
     app = create_app(run_dir, settings)  # also checks the run and the settings up front
     common: dict[str, Any] = {
         "host": host,
@@ -72,22 +97,20 @@ def serve_forever(
         "timeout_graceful_shutdown": GRACE_S,
         "lifespan": "on",
     }
-    if workers == 1:
-        tune_gc()
+    if settings.workers == 1:
+        tune_gc()  # in a dedicated process only
         _serve_on(uvicorn.Server(uvicorn.Config(app, **common)), sock, on_listening)
         return
     del app  # each worker builds its own
     sock.close()  # uvicorn binds the port itself for its workers
     os.environ[ENV] = json.dumps(
-        {
-            "run": str(Path(run_dir).resolve()),
-            "settings": dataclasses.asdict(settings),
-            "threads": threads,
-        }
+        {"run": str(Path(run_dir).resolve()), "settings": settings.model_dump(mode="json")}
     )
     if on_listening is not None:
         on_listening()
-    uvicorn.run("gradwise.serving.runner:app_from_env", factory=True, workers=workers, **common)
+    uvicorn.run(
+        "gradwise.serving.runner:app_from_env", factory=True, workers=settings.workers, **common
+    )
 
 
 def _serve_on(server: Any, sock: socket.socket, on_listening: Callable[[], None] | None) -> None:
@@ -112,28 +135,48 @@ def _serve_on(server: Any, sock: socket.socket, on_listening: Callable[[], None]
 
 def app_from_env() -> Any:
     """The app of one worker process, from the settings in $GRADWISE_SERVE."""
-    from gradwise.serving.server import ServeSettings, create_app
+    from gradwise.serving.server import create_app
 
+    dedicate_process()  # a worker exists to serve
     spec = json.loads(os.environ[ENV])
-    set_threads(spec.get("threads"))
-    app = create_app(spec["run"], ServeSettings(**spec["settings"]))
+    settings = ServeSettings.model_validate(spec["settings"])
+    set_threads(settings.threads)
+    app = create_app(spec["run"], settings)
     tune_gc()
     return app
 
 
 def set_threads(threads: int | None) -> None:
-    """torch's intra-op threads for this server process."""
+    """torch's intra-op threads for this server process (ServeSettings bounds it)."""
     if threads is None:
         return
-    if threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {threads}.")
     import torch
 
     torch.set_num_threads(threads)
 
 
+@contextmanager
+def serving_process(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` (None: left alone) while serving; on exit,
+    unless the process is dedicated to serving, they and $GRADWISE_SERVE are given back."""
+    import torch
+
+    threads_before, env_before = torch.get_num_threads(), os.environ.get(ENV)
+    set_threads(threads)
+    try:
+        yield
+    finally:
+        if not _dedicated:
+            torch.set_num_threads(threads_before)
+            if env_before is None:
+                os.environ.pop(ENV, None)
+            else:
+                os.environ[ENV] = env_before
+
+
 def tune_gc() -> None:
-    """Garbage collection for a server process, once the model is loaded.
+    """Garbage collection for a server process, once the model is loaded; only in a process
+    dedicated to serving (`dedicate_process`): a Python caller's collector is its own.
 
     With dozens of requests in flight, Python's default collector (a young-generation pass
     every 700 allocations, full passes over torch's and pandas' objects) spent more CPU
@@ -141,6 +184,8 @@ def tune_gc() -> None:
     with 64 concurrent requests through the app). Freezing what start-up allocated and
     collecting the young generation less often brings that to a few microseconds.
     """
+    if not _dedicated:
+        return
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 50, 50)

@@ -27,7 +27,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gradwise.errors import ConfigError, GradwiseError
+from gradwise.config import ServeSettings
+from gradwise.errors import GradwiseError
 from gradwise.logs import LOG
 from gradwise.run import Run
 from gradwise.serving.batcher import DynamicBatcher
@@ -47,46 +48,6 @@ from gradwise.serving.store import (
 )
 
 log = logging.getLogger(LOG)
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """How a server batches, logs and guards.
-
-    Attributes:
-        max_batch: most rows per forward pass.
-        max_wait_ms: longest the first request of a batch waits for others.
-        store: prediction store: None (RUN/monitor/predictions.sqlite), a SQLite path, a
-            SQLAlchemy URL (postgresql+psycopg://...), or "off".
-        api_key_env: name of the environment variable holding the API key; None: no key.
-        max_body_kb: largest request body accepted (413 above it).
-        flush_interval_s: the store commits at least this often (what a kill -9 can lose).
-        replica_id: written with every prediction; default host:pid.
-    """
-
-    max_batch: int = 32
-    max_wait_ms: float = 2.0
-    store: str | None = None
-    api_key_env: str | None = None
-    max_body_kb: int = 1024
-    flush_interval_s: float = 0.5
-    replica_id: str | None = None
-
-    def api_key(self) -> str | None:
-        """The key from the environment.
-
-        Raises:
-            ConfigError: the variable is named but unset or empty.
-        """
-        if self.api_key_env is None:
-            return None
-        key = os.environ.get(self.api_key_env, "")
-        if not key:
-            raise ConfigError(
-                f"--api-key-env {self.api_key_env}: that environment variable is unset or "
-                f"empty; export {self.api_key_env}=<a long random string> first."
-            )
-        return key
 
 
 class PredictionOut(BaseModel):
@@ -152,10 +113,6 @@ def create_app(run: Run | str | Path, settings: ServeSettings = ServeSettings())
         GradwiseError: the run cannot be served (diffusion, masked-LM) or a setting is bad.
     """
     run = run if isinstance(run, Run) else Run.load(run)
-    if settings.max_batch < 1 or settings.max_wait_ms < 0 or settings.max_body_kb < 1:
-        raise ConfigError(
-            "--max-batch and --max-body-kb must be at least 1 and --max-wait-ms at least 0."
-        )
     is_lm = run.schema.task == "lm"
     if not is_lm:
         run.check_predicts()

@@ -136,7 +136,7 @@ def create_tables(engine: sa.Engine) -> None:
         missing = [c.name for c in table.columns if c.name not in found]
         if missing:
             raise ConfigError(
-                f"The store {_redact(str(engine.url))} has a {table.name} table without the "
+                f"The store {redact_url(str(engine.url))} has a {table.name} table without the "
                 f"column(s) {', '.join(missing)}: another tool or an older gradwise wrote it. "
                 "Give --store a new database (or file)."
             )
@@ -155,7 +155,7 @@ def open_store(url: str) -> sa.Engine:
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise ConfigError(
-            f"Cannot open the prediction store {_redact(url)}: {reason}. Check --store (and "
+            f"Cannot open the prediction store {redact_url(url)}: {reason}. Check --store (and "
             "that the database server is running)."
         ) from None
     except ConfigError:
@@ -268,6 +268,10 @@ class PredictionStore:
         self._insert_prediction: _Insert | None = None
         self._insert_feedback: _Insert | None = None
         self._flushed = threading.Condition()
+        # put() runs on the event loop (predict, feedback) and in Starlette's thread pool (a
+        # generation's summary): `+= 1` is a read, an add and a write, which threads can
+        # interleave and so lose counts
+        self._counting = threading.Lock()
         self.n_queued = 0
         self.n_written = 0
         self.n_dropped = 0
@@ -294,8 +298,9 @@ class PredictionStore:
         return self.n_queued - self.n_written - self.n_dropped
 
     def put(self, record: PredictionRecord | FeedbackRecord) -> None:
-        """Queue a record (never blocks)."""
-        self.n_queued += 1
+        """Queue a record (never blocks; safe from any thread)."""
+        with self._counting:
+            self.n_queued += 1
         self._queue.put(record)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -392,8 +397,8 @@ def _feedback_row(r: FeedbackRecord) -> tuple[Any, ...]:
     return (r.request_id, r.row, r.time, json.dumps(r.label))  # FEEDBACK_KEYS order
 
 
-def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages (the server's and the monitor's)."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:

@@ -14,20 +14,19 @@ import json
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from gradwise.artifacts import write_json
-from gradwise.errors import ConfigError, GradwiseError
+from gradwise.config import ServeSettings
+from gradwise.errors import GradwiseError
 from gradwise.run import Run
 from gradwise.serving.load import LoadResult, run_wrk, wrk_path
 from gradwise.serving.runner import free_port
 
-MAX_BATCHES = (1, 8, 32, 128)
-MAX_WAITS_MS = (0.0, 1.0, 2.0, 5.0)
-TUNE_FILE = "serve/tune.json"
+BATCHING_FILE = "serve/tune.json"
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class TuneTrial:
 
 
 @dataclass(frozen=True)
-class TuneResult:
+class BatchingResult:
     """The sweep and its recommendation.
 
     Attributes:
@@ -71,49 +70,49 @@ def _trial_dict(t: TuneTrial) -> dict[str, Any]:
 
 def tune_batching(
     run: Run | str | Path,
-    p95_ms: float = 20.0,
-    max_batches: tuple[int, ...] = MAX_BATCHES,
-    max_waits_ms: tuple[float, ...] = MAX_WAITS_MS,
-    seconds: float = 5.0,
+    settings: ServeSettings,
+    on_trial: Callable[[TuneTrial], None] | None = None,
     connections: int = 64,
     threads: int = 2,
-    settings: Any = None,
-    on_trial: Any = None,
-) -> TuneResult:
-    """Measure each batching setting under load and recommend one; writes RUN/serve/tune.json.
+) -> BatchingResult:
+    """Measure each batching setting of `settings.tune_batches` x `tune_waits` under load
+    (`tune_seconds` each) and recommend the fastest within `p95_ms`; writes
+    RUN/serve/tune.json (with the settings).
+
+    The other settings apply to every server of the sweep, but the store is a temporary
+    SQLite file (the sweep pays the logging cost without polluting the log) and no API key
+    is asked for.
 
     Args:
-        p95_ms: the latency budget (95th percentile, milliseconds).
-        seconds: load per setting (after a one-second warm-up).
-        settings: a ServeSettings for everything but the batching (the store is a temporary
-            SQLite file, so the sweep pays the logging cost without polluting the log).
         on_trial: called with each TuneTrial as it is measured.
+        connections, threads: wrk's load.
 
     Raises:
-        ConfigError: wrk is missing, or the grid is empty.
+        ConfigError: wrk is missing.
     """
-    from gradwise.serving.runner import tune_gc
-    from gradwise.serving.server import ServeSettings, create_app
+    from gradwise.serving.runner import serving_process, tune_gc
+    from gradwise.serving.server import create_app
 
     wrk_path()
-    if not max_batches or not max_waits_ms or p95_ms <= 0:
-        raise ConfigError("--tune needs at least one max-batch, one max-wait and --p95-ms > 0.")
     run = run if isinstance(run, Run) else Run.load(run)
     if run.schema.task == "lm":
         raise GradwiseError("--tune measures /v1/predict; a language model serves /v1/generate.")
     body = json.dumps({"instances": [request_example(run)]})
-    base = settings or ServeSettings()
-    tune_gc()  # as `gradwise serve` runs
+    p95_ms, seconds = settings.p95_ms, settings.tune_seconds
     trials = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for max_batch in max_batches:
-            for max_wait in max_waits_ms:
-                chosen = replace(
-                    base,
-                    max_batch=max_batch,
-                    max_wait_ms=max_wait,
-                    store=str(Path(tmp) / f"tune-{max_batch}-{max_wait}.sqlite"),
-                    api_key_env=None,
+    # torch threads and garbage collection as the server would have them; a Python caller's
+    # process gets its own back (serving_process, tune_gc: only `gradwise serve` keeps them)
+    with serving_process(settings.threads), tempfile.TemporaryDirectory() as tmp:
+        tune_gc()
+        for max_batch in settings.tune_batches:
+            for max_wait in settings.tune_waits:
+                chosen = settings.model_copy(
+                    update={
+                        "max_batch": max_batch,
+                        "max_wait_ms": max_wait,
+                        "store": str(Path(tmp) / f"tune-{max_batch}-{max_wait}.sqlite"),
+                        "api_key_env": None,
+                    }
                 )
                 with background_server(create_app(run, chosen)) as url:
                     run_wrk(f"{url}/v1/predict", body, connections, 1.0, threads)  # warm-up
@@ -122,12 +121,17 @@ def tune_batching(
                 trials.append(trial)
                 if on_trial is not None:
                     on_trial(trial)
-    sweep = {"connections": connections, "seconds": seconds, "threads": threads}
-    result = TuneResult(p95_ms, tuple(trials), None, sweep)
+    sweep = {
+        "connections": connections,
+        "seconds": seconds,
+        "threads": threads,
+        "serve": settings.model_dump(mode="json"),
+    }
+    result = BatchingResult(p95_ms, tuple(trials), None, sweep)
     fitting = [t for t in trials if result.fits(t)]
     best = max(fitting, key=lambda t: t.load.rps) if fitting else None
     result = replace(result, best=best)
-    write_json(Path(run.path) / TUNE_FILE, result.to_dict())
+    write_json(Path(run.path) / BATCHING_FILE, result.to_dict())
     return result
 
 

@@ -136,6 +136,75 @@ def fit(
         TrainingDiverged: the loss became NaN/inf or the gradient norm exploded.
     """
     tc = cfg.train
+    loop = _set_up(model, data, cfg, parallel)
+    past = _start(loop, tc, out, resume, writes=out is not None and parallel.is_main)
+    saver = _Saver(out, loop, past, tc) if out is not None and parallel.is_main else None
+    early = loop.early
+    stopped_early, stop_reason, last_epoch = early.should_stop, None, past.start_epoch - 1
+    for epoch in range(past.start_epoch, tc.epochs + 1) if not stopped_early else ():
+        record = _one_epoch(loop, data, objective, tc, epoch, progress)
+        _keep(record, epoch, loop, past, tc, out if saver else None)
+        last_epoch = epoch
+        is_last = epoch == tc.epochs or early.should_stop
+        if saver is not None and saver.is_due(is_last):
+            saver.save(epoch)
+        log.info(_epoch_line(record, tc.epochs, early.metric))
+        stop_reason = _epoch_end(on_epoch_end, record)
+        if stop_reason is not None:
+            if saver is not None and not is_last:  # the run ends here: saved as its last epoch
+                saver.save(epoch)
+            stopped_early = True
+            log.info("stopped after epoch %d: %s", epoch, stop_reason)
+            break
+        if early.should_stop:
+            stopped_early = True
+            _log_early_stop(early, epoch)
+            break
+    return TrainResult(
+        history=past.records,
+        best_epoch=early.best_epoch if tc.early_stopping.restore_best else last_epoch,
+        epochs=last_epoch,
+        stopped_early=stopped_early,
+        wall_s=past.wall_before + time.perf_counter() - past.started,
+        restored_best=_restore_best(loop, past, last_epoch),
+        stop_reason=stop_reason,
+    )
+
+
+@dataclass
+class _Loop:
+    """What `fit` sets up once and every epoch uses."""
+
+    model: nn.Module
+    forward: nn.Module  # the model, wrapped for DDP and torch.compile when asked
+    ddp: nn.parallel.DistributedDataParallel | None
+    device: torch.device
+    memory_format: torch.memory_format | None
+    amp: Callable[[], Any]
+    settings: EvalSettings
+    batches: Batcher
+    opt: torch.optim.Optimizer
+    sched: Schedule
+    early: EarlyStopping
+    order: torch.Generator  # the batch order
+    noise: torch.Generator  # augmentation and the objective's noise, one stream per rank
+    penalty: Callable[[], Tensor] | None
+
+
+@dataclass
+class _Past:
+    """The epochs so far: their records, the best weights (restore_best) and the clock."""
+
+    records: list[dict[str, float]]
+    best_state: dict[str, Tensor] | None  # a copy of the best epoch's weights
+    start_epoch: int
+    wall_before: float  # training seconds before a resume
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _set_up(model: nn.Module, data: Dataset, cfg: Config, parallel: Parallel) -> _Loop:
+    """Move the model to its device and build the batches, optimizer and schedule."""
+    tc = cfg.train
     device = resolve_device(tc.device)
     memory_format = _memory_format(model, data, tc)
     model.to(device)
@@ -149,8 +218,6 @@ def fit(
     if tc.compile:
         forward = torch.compile(forward)  # type: ignore[assignment]
     amp = autocast_for(tc, device)
-    settings = EvalSettings(tc.eval_batch_size, device, amp, memory_format)
-
     order = torch.Generator().manual_seed(cfg.seed)
     noise = torch.Generator().manual_seed(cfg.seed + 1 + parallel.rank)
     train_split = data.train
@@ -168,140 +235,173 @@ def fit(
     )
     opt = make_optimizer(model, tc.optimizer)
     steps_per_epoch = math.ceil(len(batches) / tc.accumulate)
-    sched = Schedule(tc.schedule, tc.optimizer.lr, steps_per_epoch, steps_per_epoch * tc.epochs)
-    early = EarlyStopping.from_config(tc.early_stopping)
-    writes = out is not None and parallel.is_main
-    history: list[dict[str, float]] = []
-    keep_best = tc.early_stopping.restore_best
-    best_state: dict[str, Tensor] | None = None  # a copy of the best epoch's weights (keep_best)
-    start_epoch, wall_before = 1, 0.0
+    return _Loop(
+        model=model,
+        forward=forward,
+        ddp=ddp,
+        device=device,
+        memory_format=memory_format,
+        amp=amp,
+        settings=EvalSettings(tc.eval_batch_size, device, amp, memory_format),
+        batches=batches,
+        opt=opt,
+        sched=Schedule(tc.schedule, tc.optimizer.lr, steps_per_epoch, steps_per_epoch * tc.epochs),
+        early=EarlyStopping.from_config(tc.early_stopping),
+        order=order,
+        noise=noise,
+        penalty=_penalty(model, tc),
+    )
 
+
+def _start(loop: _Loop, tc: TrainConfig, out: Path | None, resume: bool, writes: bool) -> _Past:
+    """The state to start from: the checkpoint's (resume), or nothing (metrics.jsonl is
+    emptied when this process writes)."""
     if resume:
         assert out is not None
-        start_epoch, wall_before, history, best_state = restore_checkpoint(
-            out, model, opt, sched, early, order, noise
+        start_epoch, wall_before, records, best_state = restore_checkpoint(
+            out, loop.model, loop.opt, loop.sched, loop.early, loop.order, loop.noise
         )
-        best_state = (best_state or _copy_state(model)) if keep_best else None
+        keep_best = tc.early_stopping.restore_best
+        best = (best_state or _copy_state(loop.model)) if keep_best else None
         log.info("resumed from epoch %d of %d", start_epoch - 1, tc.epochs)
-    elif writes:
+        return _Past(records, best, start_epoch, wall_before)
+    if writes:
         assert out is not None
         (out / "metrics.jsonl").write_text("")
+    return _Past([], None, 1, 0.0)
 
-    penalty = _penalty(model, tc)
-    started = saved_at = time.perf_counter()
-    weights_epoch = -1  # the best epoch whose weights model.safetensors holds
 
-    def save_state(epoch: int) -> None:
-        """model.safetensors holds the weights the run would end with now: the best epoch's
-        (keep_best; written again only when a new epoch is best) or the latest; then the
-        checkpoint."""
-        nonlocal weights_epoch, saved_at
-        assert out is not None
-        if best_state is None or weights_epoch != early.best_epoch:
-            weights = model.state_dict() if best_state is None else best_state
-            save_tensors(out / "model.safetensors", weights)
-            weights_epoch = early.best_epoch
-        if tc.checkpoint:
-            best_apart = best_state if early.best_epoch != epoch else None
-            wall_s = wall_before + time.perf_counter() - started
-            save_checkpoint(
-                out, model, best_apart, opt, sched, early, order, noise, history, wall_s
-            )
-        saved_at = time.perf_counter()
-
-    stopped_early = early.should_stop
-    last_epoch = start_epoch - 1
-    stop_reason: str | None = None
-    for epoch in range(start_epoch, tc.epochs + 1) if not stopped_early else ():
-        t0 = time.perf_counter()
-        if tc.unfreeze_epoch is not None and epoch >= tc.unfreeze_epoch and tc.freeze:
-            unfreeze(model)
-            if epoch == tc.unfreeze_epoch:
-                log.info("epoch %d: unfroze %s", epoch, ", ".join(tc.freeze))
-        train_loss, max_norm, grad_norms = _train_epoch(
-            forward,
-            model,
-            batches,
-            opt,
-            sched,
-            objective,
-            noise,
-            tc,
-            amp,
-            penalty,
-            ddp,
-            _bind(progress, epoch),
-        )
-        _check_divergence(train_loss, max_norm, epoch, sched, tc)
-        val = objective.metrics(model, data.val, settings)
-        record: dict[str, float] = {
-            "epoch": epoch,
-            "lr": sched.lr(max(sched.step - 1, 0)),
-            "train.loss": train_loss,
-            **{f"val.{k}": v for k, v in val.items()},
-        }
-        if tc.diagnostics:
-            record.update(grad_norms)
-            probe = data.val.x[:256].to(device)
-            if memory_format is not None:
-                probe = probe.contiguous(memory_format=memory_format)
-            with amp():
-                record.update(dead_relu_fraction(model, probe))
-        record.update(expert_shares(model))
-        record["epoch_s"] = time.perf_counter() - t0
-        history.append(record)
-        if early.update(record, epoch) and keep_best:
-            best_state = _copy_state(model)
-        sched.epoch_end(record.get(early.metric), early.minimize)
-        last_epoch = epoch
-        if writes:
-            assert out is not None
-            with (out / "metrics.jsonl").open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
-        is_last = epoch == tc.epochs or early.should_stop
-        if writes and (is_last or time.perf_counter() - saved_at >= tc.checkpoint_every_s):
-            save_state(epoch)
-        log.info(_epoch_line(record, tc.epochs, early.metric))
-        stop_reason = _epoch_end(on_epoch_end, record)
-        if stop_reason is not None:
-            if writes and not is_last:  # the run ends here: saved as after its last epoch
-                save_state(epoch)
-            stopped_early = True
-            log.info("stopped after epoch %d: %s", epoch, stop_reason)
-            break
-        if early.should_stop:
-            stopped_early = True
-            log.info(
-                "early stopping after epoch %d: %s has not improved for %d epochs "
-                "(best %.4g at epoch %d)",
-                epoch,
-                early.metric,
-                early.bad_epochs,
-                early.best_value,
-                early.best_epoch,
-            )
-            break
-
-    restored = False
-    if best_state is not None and early.best_epoch != last_epoch:
-        model.load_state_dict(best_state)
-        restored = True
-        log.info(
-            "restored the weights of epoch %d, the best by %s (%.4g); set "
-            "train.early_stopping.restore_best: false to keep the last epoch's",
-            early.best_epoch,
-            early.metric,
-            early.best_value,
-        )
-    return TrainResult(
-        history=history,
-        best_epoch=early.best_epoch if keep_best else last_epoch,
-        epochs=last_epoch,
-        stopped_early=stopped_early,
-        wall_s=wall_before + time.perf_counter() - started,
-        restored_best=restored,
-        stop_reason=stop_reason,
+def _one_epoch(
+    loop: _Loop,
+    data: Dataset,
+    objective: Objective,
+    tc: TrainConfig,
+    epoch: int,
+    progress: ProgressFn | None,
+) -> dict[str, float]:
+    """Train one epoch and validate: the epoch's record (metrics.jsonl's line)."""
+    t0 = time.perf_counter()
+    if tc.unfreeze_epoch is not None and epoch >= tc.unfreeze_epoch and tc.freeze:
+        unfreeze(loop.model)
+        if epoch == tc.unfreeze_epoch:
+            log.info("epoch %d: unfroze %s", epoch, ", ".join(tc.freeze))
+    train_loss, max_norm, grad_norms = _train_epoch(
+        loop.forward,
+        loop.model,
+        loop.batches,
+        loop.opt,
+        loop.sched,
+        objective,
+        loop.noise,
+        tc,
+        loop.amp,
+        loop.penalty,
+        loop.ddp,
+        _bind(progress, epoch),
     )
+    _check_divergence(train_loss, max_norm, epoch, loop.sched, tc)
+    val = objective.metrics(loop.model, data.val, loop.settings)
+    record: dict[str, float] = {
+        "epoch": epoch,
+        "lr": loop.sched.lr(max(loop.sched.step - 1, 0)),
+        "train.loss": train_loss,
+        **{f"val.{k}": v for k, v in val.items()},
+    }
+    if tc.diagnostics:
+        record.update(grad_norms)
+        probe = data.val.x[:256].to(loop.device)
+        if loop.memory_format is not None:
+            probe = probe.contiguous(memory_format=loop.memory_format)
+        with loop.amp():
+            record.update(dead_relu_fraction(loop.model, probe))
+    record.update(expert_shares(loop.model))
+    record["epoch_s"] = time.perf_counter() - t0
+    return record
+
+
+def _keep(
+    record: dict[str, float],
+    epoch: int,
+    loop: _Loop,
+    past: _Past,
+    tc: TrainConfig,
+    out: Path | None,
+) -> None:
+    """Add the epoch to the history (and to metrics.jsonl when `out` is given), let early
+    stopping and the schedule see it, and copy the weights when it is the best so far."""
+    past.records.append(record)
+    if loop.early.update(record, epoch) and tc.early_stopping.restore_best:
+        past.best_state = _copy_state(loop.model)
+    loop.sched.epoch_end(record.get(loop.early.metric), loop.early.minimize)
+    if out is not None:
+        with (out / "metrics.jsonl").open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+class _Saver:
+    """Writes the weights and the checkpoint of a run directory (rank 0), and says when they
+    are due: after the last epoch, and every `train.checkpoint_every_s` seconds."""
+
+    def __init__(self, out: Path, loop: _Loop, past: _Past, tc: TrainConfig) -> None:
+        self.out, self.loop, self.past, self.tc = out, loop, past, tc
+        self.saved_at = past.started
+        self.weights_epoch = -1  # the best epoch whose weights model.safetensors holds
+
+    def is_due(self, is_last: bool) -> bool:
+        return is_last or time.perf_counter() - self.saved_at >= self.tc.checkpoint_every_s
+
+    def save(self, epoch: int) -> None:
+        """model.safetensors holds the weights the run would end with now: the best epoch's
+        (restore_best; written again only when a new epoch is best) or the latest; then the
+        checkpoint."""
+        loop, past, early = self.loop, self.past, self.loop.early
+        if past.best_state is None or self.weights_epoch != early.best_epoch:
+            weights = loop.model.state_dict() if past.best_state is None else past.best_state
+            save_tensors(self.out / "model.safetensors", weights)
+            self.weights_epoch = early.best_epoch
+        if self.tc.checkpoint:
+            best_apart = past.best_state if early.best_epoch != epoch else None
+            wall_s = past.wall_before + time.perf_counter() - past.started
+            save_checkpoint(
+                self.out,
+                loop.model,
+                best_apart,
+                loop.opt,
+                loop.sched,
+                early,
+                loop.order,
+                loop.noise,
+                past.records,
+                wall_s,
+            )
+        self.saved_at = time.perf_counter()
+
+
+def _log_early_stop(early: EarlyStopping, epoch: int) -> None:
+    log.info(
+        "early stopping after epoch %d: %s has not improved for %d epochs (best %.4g at epoch %d)",
+        epoch,
+        early.metric,
+        early.bad_epochs,
+        early.best_value,
+        early.best_epoch,
+    )
+
+
+def _restore_best(loop: _Loop, past: _Past, last_epoch: int) -> bool:
+    """Load the best epoch's weights when training ended on another; whether it did."""
+    early = loop.early
+    if past.best_state is None or early.best_epoch == last_epoch:
+        return False
+    loop.model.load_state_dict(past.best_state)
+    log.info(
+        "restored the weights of epoch %d, the best by %s (%.4g); set "
+        "train.early_stopping.restore_best: false to keep the last epoch's",
+        early.best_epoch,
+        early.metric,
+        early.best_value,
+    )
+    return True
 
 
 def _epoch_end(

@@ -23,7 +23,7 @@ from gradwise.evaluate.evaluator import (
     task_metric_names,
 )
 from gradwise.models.moe import MoEFeedForward, moe_layers
-from gradwise.training.losses import LossFn
+from gradwise.training.losses import LossFn, make_loss
 
 
 class Objective(Protocol):
@@ -85,3 +85,26 @@ def make_objective(cfg: Config, schema: Schema, criterion: LossFn, model: nn.Mod
 
             return Seq2SeqObjective(criterion, schema, cfg.model)
     return Supervised(criterion, schema, moe)
+
+
+def run_objective(
+    cfg: Config,
+    schema: Schema,
+    loss: str,
+    model: nn.Module,
+    y_train: Tensor,
+    unweighted: bool = False,
+) -> Objective:
+    """The objective a run is trained and measured with, from its config and schema.
+
+    Args:
+        loss: the resolved loss name (`resolve_loss_name`; stored in model.json).
+        y_train: the training targets, for `class_weights: balanced`.
+        unweighted: no class weights (new data: weights belong to the training split).
+    """
+    loss_cfg = cfg.train.loss
+    if unweighted:
+        loss_cfg = loss_cfg.model_copy(update={"class_weights": "none"})
+    n_classes = schema.n_outputs if schema.task == "classification" else 0
+    criterion = make_loss(loss_cfg, loss, y_train, n_classes)
+    return make_objective(cfg, schema, criterion, model)

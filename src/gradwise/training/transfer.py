@@ -123,7 +123,7 @@ def source_tokenizer(cfg: Config) -> Tokenizer | None:
         raise NotTrainedError(
             f"model.init_from: {cfg.model.init_from} holds no model.json; train that run first."
         )
-    from gradwise.data.schema import Schema
+    from gradwise.data.stored_schema import schema_from_dict
 
-    schema = Schema.from_dict(json.loads(meta_path.read_text())["schema"])
+    schema = schema_from_dict(json.loads(meta_path.read_text())["schema"])
     return schema.tokenizer

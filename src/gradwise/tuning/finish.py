@@ -14,10 +14,10 @@ from optuna.trial import FrozenTrial, TrialState
 from gradwise.artifacts import atomic_write_text, write_json
 from gradwise.config import Config, dump_config
 from gradwise.errors import GradwiseError
-from gradwise.tuning import TUNE_FILE, TrialSummary, TuneResult, best_config
 from gradwise.tuning.importance import MIN_TRIALS, importance, plot_importance, plot_slices
+from gradwise.tuning.result import TUNE_FILE, TrialSummary, TuneResult
 from gradwise.tuning.sensitivity import sensitivity, train_seeds
-from gradwise.tuning.space import Space
+from gradwise.tuning.space import Space, best_config
 from gradwise.tuning.study import TRIALS_FOLDER, SearchSettings, is_interrupted, shown_url
 
 log = logging.getLogger("gradwise.tuning")

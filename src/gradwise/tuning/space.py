@@ -376,3 +376,9 @@ def default_space(cfg: Config) -> Space:
 
 def _layers(key: str, low: int, high: int) -> Param:
     return Param(f"{key}.layers", "int", low, high)
+
+
+def best_config(base: Config, space: Space, params: dict[str, Any]) -> Config:
+    """The base config with the best trial's values, named NAME-tuned."""
+    cfg = apply_overrides(base, space.overrides(space.values(params)), "the best trial")
+    return cfg.model_copy(update={"name": f"{base.name}-tuned"})

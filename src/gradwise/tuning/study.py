@@ -31,7 +31,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from gradwise.config import Config, apply_overrides
+from gradwise.config import VERB_SECTIONS, Config, TuneSettings, apply_overrides
 from gradwise.errors import ConfigError, GradwiseError
 from gradwise.training.loop import StopTraining
 from gradwise.tuning.space import Space
@@ -71,6 +71,28 @@ class SearchSettings:
     prune_startup: int = 5
     prune_warmup: int = 1
     sampler_seed: int = 0
+
+
+def search_settings(settings: TuneSettings, metric: str, base: Config) -> SearchSettings:
+    """What the study's workers share, from the tune settings: the metric (`metric`, the
+    settings' or the task's primary one), the direction and the pruner's warm-up resolved."""
+    from gradwise.evaluate.metrics import lower_is_better
+
+    direction: Direction
+    if settings.direction is None:
+        direction = "minimize" if lower_is_better(metric) else "maximize"
+    else:
+        direction = "maximize" if settings.direction.startswith("max") else "minimize"
+    warmup = settings.prune_warmup
+    return SearchSettings(
+        trials=settings.trials,
+        metric=metric,
+        direction=direction,
+        pruner=settings.pruner,
+        prune_startup=settings.prune_startup,
+        prune_warmup=max(1, base.train.epochs // 10) if warmup is None else warmup,
+        sampler_seed=settings.sampler_seed,
+    )
 
 
 # ------------------------------------------------------------------ storage and study
@@ -186,8 +208,12 @@ def store_setup(study: optuna.Study, base: Config, space: Space, settings: Searc
     if stored is not None:
         # read through today's Config: keys added since the study began take their defaults
         then = {**stored, "config": load_config(stored["config"]).model_dump(mode="json")}
-        for key, what in (("config", "config"), ("space", "search space")):
-            if then[key] != setup[key]:
+        pairs = (
+            ("config", _trained(then["config"]), _trained(setup["config"])),
+            ("search space", then["space"], setup["space"]),
+        )
+        for what, was, now in pairs:
+            if was != now:
                 raise ConfigError(
                     f"study {study.study_name!r} was started with another {what}; continue it "
                     "with the same config and --space, or choose another --out (or study)."
@@ -201,6 +227,12 @@ def store_setup(study: optuna.Study, base: Config, space: Space, settings: Searc
                     "same --metric/--direction, or another --out."
                 )
     study.set_user_attr(ATTR, {**setup, "settings": asdict(settings)})
+
+
+def _trained(setup: dict[str, Any]) -> dict[str, Any]:
+    """What trials train from: the config without the verbs' settings (a rerun may change
+    tune.trials, say, and continue the study)."""
+    return {k: v for k, v in setup.items() if k not in VERB_SECTIONS}
 
 
 def stored_setup(study: optuna.Study) -> tuple[Config, dict[str, Any], SearchSettings]:

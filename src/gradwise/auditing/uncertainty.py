@@ -1,36 +1,39 @@
-"""The uncertainty check: conformal quantiles fitted on validation, measured on test, stored
-in the run (the measures themselves are in `audit/conformal.py`)."""
+"""The uncertainty check: split-conformal quantiles fitted on validation, measured on test,
+stored in the run (the scores and the quantile rule are in `auditing/conformal.py`; the Run
+and the server apply a stored quantile through `gradwise.run_conformal`)."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from gradwise.auditing.base import AuditContext, CheckResult
+from gradwise.auditing.base import AuditContext, CheckResult, NotApplicable, Verdict, task_name
 from gradwise.auditing.conformal import (
-    DIFFICULTY_MAX_ROWS,
-    PLOT,
-    Difficulty,
     absolute_scores,
     aps_scores,
-    check_calibration_size,
-    class_probabilities,
     conformal_quantile,
-    conformal_sets,
-    coverage_verdict,
+    fit_difficulty,
     lac_scores,
     normalised_scores,
+    target_values,
+)
+from gradwise.run_conformal import (
+    Difficulty,
+    class_probabilities,
+    conformal_sets,
     regression_outputs,
     row_uniforms,
-    target_values,
 )
 
 if TYPE_CHECKING:
     from gradwise.config import UncertaintyAudit
     from gradwise.run import Run
 
+PLOT = "uncertainty.png"
+DIFFICULTY_MAX_ROWS = 50_000  # training rows the difficulty model is fitted on (seeded)
 QUANTILE_RULE = "the ceil((n + 1) * coverage)-th smallest of the n validation scores"
 
 
@@ -42,6 +45,50 @@ def _stated(settings: UncertaintyAudit, **extra: Any) -> dict[str, Any]:
         "quantile_rule": QUANTILE_RULE,
         **extra,
     }
+
+
+def check(run: Run, settings: UncertaintyAudit, ctx: AuditContext) -> CheckResult:
+    """Split-conformal intervals or sets fitted on validation, measured on test.
+
+    Raises:
+        NotApplicable: the run neither classifies nor regresses.
+    """
+    from gradwise.config import DiffusionConfig
+
+    if isinstance(run.config.model, DiffusionConfig):
+        raise NotApplicable("a diffusion model generates images; it predicts no targets.")
+    match run.schema.task:
+        case "regression":
+            return regression_check(run, settings, ctx)
+        case "classification":
+            return classification_check(run, settings, ctx)
+    raise NotApplicable(
+        "conformal sets need a classifier or a regression; this run is "
+        f"{task_name(run.schema.task)} "
+        "(for a language model, the calibration check scores its next-token probabilities)."
+    )
+
+
+def check_calibration_size(n: int, coverage: float) -> None:
+    """Raise NotApplicable when n validation samples cannot give a finite quantile at
+    `coverage` (it needs ceil((n + 1) * coverage) <= n, that is n >= coverage / (1 -
+    coverage))."""
+    need = math.ceil(coverage / (1 - coverage) - 1e-9)
+    if n < need:
+        raise NotApplicable(
+            f"the validation split holds {n} samples, too few for {coverage:.0%} conformal "
+            f"sets: it needs at least {need}; lower audit.uncertainty.coverage or enlarge "
+            "data.split.val."
+        )
+
+
+def coverage_verdict(coverage: float, settings: UncertaintyAudit) -> Verdict:
+    """pass when test coverage reaches the target less the tolerance; fail when it falls
+    short by more than `coverage_fail`."""
+    short = settings.coverage - coverage
+    if short > settings.coverage_fail:
+        return "fail"
+    return "warn" if short > settings.coverage_tolerance else "pass"
 
 
 # ---------------------------------------------------------------- regression
@@ -125,7 +172,7 @@ def _fit_difficulty(run: Run, x: torch.Tensor, y: torch.Tensor, seed: int) -> Di
         idx = torch.randperm(len(x), generator=g)[:DIFFICULTY_MAX_ROWS]
         x, y = x[idx], y[idx]
     residuals = absolute_scores(regression_outputs(run, x), target_values(run, y))
-    return Difficulty.fit(run.embed(x).double().numpy(), residuals)
+    return fit_difficulty(run.embed(x).double().numpy(), residuals)
 
 
 def _interval_measures(

@@ -1,0 +1,85 @@
+"""What a search found (`TuneResult`, also DIR/tune.json) and each trial's summary: the
+types the search, the finish after it and the report share."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gradwise.tuning.importance import Importance
+    from gradwise.tuning.sensitivity import SeedRuns, Step
+
+TUNE_FILE = "tune.json"
+SENSITIVITY_RULE = (
+    "each important hyperparameter (fANOVA share of variance >= 5%, at most 3) is moved one "
+    "step either side of its best value: x2 and /2 on log scales, a tenth of the range for "
+    "linear floats, +-1 for integers (a tenth of the range when that is more), the "
+    "neighbouring entries for choices; each neighbour trains over the best config's seeds, "
+    "and a change of the mean within 2 * noise * sqrt(2 / seeds) (two standard errors of a "
+    "difference of means; noise: the seed std pooled over the best config and its "
+    "neighbours) is within noise"
+)
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    number: int
+    state: str  # complete | pruned | failed | interrupted | running | waiting
+    value: float | None
+    params: dict[str, Any]
+    epochs: int | None
+    wall_s: float | None
+    note: str = ""  # why it was pruned or failed
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What a search found and how much of it to trust (also DIR/tune.json).
+
+    Attributes:
+        out: the output folder.
+        best_config: DIR/best.yaml, ready for `gradwise train`.
+        seeds: the best config over seeds (mean ± spread of the searched metric on val and
+            the same metric on test); None with seeds=0.
+        importance: fANOVA and PED-ANOVA importances; None below
+            `gradwise.tuning.importance.MIN_TRIALS` (10) finished trials (`notes` says so).
+        sensitivity: each important parameter one step either side of its best value.
+        search_wall_s: this call's wall time searching; trial_wall_s: every trial's
+            training time added up (all workers, earlier calls included).
+    """
+
+    out: str
+    study: str
+    storage: str
+    metric: str
+    direction: str
+    settings: dict[str, Any]
+    n_trials: int
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    n_interrupted: int
+    n_running: int  # trials other workers still ran when this one finished (--timeout)
+    best_trial: int
+    best_value: float
+    best_params: dict[str, Any]
+    best_config: str
+    seeds: SeedRuns | None
+    importance: Importance | None
+    sensitivity: tuple[Step, ...]
+    trials: tuple[TrialSummary, ...]
+    search_wall_s: float
+    trial_wall_s: float
+    wall_s: float
+    plots: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what was not measured or cut, and why
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["trials"] = [asdict(t) for t in self.trials]
+        out["seeds"] = self.seeds.to_dict() if self.seeds is not None else None
+        out["importance"] = self.importance.to_dict() if self.importance is not None else None
+        out["sensitivity"] = [s.to_dict() for s in self.sensitivity]
+        out["sensitivity_rule"] = SENSITIVITY_RULE
+        return out
