@@ -18,6 +18,7 @@ from typing import Any
 from gradwise.artifacts import write_json
 from gradwise.audit_config import AuditSettings
 from gradwise.auditing.base import AuditContext, AuditReport, CheckResult, NotApplicable
+from gradwise.data.split import leak_of, leak_warning
 from gradwise.errors import ConfigError, GradwiseError
 from gradwise.logs import LOG
 from gradwise.run import Run
@@ -138,18 +139,12 @@ def _on_leaky_split(result: CheckResult, rule: dict[str, Any]) -> CheckResult:
     least warn, and its sentence starts with why."""
     if not rule.get("leaky") or result.check not in HELD_OUT_CHECKS or result.verdict == "n/a":
         return result
-    worst = max(rule.get("crossing", []), key=lambda c: c["share"])
-    why = (
-        f"the split leaks: {worst['n']} validation and test samples ({worst['share']:.1%}) are "
-        f"{worst['kind']} of training samples"
-        + (" (data.split.allow_overlap: true)" if rule.get("allow_overlap") else "")
-        + ", so these held-out numbers are optimistic and cannot pass"
-    )
+    why = leak_warning(rule)
     return dataclasses.replace(
         result,
         verdict="fail" if result.verdict == "fail" else "warn",
         summary=f"Not a pass: {why}. {result.summary}",
-        metrics={**result.metrics, "leaky_split": worst},
+        metrics={**result.metrics, "leaky_split": leak_of(rule)},
     )
 
 

@@ -140,13 +140,14 @@ def split_samples(
     window_leak = next((c for c in crossings if c.kind == "overlapping windows"), None)
     # copies that most samples have (few distinct inputs) are the data's nature, not a leak
     pervasive = keys is not None and len(np.unique(keys)) < PERVASIVE * n
-    leak_share = max(
-        (c.share for c in crossings if c.kind != "exact copies" or not pervasive), default=0.0
-    )
+    counted = [c for c in crossings if c.kind != "exact copies" or not pervasive]
+    worst = max(counted, key=lambda c: c.share, default=None)
+    leak_share = worst.share if worst is not None else 0.0
     if window_leak is not None and window_leak.share >= LEAK_SHARE and not cfg.allow_overlap:
         raise DataError(_overlap_message(window_leak, steps, rule["method"]))
     rule["allow_overlap"] = cfg.allow_overlap
     rule["leaky"] = leak_share >= LEAK_SHARE
+    rule["leak"] = worst.to_dict() if rule["leaky"] and worst is not None else None
     return SplitResult(*idx, rule=rule, notes=tuple(notes), fold_key=fold_key)
 
 
@@ -154,13 +155,18 @@ def leak_warning(rule: dict[str, Any]) -> str | None:
     """The warning a run on a leaky split carries (training says it, reports show it)."""
     if not rule.get("leaky"):
         return None
-    worst = max(rule["crossing"], key=lambda c: c["share"])
+    worst = leak_of(rule)
     given = " (data.split.allow_overlap: true)" if rule.get("allow_overlap") else ""
     return (
         f"the split leaks{given}: {worst['n']} validation and test samples "
         f"({worst['share']:.1%}) are {worst['kind']} of training samples, so every held-out "
         "number of this run is optimistic; split with data.split.by or data.split.order: time"
     )
+
+
+def leak_of(rule: dict[str, Any]) -> dict[str, Any]:
+    """The crossing that made a split leaky (its kind, count, share and examples)."""
+    return rule.get("leak") or max(rule["crossing"], key=lambda c: c["share"])
 
 
 def _rank(time: np.ndarray | None, n: int) -> np.ndarray:
