@@ -58,6 +58,7 @@ def test_data_quality_counts_overlapping_windows_with_row_numbers(leaky: Run):
     example = overlap["examples"][0]
     assert abs(example["row"] - example["train_row"]) < 10  # neighbours in the source
     assert result.verdict == "fail"
+    assert result.headline.endswith("of val/test windows overlap training")
     assert "val/test windows" in result.summary and "data.split.by" in result.summary
 
 

@@ -87,7 +87,13 @@ def check(run: Run, settings: DataQualityAudit, ctx: AuditContext) -> CheckResul
     findings.append(found)
     verdict: Verdict = max((v for v, _ in findings), key=_ORDER.__getitem__)
     said = [text for _, text in sorted(findings, key=lambda f: -_ORDER[f[0]]) if text]
-    if "labels" in metrics:
+    overlap = metrics.get("window_overlap") or {}
+    exact_leak = (metrics.get("leakage") or {}).get("exact_share") or 0.0
+    if overlap.get("n"):  # leakage first: it makes every held-out number optimistic
+        headline = f"{overlap['share']:.0%} of val/test windows overlap training"
+    elif exact_leak >= settings.leakage_fail:
+        headline = f"{exact_leak:.1%} of val/test samples copy training"
+    elif "labels" in metrics:
         headline = f"label issues {metrics['labels']['share']:.1%}"
     elif "n_exact_rows" in metrics["duplicates"]:
         headline = f"{metrics['duplicates']['n_exact_rows']} duplicates"
