@@ -19,6 +19,7 @@ CheckName = Literal[
     "baseline",
     "calibration",
     "uncertainty",
+    "selective",
     "robustness",
     "shift",
     "data_quality",
@@ -116,6 +117,123 @@ class UncertaintyAudit(_Strict):
         0.1, ge=0, description="fail when test coverage falls this far below the target"
     )
     store: bool = Field(True, description="store the quantiles in the run (predict uses them)")
+    per_class: bool = Field(
+        False,
+        description="classification: one quantile per class (Mondrian conformal): coverage "
+        "holds within every class, at the price of larger sets",
+    )
+    min_class: int = Field(
+        20, ge=1, description="classes with fewer test rows are listed, not graded"
+    )
+
+
+Rate = Annotated[float, Field(gt=0, lt=1)]
+
+
+class SelectiveAudit(_Strict):
+    alpha: Rate | list[Rate] = Field(
+        0.02,
+        description="the error rate promised among the answered inputs, at most; a list "
+        "certifies several (the first is the one predict and serve apply)",
+    )
+    delta: Rate | list[Rate] = Field(
+        0.1,
+        description="the chance the promise is wrong (over the draw of validation rows): "
+        "0.1 is 90% confidence; a list pairs with alpha's",
+    )
+    score: Literal["auto", "probability", "margin", "set_size"] = Field(
+        "auto",
+        description="what ranks inputs from sure to unsure: the calibrated top-class "
+        "probability (auto, for classifiers), the top-two margin, or the conformal set size "
+        "(needs the uncertainty check's stored sets); regression always ranks by the "
+        "difficulty estimate sigma(x)",
+    )
+    tolerance: float | None = Field(
+        None,
+        gt=0,
+        description="regression: an answer is wrong when |y - prediction| exceeds this, in "
+        "the target's units (required for regression)",
+    )
+    store: bool = Field(
+        True, description="store the certified threshold in the run (predict and serve use it)"
+    )
+
+    def pairs(self) -> list[tuple[float, float]]:
+        """The (alpha, delta) pairs to certify, in order: lists pair up; one number goes with
+        each of the other's."""
+        alphas = self.alpha if isinstance(self.alpha, list) else [self.alpha]
+        deltas = self.delta if isinstance(self.delta, list) else [self.delta]
+        if len(alphas) > 1 and len(deltas) > 1 and len(alphas) != len(deltas):
+            raise ValueError(
+                f"audit.selective has {len(alphas)} alphas and {len(deltas)} deltas; give one "
+                "delta for all, or one per alpha"
+            )
+        n = max(len(alphas), len(deltas))
+        return [
+            (alphas[i if len(alphas) > 1 else 0], deltas[i if len(deltas) > 1 else 0])
+            for i in range(n)
+        ]
+
+    @field_validator("alpha", "delta")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one value")
+        return value
+
+
+class SlicesAudit(_Strict):
+    min_size: int = Field(
+        30, ge=5, description="rows a slice must hold (in each half) to be reported"
+    )
+    q: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="false-discovery rate of the Benjamini-Hochberg correction over every "
+        "candidate slice tested",
+    )
+    bins: int = Field(4, ge=2, description="quantile bins of each number column")
+    pairs: bool = Field(True, description="also test pairs of conditions (a and b)")
+    clusters: int = Field(
+        8, ge=2, description="images, text, sequences: clusters of the run's own embeddings"
+    )
+    max_candidates: int = Field(
+        5000, ge=1, description="candidate slices tested, at most (the largest first)"
+    )
+    bootstrap: int = Field(1000, ge=100, description="resamples of each reported gap's interval")
+    max_listed: int = Field(10, ge=1, description="slices described in the sentence and report")
+    gap_warn: float = Field(
+        0.05, ge=0, description="a confirmed slice whose error exceeds the rest by this warns"
+    )
+    gap_fail: float = Field(0.15, ge=0)
+
+
+class FairnessAudit(_Strict):
+    groups: list[str] = Field(
+        default_factory=list,
+        description="columns that name the groups to compare (e.g. [sex, race]); kept among "
+        "the model's inputs or not, as the data config says; empty: the check is n/a",
+    )
+    positive: str | None = Field(
+        None,
+        description="the class counted as selected (selection rate, true/false-positive "
+        "rates); null: the second class of a binary target, the rarest of several",
+    )
+    parity_warn: float = Field(
+        0.1, ge=0, description="demographic-parity difference (selection rates) that warns"
+    )
+    parity_fail: float = Field(0.2, ge=0)
+    odds_warn: float = Field(
+        0.1, ge=0, description="equalised-odds difference (largest TPR or FPR gap) that warns"
+    )
+    odds_fail: float = Field(0.2, ge=0)
+    accuracy_gap_warn: float = Field(0.05, ge=0, description="largest accuracy gap that warns")
+    accuracy_gap_fail: float = Field(0.1, ge=0)
+    min_group: int = Field(
+        30, ge=1, description="groups with fewer test rows are listed but not graded"
+    )
+    bootstrap: int = Field(1000, ge=100, description="resamples of each interval")
 
 
 class RobustnessAudit(_Strict):
@@ -241,7 +359,7 @@ class AuditSettings(_Strict):
     checks: list[CheckName] | None = Field(
         None,
         description="the checks to run, in this order; null: all of them (generalisation, "
-        "baseline, calibration, uncertainty, robustness, shift, data_quality)",
+        "baseline, calibration, uncertainty, selective, robustness, shift, data_quality)",
     )
     against: str | None = Field(
         None,
@@ -252,6 +370,9 @@ class AuditSettings(_Strict):
     baseline: BaselineAudit = BaselineAudit()
     calibration: CalibrationAudit = CalibrationAudit()
     uncertainty: UncertaintyAudit = UncertaintyAudit()
+    selective: SelectiveAudit = SelectiveAudit()
+    slices: SlicesAudit = SlicesAudit()
+    fairness: FairnessAudit = FairnessAudit()
     robustness: RobustnessAudit = RobustnessAudit()
     shift: ShiftAudit = ShiftAudit()
     data_quality: DataQualityAudit = DataQualityAudit()

@@ -31,9 +31,12 @@ from gradwise.audit_config import (
     BaselineAudit,
     CalibrationAudit,
     DataQualityAudit,
+    FairnessAudit,
     GeneralisationAudit,
     RobustnessAudit,
+    SelectiveAudit,
     ShiftAudit,
+    SlicesAudit,
     UncertaintyAudit,
 )
 from gradwise.errors import ConfigError
@@ -65,6 +68,9 @@ __all__ = [
     "GeneralisationAudit",
     "RobustnessAudit",
     "ShiftAudit",
+    "SlicesAudit",
+    "FairnessAudit",
+    "SelectiveAudit",
     "UncertaintyAudit",
     "BERTConfig",
     "CNNConfig",

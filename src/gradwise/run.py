@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from gradwise.run_files import (
 )
 from gradwise.training.checkpoint import save_weights
 from gradwise.training.objectives import Objective, run_objective
+
+if TYPE_CHECKING:
+    from gradwise.run_conformal import SelectivePrediction
 
 __all__ = ["FORMAT_VERSION", "Calibration", "Run", "SplitView", "input_spec", "write_config"]
 
@@ -185,6 +188,12 @@ class Run:
     def set_conformal(self, conformal: dict[str, Any] | None) -> None:
         """Store conformal quantiles (and their settings) in model.json; None removes them."""
         self.calibration = dataclasses.replace(self.calibration, conformal=conformal)
+        self._write_model_json()
+
+    def set_selective(self, selective: dict[str, Any] | None) -> None:
+        """Store a certified abstention threshold and its guarantee in model.json; None
+        removes it."""
+        self.calibration = dataclasses.replace(self.calibration, selective=selective)
         self._write_model_json()
 
     @property
@@ -448,6 +457,21 @@ class Run:
 
         self.check_predicts()
         return prediction_sets(self, x)
+
+    def predict_selective(self, x: Any) -> SelectivePrediction:
+        """Predictions with a decision each: answer where the run's certified threshold is
+        met, abstain (hand to a person) where not, and the guarantee in force (see
+        `gradwise.run_conformal.predict_selective`): among answered inputs the error rate is
+        at most alpha, with confidence 1 - delta, while inputs stay like the validation rows.
+
+        Raises:
+            GradwiseError: no threshold is certified (run `gradwise audit RUN --checks
+                selective`), or the temperature it was fitted with has been refitted since.
+        """
+        from gradwise.run_conformal import predict_selective
+
+        self.check_predicts()
+        return predict_selective(self, x)
 
     # ------------------------------------------------------------ generating
 

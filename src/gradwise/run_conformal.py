@@ -210,3 +210,114 @@ def _is_tensor(x: Any) -> bool:
     import torch
 
     return isinstance(x, torch.Tensor)
+
+
+# ---------------------------------------------------------------- selective prediction
+
+
+@dataclass(frozen=True)
+class SelectivePrediction:
+    """What a run with a certified abstention threshold says about each input.
+
+    Attributes:
+        prediction: (N,) labels (or values in the target's units; (N, m) for m outputs): the
+            model's answer, given also where it abstains, so a person sees what it thought.
+        answer: (N,) booleans: True where the score reaches the certified threshold (answer),
+            False where the input goes to a person (abstain).
+        score: (N,) the score compared with the threshold (higher: surer).
+        probabilities: (N, K) calibrated class probabilities (classifiers), else None.
+        guarantee: the guarantee in force: alpha, delta, threshold, n, score, fitted_at.
+    """
+
+    prediction: np.ndarray
+    answer: np.ndarray
+    score: np.ndarray
+    probabilities: np.ndarray | None
+    guarantee: dict[str, Any]
+
+    @property
+    def decision(self) -> np.ndarray:
+        """(N,) "answer" or "abstain"."""
+        return np.where(self.answer, "answer", "abstain")
+
+
+GUARANTEE_KEYS = ("alpha", "delta", "threshold", "n", "score", "coverage", "fitted_at")
+
+
+def selective_guarantee(run: Run) -> dict[str, Any]:
+    """The certified abstention threshold stored in the run, checked against what it was
+    fitted with.
+
+    Raises:
+        GradwiseError: none is stored, nothing could be certified, or the temperature or
+            conformal quantile it was fitted with has been refitted since.
+    """
+    stored = run.calibration.selective
+    fix = f"certify one with `gradwise audit {run.path} --checks selective`"
+    if not stored:
+        raise GradwiseError(f"{run.path} has no certified abstention threshold; {fix}.")
+    if stored.get("threshold") is None:
+        raise GradwiseError(
+            f"{run.path} has no certified abstention threshold: {stored.get('reason', '')} "
+            f"({fix} once that changes)."
+        )
+    if stored["task"] == "classification":
+        now = run.calibration.temperature
+        if stored.get("temperature") != now:
+            raise GradwiseError(
+                f"the abstention threshold of {run.path} was certified on probabilities with "
+                f"temperature {stored.get('temperature')}, and the run's temperature is now "
+                f"{now} (refitted since): the threshold no longer means what was certified; "
+                f"re-{fix[0].lower()}{fix[1:]}."
+            )
+        if stored["score"] == "set_size":
+            conformal = run.calibration.conformal or {}
+            if conformal.get("quantile") != stored.get("conformal_quantile"):
+                raise GradwiseError(
+                    f"the abstention threshold of {run.path} was certified on conformal sets "
+                    "whose quantile has been refitted since; " + fix + "."
+                )
+    return stored
+
+
+def selective_scores(
+    run: Run, x: Any, stored: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(prediction, score, probabilities or None) of inputs under a stored guarantee's score.
+
+    Args:
+        x: raw inputs (as `Run.predict` takes) or model-ready tensors.
+    """
+    xt = x if _is_tensor(x) else run.transform(x)
+    if stored["task"] == "regression":
+        pred = regression_outputs(run, xt)
+        sigma = Difficulty.from_dict(stored["difficulty"]).sigma(run.embed(xt).double().numpy())
+        out = pred[:, 0] if pred.shape[1] == 1 else pred
+        return out, -sigma.max(axis=1), None
+    probs = class_probabilities(run, xt, stored.get("temperature"))
+    labels = run.schema.target.decode(probs.argmax(axis=1))
+    return labels, classifier_score(probs, stored["score"], stored), probs
+
+
+def classifier_score(probs: np.ndarray, score: str, stored: dict[str, Any]) -> np.ndarray:
+    """(N,) how sure a classifier is, higher: surer: the top-class probability, the margin
+    between the top two, or minus the size of the conformal set (`stored` holds its method,
+    quantile, seed and randomisation)."""
+    p = np.asarray(probs, dtype=np.float64)
+    if score == "probability":
+        return p.max(axis=1)
+    if score == "margin":
+        top2 = -np.partition(-p, 1, axis=1)[:, :2] if p.shape[1] > 1 else np.c_[p, 0 * p]
+        return top2[:, 0] - top2[:, 1]
+    sets = conformal_sets(p, stored["conformal_method"], stored["conformal_quantile"], stored)
+    return -sets.sum(axis=1).astype(np.float64)
+
+
+def predict_selective(run: Run, x: Any) -> SelectivePrediction:
+    """Predictions, each with a decision (answer or abstain) under the run's certified
+    threshold, and the guarantee in force."""
+    stored = selective_guarantee(run)
+    pred, score, probs = selective_scores(run, x, stored)
+    answer = score >= stored["threshold"]
+    guarantee = {k: stored.get(k) for k in GUARANTEE_KEYS}
+    return SelectivePrediction(pred, answer, score, probs, guarantee)

@@ -50,10 +50,13 @@ class Calibration:
             None: not fitted, probabilities as trained.
         conformal: split-conformal quantiles and their settings (the uncertainty audit);
             None: not fitted.
+        selective: the certified abstention threshold, its guarantee (alpha, delta, n) and
+            what it was fitted with (the selective audit); None: not certified.
     """
 
     temperature: float | None = None
     conformal: dict[str, Any] | None = None
+    selective: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ CHECKS = (
     "baseline",
     "calibration",
     "uncertainty",
+    "selective",
     "robustness",
     "shift",
     "data_quality",
@@ -58,6 +59,10 @@ def _check_fn(name: str) -> Callable[[Run, Any, AuditContext], CheckResult]:
             from gradwise.auditing.uncertainty import check as uncertainty
 
             return uncertainty
+        case "selective":
+            from gradwise.auditing.selective import check as selective
+
+            return selective
         case "robustness":
             from gradwise.auditing.robustness import check as robustness
 
@@ -131,7 +136,7 @@ def run_checks(
 
 
 # checks whose numbers come from the held-out splits: a leaky split makes them optimistic
-HELD_OUT_CHECKS = ("generalisation", "baseline", "calibration", "uncertainty")
+HELD_OUT_CHECKS = ("generalisation", "baseline", "calibration", "uncertainty", "selective")
 
 
 def _on_leaky_split(result: CheckResult, rule: dict[str, Any]) -> CheckResult:

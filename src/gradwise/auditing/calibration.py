@@ -330,7 +330,7 @@ def _language_model(run: Run, settings: CalibrationAudit, ctx: AuditContext) -> 
     val, test = run.split("val"), run.split("test")
     val_logits, val_targets = _token_logits(run, val.x, val.y)
     t = fit_temperature(val_logits, val_targets)
-    (conf, correct, nll), (conf_t, correct_t, nll_t) = _token_measures(
+    (conf, correct, nll), (conf_t, correct_t, nll_t) = token_measures(
         run, test.x, test.y, settings.max_tokens, (1.0, t)
     )
     assert np.array_equal(correct, correct_t)  # the temperature changes no prediction
@@ -405,7 +405,7 @@ def _token_logits(run: Run, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat(logits), torch.cat(targets)
 
 
-def _token_measures(
+def token_measures(
     run: Run, x: Tensor, y: Tensor, max_tokens: int, temperatures: tuple[float, ...]
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per next-token prediction of the first `max_tokens`: confidence, correctness and NLL

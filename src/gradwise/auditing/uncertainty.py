@@ -99,7 +99,7 @@ def regression_check(run: Run, settings: UncertaintyAudit, ctx: AuditContext) ->
     check_calibration_size(len(val), settings.coverage)
     pred_val, y_val = regression_outputs(run, val.x), target_values(run, val.y)
     pred_test, y_test = regression_outputs(run, test.x), target_values(run, test.y)
-    difficulty = _fit_difficulty(run, train.x, train.y, ctx.seed)
+    difficulty = fit_run_difficulty(run, train.x, train.y, ctx.seed)
     sigma_val = difficulty.sigma(run.embed(val.x).double().numpy())
     sigma_test = difficulty.sigma(run.embed(test.x).double().numpy())
     scores = {
@@ -166,7 +166,7 @@ def regression_check(run: Run, settings: UncertaintyAudit, ctx: AuditContext) ->
     )
 
 
-def _fit_difficulty(run: Run, x: torch.Tensor, y: torch.Tensor, seed: int) -> Difficulty:
+def fit_run_difficulty(run: Run, x: torch.Tensor, y: torch.Tensor, seed: int) -> Difficulty:
     if len(x) > DIFFICULTY_MAX_ROWS:
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(x), generator=g)[:DIFFICULTY_MAX_ROWS]

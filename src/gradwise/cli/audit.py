@@ -58,7 +58,7 @@ def audit(
         typer.Option(
             metavar="CHECK,CHECK,...",
             help="checks to run (default: all): generalisation, baseline, calibration, "
-            "uncertainty, robustness, shift, data_quality",
+            "uncertainty, selective, robustness, shift, data_quality",
         ),
     ] = None,
     against: Annotated[
@@ -75,8 +75,9 @@ def audit(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure generalisation, baselines, calibration, uncertainty, robustness, shift and data
-    quality; each check writes RUN/audit/<check>.json (numbers, settings, verdict, sentence).
+    """Measure generalisation, baselines, calibration, uncertainty, selective answering,
+    robustness, shift and data quality; each check writes RUN/audit/<check>.json (numbers,
+    settings, verdict, sentence).
 
     Exit codes: 0 done (whatever the verdict, unless --fail-on); 2 bad input; 4 the overall
     verdict reached --fail-on; 1 anything unexpected."""

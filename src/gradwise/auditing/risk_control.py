@@ -1,0 +1,280 @@
+"""Selective prediction with a certified error rate: Learn-then-Test on the validation split.
+
+A model answers when its score (higher: more sure) reaches a threshold lambda and hands the
+rest to a person. Learn-then-Test (Angelopoulos, Bates, Candes, Jordan & Lei 2021, "Learn then
+Test: calibrating predictive algorithms to achieve risk control") picks lambda so that, with
+probability at least 1 - delta over the validation rows, the error rate among the answered
+inputs is at most alpha:
+
+    1. thresholds: the distinct validation scores, from the highest down, thinned to at most
+       `MAX_THRESHOLDS` by the share of rows they accept (the labels are not looked at);
+    2. for each threshold, the null hypothesis "the error rate among accepted inputs exceeds
+       alpha" is tested with the exact binomial p-value P(Binomial(m, alpha) <= k), m the
+       accepted validation rows and k the errors among them (valid conditionally on m, so
+       also unconditionally: given m, the accepted rows are m independent draws from the
+       inputs the threshold accepts);
+    3. fixed-sequence testing: from the strictest threshold down, every threshold whose
+       p-value is at most delta is certified, and the walk stops at the first that is not;
+       no correction for the number of thresholds is needed (the sequence is fixed before
+       the labels are seen). The sequence starts at the first threshold accepting enough rows
+       that a pass is possible at all (m with (1 - alpha)^m <= delta): the thresholds above it
+       can never pass, and testing them would only end the walk before it starts;
+    4. lambda is the lowest certified threshold (the most inputs answered).
+
+The assumption is the one every split-conformal method rests on: validation rows and future
+inputs are exchangeable (drawn from one distribution, in no particular order). Under shift
+the guarantee is void, which is why the monitor watches the accepted error rate.
+
+For binary losses this p-value is the one MAPIE's `BinaryClassificationController` and
+`MultiClassificationLTTController` use (the Hoeffding-Bentkus p-value with `binary=True` is
+never above the binomial tail, so their minimum is the tail); with `fwer_method=
+"fixed_sequence"` over the same thresholds they certify the same set (tests/auditing/
+test_selective_mapie.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+MAX_THRESHOLDS = 400  # thresholds tested, at most (evenly spaced in the share accepted)
+CURVE_POINTS = 200  # points of the risk-coverage curve kept for plots and JSON
+METHOD = (
+    "Learn-then-Test (Angelopoulos et al. 2021): exact binomial p-value of the errors among the "
+    "accepted validation rows, fixed-sequence testing from the strictest threshold down"
+)
+ASSUMPTION = (
+    "validation rows and future inputs are exchangeable (one distribution, no order); under "
+    "shift the guarantee does not hold"
+)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The outcome of certifying one (alpha, delta) pair on the validation rows.
+
+    Attributes:
+        alpha: the error rate promised among answered inputs, at most.
+        delta: the chance that the promise is wrong (over the draw of validation rows).
+        threshold: lambda: answer when the score is at least this; None: no threshold could
+            be certified.
+        n: validation rows.
+        accepted: validation rows the threshold answers; errors: wrong among them.
+        coverage: accepted / n, the share answered on validation.
+        p_value: the binomial p-value at lambda (at most delta).
+        tested: thresholds tested before the walk stopped (certified ones and the first that
+            failed).
+        rows_needed: when nothing is certified and the model's error rate among its surest
+            rows is below alpha, about how many validation rows would certify it (if the
+            rates seen here hold); None otherwise.
+        reason: when nothing is certified, why, in one sentence; "" otherwise.
+    """
+
+    alpha: float
+    delta: float
+    threshold: float | None
+    n: int
+    accepted: int
+    errors: int
+    coverage: float
+    p_value: float
+    tested: int
+    rows_needed: int | None = None
+    reason: str = ""
+
+    @property
+    def certified(self) -> bool:
+        return self.threshold is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "certified": self.certified}
+
+
+def binomial_p_values(errors: np.ndarray, accepted: np.ndarray, alpha: float) -> np.ndarray:
+    """P(Binomial(m, alpha) <= k) per threshold: small when k errors among m accepted rows
+    would be unlikely if the error rate were alpha or more. 1 where nothing is accepted."""
+    from scipy.stats import binom
+
+    k, m = np.asarray(errors), np.asarray(accepted)
+    p = binom.cdf(k, np.maximum(m, 1), alpha)
+    return np.where(m > 0, p, 1.0)
+
+
+def fewest_accepted(alpha: float, delta: float) -> int:
+    """The fewest accepted rows with which a threshold can pass at all: (1 - alpha)^m <= delta
+    (no errors among m rows)."""
+    return math.ceil(math.log(delta) / math.log1p(-alpha) - 1e-12)
+
+
+def thresholds(scores: np.ndarray, max_thresholds: int) -> np.ndarray:
+    """The thresholds tested, highest first: distinct validation scores, thinned to at most
+    `max_thresholds`, evenly in the number of rows each accepts (labels unseen)."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    distinct = np.unique(s)[::-1]
+    if len(distinct) <= max_thresholds:
+        return distinct
+    ranks = np.unique(np.linspace(0, len(s) - 1, max_thresholds).round().astype(int))
+    return np.unique(s[ranks])[::-1]
+
+
+def accepted_and_errors(
+    scores: np.ndarray, errors: np.ndarray, lambdas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per threshold (score >= lambda answers): how many rows it accepts and how many of
+    those are wrong."""
+    s = np.asarray(scores, dtype=np.float64)
+    e = np.asarray(errors, dtype=bool)
+    order = np.argsort(-s, kind="stable")
+    s_sorted, cum_err = s[order], np.concatenate([[0], np.cumsum(e[order])])
+    # rows with score >= lambda: the count of sorted (descending) scores >= lambda
+    m = np.searchsorted(-s_sorted, -np.asarray(lambdas, dtype=np.float64), side="right")
+    return m, cum_err[m]
+
+
+def certify(scores: np.ndarray, errors: np.ndarray, alpha: float, delta: float) -> Certificate:
+    """Learn-then-Test with fixed-sequence testing (see the module's docstring).
+
+    Args:
+        scores: (n,) validation scores, higher: surer.
+        errors: (n,) booleans: the model's answer on that row is wrong.
+        alpha: the error rate to promise among answered inputs.
+        delta: the chance the promise may be wrong.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    e = np.asarray(errors, dtype=bool)
+    n = len(s)
+    lams = thresholds(s, MAX_THRESHOLDS)
+    m, k = accepted_and_errors(s, e, lams)
+    start = int(np.searchsorted(m, fewest_accepted(alpha, delta), side="left"))
+    p = binomial_p_values(k, m, alpha)
+    last, tested = None, 0
+    for j in range(start, len(lams)):
+        tested += 1
+        if p[j] > delta:
+            break
+        last = j
+    if last is not None:
+        return Certificate(
+            alpha, delta, float(lams[last]), n, int(m[last]), int(k[last]),
+            float(m[last] / n), float(p[last]), tested,
+        )  # fmt: skip
+    needed, reason = _why_not(s, e, alpha, delta, m, k)
+    return Certificate(alpha, delta, None, n, 0, 0, 0.0, 1.0, tested, needed, reason)
+
+
+def _why_not(
+    s: np.ndarray, e: np.ndarray, alpha: float, delta: float, m: np.ndarray, k: np.ndarray
+) -> tuple[int | None, str]:
+    """Why no threshold passed, and about how many rows would make one pass."""
+    n = len(s)
+    least = fewest_accepted(alpha, delta)
+    rate = np.where(m > 0, k / np.maximum(m, 1), 1.0)
+    usable = (rate < alpha) & (m >= min(20, n))
+    if not usable.any():
+        top = max(min(n, 50), 1)
+        top_rate = float(np.sort(e[np.argsort(-s, kind="stable")][:top]).mean())
+        return None, (
+            f"no threshold can promise at most {alpha:.1%} errors: even the {top} surest of "
+            f"the {n} validation rows are wrong {top_rate:.1%} of the time; a stronger model "
+            f"(or a looser alpha) is needed, not more rows"
+        )
+    best = None
+    for j in np.flatnonzero(usable):
+        rows = _rows_to_pass(rate[j], alpha, delta)
+        total = math.ceil(rows / (m[j] / n))
+        best = total if best is None else min(best, total)
+    assert best is not None
+    if n < least:
+        why = (
+            f"{n} validation rows are too few: even with no errors a promise of at most "
+            f"{alpha:.1%} errors at {1 - delta:.0%} confidence needs {least} answered rows"
+        )
+    else:
+        why = (
+            f"on {n} validation rows no threshold passes the test: the error rates seen among "
+            f"the answered rows are too close to {alpha:.1%} for {1 - delta:.0%} confidence"
+        )
+    return best, f"{why}; about {best:,} validation rows would do if the rates seen here hold"
+
+
+def _rows_to_pass(rate: float, alpha: float, delta: float) -> int:
+    """The fewest accepted rows m with P(Binomial(m, alpha) <= floor(m * rate)) <= delta."""
+    from scipy.stats import binom
+
+    lo, hi = 1, 1
+    while binom.cdf(math.floor(hi * rate), hi, alpha) > delta:
+        lo, hi = hi, hi * 2
+        if hi > 10**9:
+            return hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if binom.cdf(math.floor(mid * rate), mid, alpha) <= delta:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+# ---------------------------------------------------------------- measuring on the test split
+
+
+def risk_coverage(scores: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The risk-coverage curve (Geifman & El-Yaniv 2017): for each distinct score, answering
+    every row at or above it, the share answered (coverage) and the error rate among them
+    (selective risk). Rows with equal scores enter together. Both (T,), coverage increasing."""
+    s = np.asarray(scores, dtype=np.float64)
+    lams = np.unique(s)[::-1]
+    m, k = accepted_and_errors(s, errors, lams)
+    return m / len(s), k / m
+
+
+def aurc(scores: np.ndarray, errors: np.ndarray) -> float:
+    """Area under the risk-coverage curve: the selective risk averaged over every coverage
+    k / n, k = 1..n (rows ranked by score; tied rows share their group's risk). Lower is
+    better; a perfect ranking of a model with error rate r gives about r + (1 - r) ln(1 - r)."""
+    s = np.asarray(scores, dtype=np.float64)
+    e = np.asarray(errors, dtype=np.float64)
+    n = len(s)
+    order = np.argsort(-s, kind="stable")
+    s_sorted, e_sorted = s[order], e[order]
+    # the risk at rank i counts every row tied with row i: rows enter a group at a time
+    _, first, counts = np.unique(-s_sorted, return_index=True, return_counts=True)
+    end = first + counts  # rows accepted once this group is in
+    cum = np.concatenate([[0.0], np.cumsum(e_sorted)])
+    group_risk = cum[end] / end
+    per_row = np.repeat(group_risk, counts)
+    return float(per_row.sum() / n)
+
+
+def curve_points(coverage: np.ndarray, risk: np.ndarray, points: int = CURVE_POINTS) -> dict:
+    """At most `points` points of a risk-coverage curve, for JSON and plots."""
+    idx = np.unique(np.linspace(0, len(coverage) - 1, min(points, len(coverage))).round())
+    idx = idx.astype(int)
+    return {"coverage": coverage[idx].round(5).tolist(), "risk": risk[idx].round(5).tolist()}
+
+
+def coverage_at(scores: np.ndarray, errors: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The oracle: the largest share of rows a threshold can answer while the error rate among
+    them stays at most alpha, chosen with these rows' labels (what no deployed threshold can
+    know), and that threshold (-inf when every threshold fails: coverage 0)."""
+    s = np.asarray(scores, dtype=np.float64)
+    lams = np.unique(s)[::-1]
+    m, k = accepted_and_errors(s, errors, lams)
+    ok = k <= alpha * m
+    if not ok.any():
+        return 0.0, float("inf")
+    j = int(np.flatnonzero(ok)[-1])
+    return float(m[j] / len(s)), float(lams[j])
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval for a binomial rate k / n; (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
