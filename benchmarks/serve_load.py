@@ -19,6 +19,17 @@ probabilities on batches of 256 rows, one thread), and the ceiling 1 / (1/R_http
 (wrk, one connection) is compared with the raw forward pass of one row. Every server gets
 the same torch thread count (--threads). Numbers printed are ratios against peers measured
 in the same run, so they survive a shared CPU better than the absolute rates.
+
+Abstention's cost (claim: under 1 ms per request): the run's abstention threshold is
+certified (`gradwise audit --checks calibration,selective`), then two servers run side by
+side, one plain and one with `--abstain` (both --store off), and one client posts one
+instance at a time to each in turn (the order alternating), `--abstain-requests` times each,
+so both see the same machine at the same moment; the median of the paired latency
+differences is the cost. Each server's CPU time over those requests (its process tree) gives
+the work abstention adds per request even where a busy machine stretches the latencies; the
+load average is reported beside them. In-process, the server's batch function (`Predictor`)
+on one instance, alternating with and without abstention, isolates the added work from the
+HTTP path and the scheduler. `--abstain-only` measures these alone (no wrk, no peers).
 """
 
 from __future__ import annotations
@@ -169,6 +180,97 @@ def measure(cmd: list[str], port: int, body: str, args: argparse.Namespace, sing
     return loaded, cpu_us, alone
 
 
+def abstain_overhead(run: gradwise.Run, body: str, args: argparse.Namespace) -> dict:
+    """Client-side latency of one-instance requests, abstention off against on: the two
+    servers up at once, requests alternating between them; medians and the median of the
+    paired differences, in ms; each server's CPU microseconds per request."""
+    from gradwise.run_conformal import selective_guarantee
+
+    gradwise.audit(run, checks=["calibration", "selective"], selective={"alpha": args.alpha})
+    run = gradwise.load(run.path)
+    guarantee = selective_guarantee(run)  # raises, saying why, when nothing certified
+    gw = [sys.executable, "-m", "gradwise", "serve", str(run.path), "--store", "off"]
+    gw += ["--threads", str(args.threads)]
+    ports = {"off": free_port(), "on": free_port()}
+    procs = {}
+    ms: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for label, extra in (("off", []), ("on", ["--abstain"])):
+            cmd = [*gw, *extra, "--port", str(ports[label])]
+            procs[label] = start(cmd, ports[label], body)
+        headers = {"content-type": "application/json"}
+        cpu_s: dict[str, float | None] = {}
+        with httpx.Client(timeout=10) as http:  # keep-alive: one connection per server
+            warmup = 50
+            for i in range(warmup + args.abstain_requests):
+                if i == warmup:
+                    cpu_s = {k: tree_cpu_s(p.pid) for k, p in procs.items()}
+                for label in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                    url = f"http://127.0.0.1:{ports[label]}/v1/predict"
+                    started = time.perf_counter()
+                    r = http.post(url, content=body, headers=headers)
+                    took = 1000 * (time.perf_counter() - started)
+                    assert r.status_code == 200 and ("decision" in r.text) == (label == "on")
+                    if i >= warmup:
+                        ms[label].append(took)
+        cpu_us = {k: _cpu_us(tree_cpu_s(p.pid), cpu_s[k], len(ms[k])) for k, p in procs.items()}
+    finally:
+        for proc in procs.values():
+            stop(proc)
+    off, on = np.array(ms["off"]), np.array(ms["on"])
+    return {
+        "requests_each": len(off),
+        "alpha": guarantee["alpha"],
+        "coverage_val": round(guarantee["coverage"], 3),
+        "p10_off_ms": round(float(np.percentile(off, 10)), 3),  # the least disturbed
+        "p10_on_ms": round(float(np.percentile(on, 10)), 3),
+        "p50_off_ms": round(float(np.median(off)), 3),
+        "p50_on_ms": round(float(np.median(on)), 3),
+        "p95_off_ms": round(float(np.percentile(off, 95)), 3),
+        "p95_on_ms": round(float(np.percentile(on, 95)), 3),
+        "median_paired_diff_ms": round(float(np.median(on - off)), 3),
+        "server_cpu_us_per_request": cpu_us,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "predictor": predictor_overhead(run, body, 5 * args.abstain_requests, args.threads),
+    }
+
+
+def predictor_overhead(run: gradwise.Run, body: str, n: int, threads: int) -> dict:
+    """Microseconds per call of the server's batch function on one one-instance request,
+    without and with abstention, calls alternating: medians and the median paired
+    difference."""
+    from gradwise.serving.abstention import Abstention
+    from gradwise.serving.predictor import Predictor
+    from gradwise.serving.schemas import instance_codec
+
+    torch.set_num_threads(threads)  # as the servers run
+    codec = instance_codec(run.schema)
+    batch = [codec.request.model_validate_json(body).instances]  # type: ignore[attr-defined]
+    plain = Predictor(run, codec)
+    abstaining = Predictor(run, codec, abstention=Abstention.of(run))
+    us: dict[str, list[float]] = {"off": [], "on": []}
+    for i in range(100 + n):
+        for label, predictor in (("off", plain), ("on", abstaining))[:: 1 if i % 2 else -1]:
+            started = time.perf_counter()
+            predictor(batch)
+            if i >= 100:
+                us[label].append(1e6 * (time.perf_counter() - started))
+    off, on = np.array(us["off"]), np.array(us["on"])
+    return {
+        "calls_each": n,
+        "p50_off_us": round(float(np.median(off)), 1),
+        "p50_on_us": round(float(np.median(on)), 1),
+        "median_paired_diff_us": round(float(np.median(on - off)), 1),
+    }
+
+
+def _cpu_us(after: float | None, before: float | None, n: int) -> float | None:
+    """CPU microseconds per request between two readings of `tree_cpu_s`."""
+    if after is None or before is None or not n:
+        return None
+    return round(1e6 * (after - before) / n, 1)
+
+
 def store_overhead(gw: list[str], body: str, args: argparse.Namespace, tmp: str) -> dict:
     """The store's cost from `repeats` alternating pairs (store on, store off): the median
     of the pairs' throughput and CPU-per-request differences."""
@@ -197,6 +299,8 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace) -> dict:
     test = run.split("test")
     images = np.asarray(test.raw[:64], dtype=np.float32)
     body = json.dumps({"instances": [{"pixels": images[0].tolist()}]})
+    if args.abstain_only:
+        return {"model": name, "abstain": abstain_overhead(run, body, args)}
     r_model, forward_ms = offline(run, images, args.threads)
     peers = [sys.executable, str(ROOT / "benchmarks" / "serve_peers.py")]
     gw = [sys.executable, "-m", "gradwise", "serve", str(run.path), "--threads", str(args.threads)]
@@ -227,6 +331,7 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace) -> dict:
                 flush=True,
             )
         store = store_overhead(gw, body, args, tmp) if args.store_repeats else None
+    abstain = abstain_overhead(run, body, args) if args.abstain_requests else None
     r_http = results["noop"].rps
     ceiling = 1 / (1 / r_http + 1 / r_model)
     g, lit, plain, off = (
@@ -252,6 +357,7 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace) -> dict:
         "store_pairs": store,
         "single_minus_forward_ms": round(single.p50_ms - forward_ms, 3),
         "errors": sum(v.errors for v in results.values()),
+        "abstain": abstain,
     }
 
 
@@ -270,12 +376,38 @@ def main() -> None:
         "--store-repeats", type=int, default=3, help="alternating store on/off pairs per model"
     )
     parser.add_argument("--runs", default=str(ROOT / "runs" / "bench-serve"))
+    parser.add_argument(
+        "--abstain-requests",
+        type=int,
+        default=2000,
+        help="one-instance requests to each of the abstention off/on servers (0: skip)",
+    )
+    parser.add_argument("--alpha", type=float, default=0.05, help="abstention error bound")
+    parser.add_argument(
+        "--abstain-only", action="store_true", help="measure abstention's cost alone"
+    )
     args = parser.parse_args()
     folder = Path(args.runs)
     summary = []
     for name in args.models.split(","):
         print(f"{name}:", flush=True)
         summary.append(bench_model(name, folder, args))
+    for s in summary:
+        if a := s["abstain"]:
+            print(
+                f"{s['model']:>10} abstention, {a['requests_each']} one-instance requests each: "
+                f"p10 {a['p10_off_ms']:.3f} ms off, {a['p10_on_ms']:.3f} ms on; "
+                f"p50 {a['p50_off_ms']:.3f} ms off, {a['p50_on_ms']:.3f} ms on; median paired "
+                f"difference {a['median_paired_diff_ms']:+.3f} ms; server CPU per request "
+                f"{a['server_cpu_us_per_request']} us; 1-min load average "
+                f"{a['load_average_1min']} on {os.cpu_count()} CPUs; in-process batch function "
+                f"p50 {a['predictor']['p50_off_us']} us off, {a['predictor']['p50_on_us']} us "
+                f"on (median paired difference {a['predictor']['median_paired_diff_us']} us)",
+                flush=True,
+            )
+    if args.abstain_only:
+        print(json.dumps(summary, indent=1))
+        return
     print()
     print(
         f"{'model':>10} {'R_model':>9} {'R_http':>8} {'ceiling':>8} {'gradwise':>9} "

@@ -20,6 +20,7 @@ CheckName = Literal[
     "calibration",
     "uncertainty",
     "selective",
+    "fairness",
     "robustness",
     "shift",
     "data_quality",
@@ -143,9 +144,10 @@ class SelectiveAudit(_Strict):
     )
     score: Literal["auto", "probability", "margin", "set_size"] = Field(
         "auto",
-        description="what ranks inputs from sure to unsure: the calibrated top-class "
-        "probability (auto, for classifiers), the top-two margin, or the conformal set size "
-        "(needs the uncertainty check's stored sets); regression always ranks by the "
+        description="what ranks inputs from sure to unsure: the top-class probability, with "
+        "the run's stored temperature if any (auto, for classifiers), the top-two margin, "
+        "or the conformal set size (needs the uncertainty check's stored sets); regression "
+        "always ranks by the "
         "difficulty estimate sigma(x)",
     )
     tolerance: float | None = Field(
@@ -230,10 +232,23 @@ class FairnessAudit(_Strict):
     odds_fail: float = Field(0.2, ge=0)
     accuracy_gap_warn: float = Field(0.05, ge=0, description="largest accuracy gap that warns")
     accuracy_gap_fail: float = Field(0.1, ge=0)
+    error_gap_warn: float = Field(
+        0.1,
+        ge=0,
+        description="regression: relative MAE gap that warns: (largest minus smallest group "
+        "MAE) / the MAE of all test rows, over the groups of at least min_group test rows",
+    )
+    error_gap_fail: float = Field(0.25, ge=0)
     min_group: int = Field(
         30, ge=1, description="groups with fewer test rows are listed but not graded"
     )
     bootstrap: int = Field(1000, ge=100, description="resamples of each interval")
+    mitigation: Literal["demographic_parity", "true_positive_rate_parity", "off"] = Field(
+        "demographic_parity",
+        description="binary classifiers: the rate that group thresholds, fitted on the "
+        "validation split, equalise (selection rate, or true-positive rate); they are written "
+        "as a variant, RUN/artifacts/fair-<constraint>/, never applied to the run; off: none",
+    )
 
 
 class RobustnessAudit(_Strict):
@@ -359,7 +374,8 @@ class AuditSettings(_Strict):
     checks: list[CheckName] | None = Field(
         None,
         description="the checks to run, in this order; null: all of them (generalisation, "
-        "baseline, calibration, uncertainty, selective, robustness, shift, data_quality)",
+        "baseline, calibration, uncertainty, selective, fairness, robustness, shift, "
+        "data_quality)",
     )
     against: str | None = Field(
         None,

@@ -355,10 +355,16 @@ class Run:
     def predict(self, x: Any) -> np.ndarray:
         """Labels (classification), values in the target's units (regression), or texts
         (seq2seq): numpy out. A forecaster given a table of consecutive rows answers once per
-        full window; `forecast_positions` says which rows each answer read and is for."""
+        full window; `forecast_positions` says which rows each answer read and is for. A
+        variant with group thresholds (the fairness check's) decides by them; it needs a
+        DataFrame holding the group column (see `run_conformal.group_threshold_classes`)."""
         self.check_predicts()
         if self.schema.task == "seq2seq":
             return self._translate(x)
+        if self.calibration.group_thresholds is not None:  # a fairness variant's decisions
+            from gradwise.run_conformal import group_threshold_classes
+
+            return self.schema.target.decode(group_threshold_classes(self, x))
         out = self.logits(x)
         if self.schema.task == "classification":
             return self.schema.target.decode(self.probabilities(out).argmax(axis=1))

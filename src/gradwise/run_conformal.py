@@ -10,11 +10,14 @@ scores and the quantile rule):
     regression       prediction +- q (absolute score) or +- q * sigma(x) (normalised score,
                      sigma the stored `Difficulty`), in the target's units;
     classification   APS sets (the classes whose adaptive score is at most q; randomised by
-                     `row_uniforms`, or not) or LAC sets (the classes with 1 - p <= q).
+                     `row_uniforms`, or not) or LAC sets (the classes with 1 - p <= q); with
+                     one quantile per class (Mondrian, `per_class: true`), class k enters a set
+                     when its score is at most q_k.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,17 +68,21 @@ def aps_class_scores(probs: np.ndarray, u: np.ndarray | None) -> np.ndarray:
     return _mass_above(probs) + weight * probs
 
 
-def aps_sets(probs: np.ndarray, q: float, u: np.ndarray | None) -> np.ndarray:
+def aps_sets(probs: np.ndarray, q: float | np.ndarray, u: np.ndarray | None) -> np.ndarray:
     """(N, K) membership of APS sets. Randomised: the classes whose score is at most q.
-    Unrandomised: the classes ranked before the one that crosses q, and that one."""
+    Unrandomised: the classes ranked before the one that crosses q, and that one.
+
+    Args:
+        q: one quantile, or (K,) one per class (class k is held against q[k]).
+    """
     probs = np.asarray(probs, dtype=np.float64)
     if u is None:
         return _mass_above(probs) < q
     return aps_class_scores(probs, u) <= q
 
 
-def lac_sets(probs: np.ndarray, q: float) -> np.ndarray:
-    """(N, K) membership: the classes with 1 - p <= q."""
+def lac_sets(probs: np.ndarray, q: float | np.ndarray) -> np.ndarray:
+    """(N, K) membership: the classes with 1 - p <= q (q: one quantile, or (K,) per class)."""
     return 1.0 - np.asarray(probs, dtype=np.float64) <= q
 
 
@@ -196,14 +203,42 @@ def prediction_sets(run: Run, x: Any) -> np.ndarray:
 
 
 def conformal_sets(
-    probs: np.ndarray, method: str, q: float, conformal: dict[str, Any]
+    probs: np.ndarray,
+    method: str,
+    q: float | Sequence[float | None],
+    conformal: dict[str, Any],
 ) -> np.ndarray:
     """(N, K) set membership for `method` (aps or lac) at quantile q; `conformal` holds
-    `randomised` and `seed` (APS)."""
+    `randomised` and `seed` (APS).
+
+    Args:
+        q: one quantile (marginal coverage), or K quantiles, one per class (Mondrian: class
+            k enters a set when its score is at most q[k]; None: the class had too few
+            validation rows for a finite quantile and enters every set).
+    """
+    threshold = class_thresholds(q, np.shape(probs)[1])
     if method == "lac":
-        return lac_sets(probs, q)
+        return lac_sets(probs, threshold)
     u = row_uniforms(probs, conformal["seed"]) if conformal["randomised"] else None
-    return aps_sets(probs, q, u)
+    return aps_sets(probs, threshold, u)
+
+
+def class_thresholds(q: float | Sequence[float | None], n_classes: int) -> float | np.ndarray:
+    """A stored quantile as sets compare with it: one float, or (K,) floats per class with
+    None (too few validation rows of the class) as +inf.
+
+    Raises:
+        GradwiseError: a per-class list does not have one quantile per class.
+    """
+    if isinstance(q, int | float):
+        return float(q)
+    values = [np.inf if v is None else float(v) for v in q]
+    if len(values) != n_classes:
+        raise GradwiseError(
+            f"the stored conformal quantiles are {len(values)}, one per class, but the model "
+            f"has {n_classes} classes; refit them with `gradwise audit RUN --checks uncertainty`."
+        )
+    return np.asarray(values, dtype=np.float64)
 
 
 def _is_tensor(x: Any) -> bool:
@@ -321,3 +356,97 @@ def predict_selective(run: Run, x: Any) -> SelectivePrediction:
     answer = score >= stored["threshold"]
     guarantee = {k: stored.get(k) for k in GUARANTEE_KEYS}
     return SelectivePrediction(pred, answer, score, probs, guarantee)
+
+
+# ---- group thresholds
+# A binary classifier's decision with one threshold per group on the calibrated probability
+# of the positive class, as the fairness check fits them (`gradwise.auditing.
+# fairness_mitigation`) and stores them in a variant's model.json (`Calibration.
+# group_thresholds`, never the base run's): `Run.predict` of that variant applies them.
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MISSING_GROUP = "<missing>"  # the group of a row whose group column is empty
+
+
+def group_labels(column: pd.Series, edges: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    """(N,) each row's group name (str): the value as text, or, for a number column cut at
+    `edges` (quartile edges), its bin ("18-30"; values beyond the edges fall in the first or
+    last bin); an empty value is MISSING_GROUP."""
+    import pandas as pd
+
+    if edges is None:
+        missing = column.isna().to_numpy()
+        text = column.astype(str).to_numpy(dtype=str)
+    else:
+        e = np.asarray(edges, dtype=np.float64)
+        names = np.array([f"{lo:g}-{hi:g}" for lo, hi in zip(e[:-1], e[1:], strict=True)])
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        missing = np.isnan(values)
+        text = names[np.searchsorted(e[1:-1], np.nan_to_num(values), side="left")]
+    return np.where(missing, MISSING_GROUP, text)
+
+
+def apply_group_thresholds(
+    scores: np.ndarray, labels: np.ndarray, thresholds: dict[str, float], fallback: np.ndarray
+) -> np.ndarray:
+    """(N,) selected: score >= the row's group threshold; a group with none keeps `fallback`."""
+    names, index = np.unique(labels, return_inverse=True)
+    t = np.array([thresholds.get(str(g), np.nan) for g in names], dtype=np.float64)[index]
+    return np.where(np.isnan(t), fallback, scores >= np.nan_to_num(t))
+
+
+def group_thresholds_in_force(run: Run) -> dict[str, Any]:
+    """The group thresholds stored in the run, checked against the temperature they were
+    fitted at.
+
+    Raises:
+        GradwiseError: none are stored, or the run's temperature has been refitted since.
+    """
+    stored = run.calibration.group_thresholds
+    if not stored:
+        raise GradwiseError(
+            f"{run.path} has no group thresholds; the fairness check writes a variant that "
+            "has them (RUN/artifacts/fair-<constraint>/)."
+        )
+    now = run.calibration.temperature
+    if stored.get("temperature") != now:
+        raise GradwiseError(
+            f"the group thresholds of {run.path} were fitted on probabilities with temperature "
+            f"{stored.get('temperature')}, and its temperature is now {now} (refitted since): "
+            "the thresholds no longer give the rates they were fitted for; re-run the fairness "
+            "check on the run this variant came from (`gradwise audit RUN --checks fairness`), "
+            "which writes the variant again."
+        )
+    return stored
+
+
+def group_threshold_classes(run: Run, x: Any) -> np.ndarray:
+    """(N,) class indices decided by the run's group thresholds: the positive class where
+    p(positive) >= the threshold of the row's group, else the other; a group with no
+    threshold (unseen, or too few validation rows) gets the model's argmax.
+
+    Args:
+        x: a DataFrame of raw rows holding the group column (the model reads its own columns).
+
+    Raises:
+        GradwiseError: no thresholds are in force, or `x` holds no group column.
+    """
+    import pandas as pd
+
+    stored = group_thresholds_in_force(run)
+    column = stored["column"]
+    if not isinstance(x, pd.DataFrame) or column not in x.columns:
+        given = f"a {type(x).__name__}" if not isinstance(x, pd.DataFrame) else "a table without it"
+        raise GradwiseError(
+            f"{run.path} decides with one threshold per group of column {column!r}, and was "
+            f"given {given}; pass the raw rows as a DataFrame holding {column!r} (or predict "
+            "with the run this variant came from)."
+        )
+    positive = int(stored["positive"])
+    probs = class_probabilities(run, x, stored["temperature"])
+    labels = group_labels(x[column], stored.get("edges"))
+    argmax = probs.argmax(axis=1) == positive
+    selected = apply_group_thresholds(probs[:, positive], labels, stored["thresholds"], argmax)
+    return np.where(selected, positive, 1 - positive)

@@ -52,11 +52,16 @@ class Calibration:
             None: not fitted.
         selective: the certified abstention threshold, its guarantee (alpha, delta, n) and
             what it was fitted with (the selective audit); None: not certified.
+        group_thresholds: one decision threshold per group of a column, on the positive
+            class's probability (column, edges, thresholds, positive, temperature, constraint,
+            fitted_at, n_val); stored only in the variant the fairness check writes
+            (RUN/artifacts/fair-<constraint>/), whose `predict` applies them; None: argmax.
     """
 
     temperature: float | None = None
     conformal: dict[str, Any] | None = None
     selective: dict[str, Any] | None = None
+    group_thresholds: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,13 @@ class ServeSettings(Strict):
     replica_id: str | None = Field(
         None, description="written with every prediction; null: host:pid"
     )
+    abstain: bool = Field(
+        False,
+        description="answer only where the run's certified abstention threshold (`gradwise "
+        "audit RUN --checks selective`) is met: every instance gets `decision` (answer or "
+        "abstain, for a person) and `abstain_score`, every response the `guarantee` "
+        "(alpha, delta, threshold, n, ...); serving fails at start without a certified one",
+    )
     tune: bool = Field(
         False,
         description="instead of serving, measure max_batch x max_wait_ms under load and "
@@ -231,7 +238,8 @@ class MonitorSettings(Strict):
         0.01,
         gt=0,
         lt=1,
-        description="false-alarm rate of each drift test (after the per-feature correction)",
+        description="false-alarm rate of each drift test (after the per-feature correction) "
+        "and of each window's group-accuracy tests (after the per-group correction)",
     )
     raw_detectors: tuple[MonitorDetector, ...] = Field(
         ("ks", "chi2", "psi"), description="the shift audit's detectors on the raw features"
@@ -246,10 +254,16 @@ class MonitorSettings(Strict):
         "falls this far below validation's",
     )
     accuracy_drop: float = Field(
-        0.05, ge=0, description="alert when measured accuracy falls this far below validation's"
+        0.05,
+        ge=0,
+        description="alert when measured accuracy falls this far below validation's (a "
+        "group's: significantly below its audited test accuracy minus this)",
     )
     min_labels: int = Field(
-        50, ge=1, description="fewest labelled instances before a window's accuracy is judged"
+        50,
+        ge=1,
+        description="fewest labelled instances before a window's accuracy (or a group's in "
+        "it) is judged",
     )
     agree: bool = Field(
         True,
@@ -260,11 +274,28 @@ class MonitorSettings(Strict):
     persist: int = Field(
         2, ge=1, description="drifted windows in a row after which a retrain window is named"
     )
+    guarantee_delta: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="served with --abstain: the chance of a false 'guarantee likely broken' "
+        "alert over the whole stream (the confidence sequence's delta); null: the delta the "
+        "guarantee was certified with",
+    )
     reference_rows: int = Field(
         5000, ge=10, description="most training rows in the reference sample"
     )
+    groups: list[str] | None = Field(
+        None,
+        description="columns whose groups' accuracy is tracked from feedback and held against "
+        "the audited test accuracy (e.g. [sex, race]); null: the run's audit.fairness.groups; "
+        "empty: none. A column the model does not read is tracked when clients send it with "
+        "each instance (the server keeps it in the stored request, ignored)",
+    )
 
-    _lists = field_validator("raw_detectors", "embed_detectors", mode="before")(comma_list)
+    _lists = field_validator("raw_detectors", "embed_detectors", "groups", mode="before")(
+        comma_list
+    )
     _store = field_validator("store", mode="before")(_path_text)
 
     @field_validator("window", mode="before")

@@ -55,6 +55,7 @@ def test_digits_curve_starts_at_clean_accuracy_and_never_rises(digits_run: gradw
     assert resolved["eps"] == [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]  # 1/64 .. 1/4 of 16 levels
     assert resolved["reference_eps"] == 1.0 and resolved["units"] == "raw"
     assert "eps 1 (raw units, range 0 to 16)" in result.summary
+    assert f"on all {m['n_test']:,} test rows" in result.summary
     at_ref = m["curves"]["linf"]["worst"][3]
     assert result.verdict == ("fail" if clean - at_ref >= 0.3 else "warn")
     assert {c["name"] for c in m["corruptions"]} == {
@@ -97,6 +98,14 @@ def test_user_grid_and_reference_are_stated(digits_run: gradwise.Run):
     assert list(result.metrics["curves"]) == ["linf"]
     assert result.metrics["at_reference"]["eps"] == 2.0
     assert result.settings["eps"] == [0.5, 3.0]
+
+
+def test_a_sampled_measurement_says_how_many_test_rows_it_attacked(digits_run: gradwise.Run):
+    result = _check(digits_run, max_samples=50, norm="linf", corruptions=False)
+    m = result.metrics
+    assert m["n_samples"] == 50 and m["n_test"] == len(digits_run.split("test")) > 50
+    assert f"on 50 of the {m['n_test']:,} test rows (a seeded sample" in result.summary
+    assert result.settings["resolved"]["n_samples"] == 50
 
 
 def _mixed_table(path: Path, n: int = 240) -> Path:

@@ -59,6 +59,7 @@ def test_shifted_data_fails_and_names_the_moved_columns(table_run):
     detectors = result.metrics["against"]["detectors"]
     assert detectors["chi2"]["drifted"] and detectors["ks"]["drifted"]
     assert detectors["domain_auc"]["effect"] > 0.6
+    assert result.headline.split(" PSI ")[0] in {"x2", "color"}  # a flagged column, by name
     saved = json.loads((run.path / "audit" / "shift.json").read_text())
     assert saved["settings"]["correction"] == "bh" and saved["verdict"] == "fail"
 
@@ -152,3 +153,34 @@ def test_images_against_npz_compares_embeddings(tmp_path: Path):
     assert same.verdict == "pass", same.summary
     assert moved.verdict == "fail", moved.summary
     assert "embedding dimensions drifted" in moved.summary and "on embeddings" in moved.summary
+
+
+def test_the_headline_names_the_most_drifted_flagged_column_not_a_larger_unflagged_psi():
+    from gradwise.auditing.drift_types import DriftReport, DriftResult, FeatureDrift
+    from gradwise.auditing.shift import View, _against_verdict
+    from gradwise.config import ShiftAudit
+
+    def per_feature(name: str, effect: list[float], drifted: list[bool]) -> DriftResult:
+        f = FeatureDrift(
+            columns=np.arange(3),
+            statistic=np.array(effect),
+            p_value=np.where(drifted, 0.001, 0.4),
+            effect=np.array(effect),
+            drifted=np.array(drifted),
+        )
+        return DriftResult(name, max(effect), 0.001, max(effect), 0.1, any(drifted), f)
+
+    # column a: the largest PSI, but on too few rows to be significant; b drifted
+    psi = per_feature("psi", [0.5, 0.3, 0.02], [False, True, False])
+    ks = per_feature("ks", [0.08, 0.2, 0.01], [False, True, False])
+    report = DriftReport((psi, ks), 400, 400, 3, DriftSettings())
+    view = View(None, ["a", "b", "c"], None, "features")  # type: ignore[arg-type]
+    verdict, headline, summary = _against_verdict(report, ShiftAudit(), "new.csv", view)
+    assert headline == "b PSI 0.30" and verdict == "fail"
+    assert "1 of 3 features drifted (most: b, PSI 0.30; largest PSI of any column 0.50)" in summary
+    calm = DriftReport(
+        (per_feature("psi", [0.05, 0.03, 0.02], [False] * 3),), 400, 400, 3, DriftSettings()
+    )
+    verdict, headline, summary = _against_verdict(calm, ShiftAudit(), "new.csv", view)
+    assert (verdict, headline) == ("pass", "0/3 drifted")
+    assert "0 of 3 features drifted (largest PSI of any column 0.05)" in summary

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import gradwise
-from gradwise.auditing import robustness
+from gradwise.auditing import CHECKS, robustness
 from gradwise.auditing.base import AuditContext, CheckResult
 from gradwise.auditing.threat import attack_sample, robust_inputs
 from gradwise.config import RobustnessAudit
@@ -141,5 +141,5 @@ def test_the_ship_sentence_names_the_checks_and_numbers_that_drove_it():
     assert decision.sentence.startswith("do not ship, driven by robustness fail: RMSE x1.80")
     assert "3 label issues" not in decision.sentence  # a warning did not drive a block
     assert "audit.robustness.attacks" in decision.sentence
-    everything_passes = {n: CheckResult(n, "pass", "ok", "fine") for n in checks}
+    everything_passes = {n: CheckResult(n, "pass", "ok", "fine") for n in CHECKS}
     assert ship_rule(everything_passes).sentence.startswith("ship:")

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import gradwise
 from gradwise.auditing.calibration import expected_calibration_error, fit_temperature
+from gradwise.auditing.risk_control import certify, rows_hash
 from gradwise.deploy.optimize import Levers, plan
-from gradwise.deploy.tradeoff import Row, _recommend
+from gradwise.deploy.tradeoff import Row, _choose, _recommend, coverage_cells
 from gradwise.errors import ConfigError
 from gradwise.run import Run
+from gradwise.run_conformal import class_probabilities
+
+
+def _copy(run: Run, folder: Path) -> Run:
+    """A copy of a shared run, without its variants, that a test may audit and optimise."""
+    shutil.copytree(run.path, folder, ignore=shutil.ignore_patterns("artifacts"))
+    return gradwise.load(folder)
 
 
 def test_levers_choose_the_variants(mlp_run: Run, cnn_run: Run, monkeypatch):
@@ -138,10 +148,7 @@ def test_bf16_variant_computes_in_bf16(mlp_run: Run):
 def test_a_lever_the_engine_cannot_take_is_left_out_with_its_reason(
     mlp_run: Run, tmp_path, monkeypatch
 ):
-    import shutil
-
-    shutil.copytree(mlp_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("artifacts"))
-    run = gradwise.load(tmp_path / "run")
+    run = _copy(mlp_run, tmp_path / "run")
 
     from gradwise.deploy import onnx
 
@@ -167,3 +174,95 @@ def test_a_lever_the_engine_cannot_take_is_left_out_with_its_reason(
     monkeypatch.setattr(onnx, "export_onnx", broken)
     with pytest.raises(ConfigError, match="no variant could be made: onnx-fp32: cannot export"):
         gradwise.optimize(run, onnx=True, seconds=0.05)
+
+
+def test_each_variant_is_recertified_on_the_same_rows_and_keeps_its_own_guarantee(
+    mlp_run: Run, tmp_path: Path
+):
+    from typer.testing import CliRunner
+
+    from gradwise.cli import app
+
+    run = _copy(mlp_run, tmp_path / "run")
+    gradwise.audit(run, checks=["calibration", "selective"], selective={"alpha": [0.05, 0.1]})
+    base = run.calibration.selective
+    assert base is not None and base["certified"]
+    printed = CliRunner().invoke(
+        app,
+        ["optimize", str(run.path), "--quantize", "int8", "--onnx", "--seconds", "0.02"]
+        + ["--robust-samples", "64"],
+    )
+    assert printed.exit_code == 0, printed.output
+    saved = json.loads((run.path / "artifacts" / "tradeoff.json").read_text())
+    rows = {r["variant"]: r for r in saved["rows"]}
+    assert saved["selective"]["alpha"] == 0.05 and saved["selective"]["n"] == base["n"]
+    assert "guarantees" not in saved  # each variant's model.json holds its own
+    assert rows["fp32"]["coverage"] == base["coverage"] and rows["fp32"]["coverage_delta"] == 0
+    # oracle: an exact engine certifies the base's own threshold again
+    onnx = gradwise.load(run.path / "artifacts" / "onnx-fp32").calibration.selective
+    assert onnx is not None and onnx["threshold"] == pytest.approx(base["threshold"])
+    assert onnx["coverage"] == base["coverage"]
+    # oracle: int8's guarantee is Learn-then-Test by hand on its own scores, same rows, same
+    # alpha and delta, at the temperature refitted for it
+    int8 = gradwise.load(run.path / "artifacts" / "onnx-int8-dynamic")
+    row = rows["onnx-int8-dynamic"]
+    assert int8.calibration.temperature == row["temperature"] != run.calibration.temperature
+    val = run.split("val")
+    probs = class_probabilities(int8, val.x, row["temperature"])
+    wrong = probs.argmax(axis=1) != val.y.numpy()
+    first, second = (certify(probs.max(axis=1), wrong, a, 0.1) for a in (0.05, 0.1))
+    stored = int8.calibration.selective
+    assert stored is not None and stored["threshold"] == first.threshold
+    assert stored["coverage"] == row["coverage"] == first.coverage
+    assert row["coverage_delta"] == pytest.approx(first.coverage - base["coverage"])
+    assert stored["others"][0]["threshold"] == second.threshold
+    # the same validation rows as the base run's guarantee: one fingerprint
+    assert stored["validation_rows_sha256"] == rows_hash(val.rows, val.y.numpy())
+    assert stored["validation_rows_sha256"] == run.calibration.selective["validation_rows_sha256"]
+    # predict --abstain on the variant applies its own threshold
+    assert int8.predict_selective(val.x).answer.mean() == pytest.approx(first.coverage)
+    # the printed recommendation says what each variant answers, against the base
+    delta = 100 * (first.coverage - base["coverage"])
+    said = f"answers {first.coverage:.1%} at alpha 0.05 ({delta:+.1f} pt)"
+    assert said in printed.output
+
+
+def test_a_variant_that_loses_its_guarantee_shows_it_and_is_not_chosen():
+    kept, lost = _recommend(
+        [
+            _row(coverage=0.9, coverage_delta=-0.03, certified=True),
+            _row(variant="torch-int8-dynamic", speedup_b64=5.0, certified=False),
+        ],
+        "accuracy",
+        "pt",
+        0.5,
+        alpha=0.02,
+    )
+    assert kept.recommendation.endswith("answers 90.0% at alpha 0.02 (-3.0 pt)")
+    assert coverage_cells(kept) == ("90.0", "-3.0")
+    assert lost.recommendation.endswith(
+        "no abstention threshold could be certified at alpha 0.02, where the base run's is: "
+        "not recommended"
+    )
+    assert coverage_cells(lost) == ("not certified", "n/a")
+    assert _choose([kept, lost]) == "onnx-int8-static"  # the faster one lost its guarantee
+    assert coverage_cells(_row()) == ("n/a", "n/a")  # no guarantee in the base run
+
+
+def test_a_regression_variant_is_recertified_with_its_own_difficulty(tmp_path: Path):
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(data={"source": "builtin:diabetes"}, train={"epochs": 150})
+    run = gradwise.train(cfg, out=tmp_path / "reg")
+    gradwise.audit(run, checks=["selective"], selective={"alpha": 0.3, "tolerance": 120})
+    base = run.calibration.selective
+    assert base is not None and base["certified"]
+    table = gradwise.optimize(run, onnx=True, seconds=0.02)
+    onnx = gradwise.load(run.path / "artifacts" / "onnx-fp32")
+    stored = onnx.calibration.selective
+    # oracle: the same features give the same difficulty estimate and the same threshold
+    assert stored is not None and stored["tolerance"] == 120
+    assert stored["threshold"] == pytest.approx(base["threshold"], rel=1e-6)
+    assert stored["coverage"] == base["coverage"] == table.rows[1].coverage
+    val = run.split("val")
+    assert onnx.predict_selective(val.x).answer.mean() == pytest.approx(base["coverage"])

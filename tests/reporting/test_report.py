@@ -32,6 +32,8 @@ SECTIONS = [
     "audit-generalisation",
     "audit-calibration",
     "audit-uncertainty",
+    "audit-selective",
+    "audit-fairness",
     "audit-robustness",
     "audit-shift",
     "audit-data-quality",
@@ -50,6 +52,8 @@ def test_every_section_is_on_the_page_in_order_and_the_missing_ones_name_their_c
     assert page.sections == SECTIONS
     run = str(audited_run)
     assert page.missing == {
+        "audit-selective": f"no selective audit yet: gradwise audit {run} --checks selective",
+        "audit-fairness": f"no fairness audit yet: gradwise audit {run} --checks fairness",
         "audit-robustness": f"no robustness audit yet: gradwise audit {run} --checks robustness",
         "audit-shift": f"no shift audit yet: gradwise audit {run} --checks shift",
         "cost": f"no trade-off or cost measured yet: gradwise optimize {run} --quantize int8 "
@@ -258,3 +262,49 @@ def test_the_templates_and_py_typed_ship_in_the_wheel(tmp_path):
     templates = sorted(p.name for p in (root / "src/gradwise/reporting/templates").glob("*.j2"))
     assert sorted(Path(n).name for n in names if "reporting/templates/" in n) == templates
     assert "gradwise/py.typed" in names  # the package's types are its public types (PEP 561)
+
+
+def test_the_selective_section_shows_the_guarantee_its_plot_and_the_share_for_a_person(tmp_path):
+    from tests.conftest import tiny_config
+
+    run = gradwise.train(tiny_config(train={"epochs": 10}), out=tmp_path / "sel")
+    gradwise.audit(run, checks=["calibration", "selective"], selective={"alpha": [0.05, 0.1]})
+    gradwise.optimize(run, onnx=True, seconds=0.02, robust_samples=64)
+    saved = json.loads((run.path / "audit" / "selective.json").read_text())
+    m = saved["metrics"]
+    c, test = m["certificates"][0], m["certificates"][0]["test"]
+    # the case the person wording is for: certified, kept on test, broken by answering everything
+    assert c["certified"] and test["error"] <= 0.05 < m["test_error"]
+    report = write_report(run.path)
+    page = read_page(report.path)
+    assert "audit-selective" not in page.missing and report.notes == ()
+    assert saved["summary"] in page.text
+    promise = (
+        "at most 5.0% errors among answered inputs, with 90% confidence (alpha 0.05, delta 0.1)"
+    )
+    assert f"guarantee {promise}" in page.text
+    assert f"validation rows {m['n_val']} threshold {c['threshold']:.4g}" in page.text
+    assert f"coverage on test {test['coverage']:.1%} of {m['n_test']} rows" in page.text
+    lo, hi = test["error_interval"]
+    assert f"{test['error']:.1%} ({test['errors']} of {test['answered']}; 95% interval" in page.text
+    assert f"95% interval {lo:.1%} to {hi:.1%}" in page.text
+    assert f"oracle coverage on test {test['oracle_coverage']:.1%}" in page.text
+    assert "Assumption: validation rows and future inputs are exchangeable" in page.text
+    second = m["certificates"][1]
+    lo, hi = second["test"]["error_interval"]
+    assert (
+        f"0.1 0.1 {second['threshold']:.4g} {second['coverage']:.1%} "
+        f"{second['test']['coverage']:.1%} {second['test']['error']:.1%} ({lo:.1%} to {hi:.1%})"
+    ) in page.text  # the table of every promise asked for
+    (plot,) = [img for img in page.images if img["alt"] == "selective plot"]
+    png_of(plot["src"])
+    # the decision holds with a person for the share of test cases it handed over
+    label = f"ship with care, with a person for the {1 - test['coverage']:.0%} it abstains on"
+    assert report.decision.label == label and label in page.text
+    assert report.decision.decision == "ship with care"  # robustness and others not run yet
+    # the trade-off table shows each variant's certified coverage at the same alpha
+    assert "coverage % at α 0.05 Δ coverage pt" in page.text
+    tradeoff = json.loads((run.path / "artifacts" / "tradeoff.json").read_text())
+    base = tradeoff["rows"][0]
+    assert base["coverage"] == c["coverage"]  # the base's row is its stored guarantee
+    assert f"{base['robust_accuracy']:.4g} {100 * c['coverage']:.1f} +0.0" in page.text

@@ -20,6 +20,14 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     return gradwise.train(tiny_config(model={"hidden": [64]}, train={"epochs": 6}), out=out)
 
 
+@pytest.fixture(scope="session")
+def certified_run(digits_run: Run, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """`digits_run` with an abstention threshold certified at alpha 0.05 (serve --abstain)."""
+    run = copy_run(digits_run, tmp_path_factory.mktemp("serve-certified") / "digits")
+    gradwise.audit(run, checks=["calibration", "selective"], selective={"alpha": 0.05})
+    return Run.load(run.path)
+
+
 def churn_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
     """A table with named numeric and categorical columns, some values missing."""
     rng = np.random.default_rng(seed)

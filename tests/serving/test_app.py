@@ -6,8 +6,6 @@ import base64
 import io
 import json
 import sqlite3
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +219,7 @@ def test_conformal_sets_come_from_the_uncertainty_module_when_stored(
     digits_run: Run, tmp_path: Path, monkeypatch
 ):
     """The server hands the batch to gradwise.run_conformal (its contract: (N, K) set
-    membership for model-ready inputs); a stand-in module checks the plumbing."""
+    membership for model-ready inputs); a stand-in function checks the plumbing."""
     seen = []
 
     def prediction_sets(run, x):
@@ -229,9 +227,9 @@ def test_conformal_sets_come_from_the_uncertainty_module_when_stored(
         probs = run.predict_proba(x)
         return probs >= 0.1
 
-    fake = types.ModuleType("gradwise.run_conformal")
-    fake.prediction_sets = prediction_sets
-    monkeypatch.setitem(sys.modules, "gradwise.run_conformal", fake)
+    import gradwise.run_conformal
+
+    monkeypatch.setattr(gradwise.run_conformal, "prediction_sets", prediction_sets)
     run = copy_run(digits_run, tmp_path / "run")
     run.set_conformal({"task": "classification", "quantile": 0.9})
     with client(run) as c:

@@ -31,6 +31,7 @@ def test_help_lists_the_serving_options():
         "--store",
         "--workers",
         "--api-key-env",
+        "--abstain",
         "--tune",
     ):
         assert option in result.output

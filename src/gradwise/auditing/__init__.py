@@ -31,6 +31,7 @@ CHECKS = (
     "calibration",
     "uncertainty",
     "selective",
+    "fairness",
     "robustness",
     "shift",
     "data_quality",
@@ -63,6 +64,10 @@ def _check_fn(name: str) -> Callable[[Run, Any, AuditContext], CheckResult]:
             from gradwise.auditing.selective import check as selective
 
             return selective
+        case "fairness":
+            from gradwise.auditing.fairness import check as fairness
+
+            return fairness
         case "robustness":
             from gradwise.auditing.robustness import check as robustness
 
@@ -136,7 +141,14 @@ def run_checks(
 
 
 # checks whose numbers come from the held-out splits: a leaky split makes them optimistic
-HELD_OUT_CHECKS = ("generalisation", "baseline", "calibration", "uncertainty", "selective")
+HELD_OUT_CHECKS = (
+    "generalisation",
+    "baseline",
+    "calibration",
+    "uncertainty",
+    "selective",
+    "fairness",
+)
 
 
 def _on_leaky_split(result: CheckResult, rule: dict[str, Any]) -> CheckResult:

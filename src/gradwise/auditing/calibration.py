@@ -1,14 +1,18 @@
 """Calibration: is the model's confidence honest, and does temperature scaling fix it?
 
 The measures (hand-written: small, central, checked against hand computations):
-expected calibration error over equal-width or equal-mass confidence bins, and the single
-temperature that minimises the validation negative log-likelihood (Guo et al., 2017).
+expected calibration error over equal-width or equal-mass confidence bins, MCE and the Brier
+score; temperature scaling and the NLL (from the log-softmax) are in `auditing/temperature.py`.
 
 The check (`gradwise audit RUN --checks calibration`): for classifiers, ECE (both binnings),
 MCE, Brier score and NLL on the test split with the model's uncalibrated probabilities, then
-temperature scaling fitted on the validation split and reported on the test split, stored in
-the run so `predict` and the server apply it; for language models, the same of the
-next-token probabilities on the held-out test windows.
+temperature scaling fitted on the validation split and reported on the test split. The
+temperature is stored in the run (so `predict` and the server apply it) only when it lowers
+the validation NLL by more than its noise: measured out of sample (each fold's rows scored
+with a temperature fitted on the other folds) and paired over rows, the improvement must
+exceed twice its standard error; a temperature fitted on a small validation split can
+otherwise make the test calibration worse. For language models, the same of the next-token
+probabilities on the held-out test windows (never stored: generate has its own temperature).
 """
 
 from __future__ import annotations
@@ -19,14 +23,20 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gradwise.auditing.base import AuditContext, CheckResult, NotApplicable, grade, task_name
+from gradwise.auditing.calibration_plots import plot_reliability
+from gradwise.auditing.temperature import (
+    GAIN_RULE,
+    GAIN_SE,
+    TemperatureGain,
+    fit_temperature,
+    negative_log_likelihood,
+    temperature_gain,
+)
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-
     from gradwise.config import CalibrationAudit
     from gradwise.run import Run
 
@@ -115,33 +125,6 @@ def maximum_calibration_error(
     return float(gaps.max()) if len(gaps) else 0.0
 
 
-def fit_temperature(logits: Tensor, labels: Tensor, max_iter: int = 200) -> float:
-    """The temperature T > 0 minimising the NLL of softmax(logits / T) on held-out data.
-
-    Args:
-        logits: (N, K) raw logits (or (N, 1) for a binary model with one logit).
-        labels: (N,) integer class labels.
-
-    Returns:
-        T (> 1 softens an over-confident model). Dividing by T never changes the argmax.
-    """
-    logits = logits.detach().double()
-    if logits.shape[1] == 1:  # one logit: the two-class logits are (0, z)
-        logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
-    labels = labels.long()
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), labels)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return float(log_t.detach().exp())
-
-
 def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
     """Multi-class Brier score: the squared distance between the probability row and the
     one-hot label, summed over classes, averaged over rows (0 best, 2 worst; twice the
@@ -153,12 +136,6 @@ def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
     probs = np.asarray(probs, dtype=np.float64)
     onehot = np.eye(probs.shape[1])[np.asarray(labels)]
     return float(((probs - onehot) ** 2).sum(axis=1).mean())
-
-
-def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean -log p(true class), natural log; probabilities are clipped at 1e-12."""
-    p = np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), np.asarray(labels)]
-    return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())
 
 
 @dataclass(frozen=True)
@@ -175,7 +152,9 @@ class CalibrationMeasures:
     n: int
 
     @staticmethod
-    def of(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> CalibrationMeasures:
+    def of(probs: np.ndarray, labels: np.ndarray, nll: float, n_bins: int) -> CalibrationMeasures:
+        """The measures of (N, K) probabilities; `nll` from the logits (`negative_log_likelihood`:
+        probabilities alone lose what underflows)."""
         confidence = probs.max(axis=1)
         correct = probs.argmax(axis=1) == labels
         return CalibrationMeasures(
@@ -183,7 +162,7 @@ class CalibrationMeasures:
             ece_mass=expected_calibration_error(probs, labels, n_bins, "mass"),
             mce=maximum_calibration_error(probs, labels, n_bins, "width"),
             brier=brier_score(probs, labels),
-            nll=negative_log_likelihood(probs, labels),
+            nll=nll,
             accuracy=float(correct.mean()),
             mean_confidence=float(confidence.mean()),
             n=len(labels),
@@ -270,60 +249,108 @@ def _classifier(run: Run, settings: CalibrationAudit, ctx: AuditContext) -> Chec
     test_logits = run.logits(test.x).double()
     labels = test.y.numpy()
     t = fit_temperature(val_logits, val.y)
+    worth = temperature_gain(val_logits, val.y, seed=ctx.seed)
     before_p = run.probabilities(test_logits, calibrated=False)
     after_p = run.probabilities(test_logits / t, calibrated=False)
     # dividing by one positive number keeps every row's order: the predictions never change
     assert np.array_equal(before_p.argmax(axis=1), after_p.argmax(axis=1))
-    before = CalibrationMeasures.of(before_p, labels, settings.bins)
-    after = CalibrationMeasures.of(after_p, labels, settings.bins)
-    if settings.store_temperature:
+    nll_before = negative_log_likelihood(test_logits, test.y)
+    nll_after = negative_log_likelihood(test_logits, test.y, t)
+    before = CalibrationMeasures.of(before_p, labels, nll_before, settings.bins)
+    after = CalibrationMeasures.of(after_p, labels, nll_after, settings.bins)
+    stored = settings.store_temperature and worth.is_real
+    removed = None
+    if stored:
         run.set_temperature(t)
-    served = after if settings.store_temperature else before
-    plot = ctx.out / PLOT
-    _plot_reliability(
-        plot,
-        [("uncalibrated", before_p, before), (f"temperature {t:.2f}", after_p, after)],
-        labels,
-        settings.bins,
-    )
-    stored = "stored in the run" if settings.store_temperature else "not stored"
-    summary = (
-        f"ECE {before.ece:.3f} on the test split ({settings.bins} equal-width bins), "
-        f"{before.leaning}; temperature scaling (T={t:.2f}, fitted on validation, {stored}) "
-        f"{'brings' if settings.store_temperature else 'would bring'} it to {after.ece:.3f} "
-        f"with accuracy unchanged at {after.accuracy:.3f}."
-    )
-    if after.ece > before.ece:
-        summary += (
-            f" The temperature minimises the validation NLL, not the ECE: the test NLL goes "
-            f"from {before.nll:.3f} to {after.nll:.3f}."
-        )
+    elif settings.store_temperature and run.calibration.temperature is not None:
+        # this check owns the run's temperature: one it finds not worth storing is not applied
+        removed = run.calibration.temperature
+        run.set_temperature(None)
+    served = after if stored else before
+    bins = {
+        "before": reliability(before_p, labels, settings.bins),
+        "after": reliability(after_p, labels, settings.bins),
+    }
+    panels = [
+        (f"uncalibrated: ECE {before.ece:.3f}", bins["before"]),
+        (f"temperature {t:.2f}: ECE {after.ece:.3f}", bins["after"]),
+    ]
+    plot_reliability(ctx.out / PLOT, panels, settings.bins)
+    headline = f"ECE {before.ece:.3f} → {after.ece:.3f}" if stored else f"ECE {before.ece:.3f}"
     return CheckResult(
         check="calibration",
         verdict=grade(served.ece, settings.ece_warn, settings.ece_fail),
-        headline=f"ECE {before.ece:.3f} → {after.ece:.3f}",
-        summary=summary,
+        headline=headline + ("" if stored else ", no temperature stored"),
+        summary=_classifier_sentence(before, after, t, worth, settings, removed),
         metrics={
             "before": before.to_dict(),
             "after": after.to_dict(),
             "temperature": t,
-            "temperature_stored": settings.store_temperature,
-            "graded": "after" if settings.store_temperature else "before",
+            "temperature_gain": worth.to_dict(),
+            "temperature_stored": stored,
+            "temperature_removed": removed,
+            "graded": "after" if stored else "before",
             "n_val": len(val),
             "n_test": len(test),
-            "reliability": {
-                "before": reliability_bins(*reliability(before_p, labels, settings.bins)),
-                "after": reliability_bins(*reliability(after_p, labels, settings.bins)),
-            },
+            "reliability": {k: reliability_bins(*v) for k, v in bins.items()},
         },
         settings=_stated(
             settings,
             before="the model's own probabilities (no temperature)",
             after="probabilities of logits / T",
             brier="multi-class: squared error summed over classes, mean over rows (0..2)",
+            temperature_rule=GAIN_RULE + " (and audit.calibration.store_temperature is true)",
+            seed=ctx.seed,
         ),
         plots=(PLOT,),
     )
+
+
+def _classifier_sentence(
+    before: CalibrationMeasures,
+    after: CalibrationMeasures,
+    t: float,
+    worth: TemperatureGain,
+    settings: CalibrationAudit,
+    removed: float | None,
+) -> str:
+    """The test ECE, and what temperature scaling did: stored, or not and why."""
+    text = (
+        f"ECE {before.ece:.3f} on the {before.n} test rows ({settings.bins} equal-width bins), "
+        f"{before.leaning}; temperature scaling (T={t:.2f}, fitted on {worth.n} validation rows)"
+    )
+    gain = f"{worth.gain:.3f} ± {worth.se:.3f} nats out of sample"
+    change = (
+        f"lowers the validation NLL by {gain}"
+        if worth.gain > 0
+        else f"raises the validation NLL by {-worth.gain:.3f} ± {worth.se:.3f} nats out of sample"
+    )
+    unchanged = f"with accuracy unchanged at {after.accuracy:.3f}"
+    if not settings.store_temperature:
+        text += (
+            f", not stored (audit.calibration.store_temperature is false), would bring it to "
+            f"{after.ece:.3f} {unchanged}; it {change}."
+        )
+    elif worth.is_real:
+        text += (
+            f" {change}, more than {GAIN_SE:g} standard errors, so it is stored in the run: it "
+            f"brings the test ECE to {after.ece:.3f} {unchanged}."
+        )
+    else:
+        did = (
+            f"improved the validation NLL by only {gain}, not more than {GAIN_SE:g} standard errors"
+            if worth.gain > 0
+            else change
+        )
+        text += f" is not stored: it {did}; it would bring the test ECE to {after.ece:.3f}."
+        if removed is not None:
+            text += f" The temperature stored earlier (T={removed:.2f}) is removed."
+    if after.ece > before.ece:
+        text += (
+            f" The temperature minimises the validation NLL, not the ECE: the test NLL goes "
+            f"from {before.nll:.3f} to {after.nll:.3f}."
+        )
+    return text
 
 
 def _language_model(run: Run, settings: CalibrationAudit, ctx: AuditContext) -> CheckResult:
@@ -336,8 +363,14 @@ def _language_model(run: Run, settings: CalibrationAudit, ctx: AuditContext) -> 
     assert np.array_equal(correct, correct_t)  # the temperature changes no prediction
     before = CalibrationMeasures.of_tokens(conf, correct, nll, settings.bins)
     after = CalibrationMeasures.of_tokens(conf_t, correct_t, nll_t, settings.bins)
-    plot = ctx.out / PLOT
-    _plot_token_reliability(plot, conf, correct, conf_t, t, before, after, settings.bins)
+    panels = [
+        (f"next tokens: ECE {before.ece:.3f}", reliability_of(conf, correct, settings.bins)),
+        (
+            f"temperature {t:.2f}: ECE {after.ece:.3f}",
+            reliability_of(conf_t, correct, settings.bins),
+        ),
+    ]
+    plot_reliability(ctx.out / PLOT, panels, settings.bins)
     summary = (
         f"Next-token ECE {before.ece:.3f} on {before.n:,} held-out test tokens "
         f"({settings.bins} equal-width bins), {before.leaning}; a sampling temperature of "
@@ -426,76 +459,3 @@ def token_measures(
     if n == 0:
         raise NotApplicable("the test split holds no next-token targets.")
     return [(np.concatenate(c), np.concatenate(h), np.concatenate(v)) for c, h, v in parts]
-
-
-# ---------------------------------------------------------------- the reliability diagram
-
-
-def _plot_reliability(
-    path: Any,
-    panels: list[tuple[str, np.ndarray, CalibrationMeasures]],
-    labels: np.ndarray,
-    n_bins: int,
-) -> None:
-    from gradwise.artifacts import new_figure, write_png
-
-    fig = new_figure(4.2 * len(panels), 5.0)
-    axes = fig.subplots(2, len(panels), sharex=True, height_ratios=[3, 1], squeeze=False)
-    for i, (title, probs, m) in enumerate(panels):
-        conf, acc, counts = reliability(probs, labels, n_bins, "width")
-        _draw_bins(axes[0, i], axes[1, i], conf, acc, counts, n_bins)
-        axes[0, i].set_title(f"{title}: ECE {m.ece:.3f}")
-    write_png(path, fig)
-
-
-def _plot_token_reliability(
-    path: Any,
-    conf: np.ndarray,
-    correct: np.ndarray,
-    conf_t: np.ndarray,
-    t: float,
-    before: CalibrationMeasures,
-    after: CalibrationMeasures,
-    n_bins: int,
-) -> None:
-    from gradwise.artifacts import new_figure, write_png
-
-    fig = new_figure(8.4, 5.0)
-    axes = fig.subplots(2, 2, sharex=True, height_ratios=[3, 1])
-    for i, (c, title, m) in enumerate(
-        ((conf, "next tokens", before), (conf_t, f"temperature {t:.2f}", after))
-    ):
-        _draw_bins(axes[0, i], axes[1, i], *reliability_of(c, correct, n_bins, "width"), n_bins)
-        axes[0, i].set_title(f"{title}: ECE {m.ece:.3f}")
-    write_png(path, fig)
-
-
-def _draw_bins(
-    ax: Axes, hist: Axes, conf: np.ndarray, acc: np.ndarray, counts: np.ndarray, n_bins: int
-) -> None:
-    """Accuracy per confidence bin (bars), the gap to the bin's mean confidence (hatched),
-    and below, how many predictions each bin holds."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    centres, width = (edges[:-1] + edges[1:]) / 2, 1.0 / n_bins
-    filled = counts > 0
-    ax.bar(centres[filled], acc[filled], width=width, edgecolor="black", label="accuracy")
-    low = np.minimum(acc, conf)[filled]
-    ax.bar(
-        centres[filled],
-        np.abs(conf - acc)[filled],
-        bottom=low,
-        width=width,
-        fill=False,
-        hatch="//",
-        edgecolor="tab:red",
-        label="gap to mean confidence",
-    )
-    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.legend(loc="upper left", fontsize=8)
-    hist.bar(centres, counts, width=width, color="gray", edgecolor="black")
-    hist.set_yscale("symlog")
-    hist.set_xlabel("confidence")
-    hist.set_ylabel("predictions")

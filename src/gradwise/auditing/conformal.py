@@ -20,6 +20,13 @@ Scores:
     lac (classification, least ambiguous sets, Sadinle et al. 2019): 1 - p(true class): the
         smallest sets on average; a set can be empty when no class is likely enough.
 
+Per class (Mondrian, Vovk 2003; `audit.uncertainty.per_class: true`): one quantile per class,
+from the validation rows of that class alone, and class k enters a set when its score is at
+most q_k. The guarantee then holds within every class (a new sample of class k is covered
+with probability at least `coverage`), not only on average over classes; the price is larger
+sets, most of all for rare classes, and a class with too few validation rows for a finite
+quantile (fewer than coverage / (1 - coverage)) enters every set.
+
 This module holds the scores, the quantile rule and the fit of the difficulty estimate. The
 check (`gradwise.auditing.uncertainty`) fits q on the validation split, reports coverage
 and sizes on the test split and stores q in the run (`Run.set_conformal`); applying a stored
@@ -61,6 +68,24 @@ def conformal_quantile(scores: np.ndarray, coverage: float) -> np.ndarray:
     if k > n or n == 0:
         return np.full(scores.shape[1:], np.inf)
     return np.partition(scores, k - 1, axis=0)[k - 1]
+
+
+def class_quantiles(
+    scores: np.ndarray, labels: np.ndarray, n_classes: int, coverage: float
+) -> list[float | None]:
+    """Mondrian quantiles: the split-conformal quantile of each class's own validation scores.
+
+    Args:
+        scores: (n,) validation scores of the true classes.
+        labels: (n,) the validation labels, 0..n_classes - 1.
+
+    Returns:
+        K quantiles; None where a class has too few validation rows for a finite quantile at
+        `coverage` (that class then enters every set, which keeps its coverage).
+    """
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    found = [float(conformal_quantile(scores[labels == k], coverage)) for k in range(n_classes)]
+    return [None if math.isinf(q) else q for q in found]
 
 
 def absolute_scores(pred: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -13,34 +13,41 @@ inputs is at most alpha:
        accepted validation rows and k the errors among them (valid conditionally on m, so
        also unconditionally: given m, the accepted rows are m independent draws from the
        inputs the threshold accepts);
-    3. fixed-sequence testing: from the strictest threshold down, every threshold whose
-       p-value is at most delta is certified, and the walk stops at the first that is not;
-       no correction for the number of thresholds is needed (the sequence is fixed before
-       the labels are seen). The sequence starts at the first threshold accepting enough rows
-       that a pass is possible at all (m with (1 - alpha)^m <= delta): the thresholds above it
-       can never pass, and testing them would only end the walk before it starts;
-    4. lambda is the lowest certified threshold (the most inputs answered).
+    3. fixed-sequence testing, along one or two chains fixed before the labels are seen: from
+       a chain's first threshold towards looser ones, every threshold whose p-value is at
+       most its level is certified, and the chain stops at its first failure; no correction
+       for the number of thresholds is needed within a chain.
+       - the strict chain starts at the strictest threshold where a pass is possible at all
+         (m with (1 - alpha)^m <= level): a model right on its surest rows is certified there;
+       - for classifiers, a second chain starts where the model's own probabilities predict
+         the test is surest to pass (the smallest p-value if the expected errors among the m
+         accepted rows were the sum of 1 - p(top class)): the strict chain alone certifies
+         nothing when one error sits among the few surest rows, though a looser threshold
+         would pass easily. With two chains each runs at delta / 2 (Bonferroni), so the
+         chance that any certified threshold is wrong stays at most delta;
+    4. lambda is the loosest certified threshold (the most inputs answered).
 
 The assumption is the one every split-conformal method rests on: validation rows and future
 inputs are exchangeable (drawn from one distribution, in no particular order). Under shift
 the guarantee is void, which is why the monitor watches the accepted error rate.
 
 For binary losses this p-value is the one MAPIE's `BinaryClassificationController` and
-`MultiClassificationLTTController` use (the Hoeffding-Bentkus p-value with `binary=True` is
-never above the binomial tail, so their minimum is the tail); with `fwer_method=
-"fixed_sequence"` over the same thresholds they certify the same set (tests/auditing/
-test_selective_mapie.py).
+`MultiClassificationLTTController` use (their Hoeffding bound is never below the binomial
+tail, so the minimum they take is the tail); with `fwer_method="fixed_sequence"` over one
+chain's thresholds at its level they certify the same set, except where MAPIE counts
+ceil(m * k / m) in floating point one error too many (tests/auditing/test_selective_mapie.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-MAX_THRESHOLDS = 400  # thresholds tested, at most (evenly spaced in the share accepted)
+MAX_THRESHOLDS = 200  # thresholds tested, at most (evenly spaced in the share accepted)
 CURVE_POINTS = 200  # points of the risk-coverage curve kept for plots and JSON
 METHOD = (
     "Learn-then-Test (Angelopoulos et al. 2021): exact binomial p-value of the errors among the "
@@ -65,8 +72,10 @@ class Certificate:
         accepted: validation rows the threshold answers; errors: wrong among them.
         coverage: accepted / n, the share answered on validation.
         p_value: the binomial p-value at lambda (at most delta).
-        tested: thresholds tested before the walk stopped (certified ones and the first that
-            failed).
+        tested: thresholds tested before the chains stopped (certified ones and the first
+            that failed in each).
+        level: the level each threshold's p-value was held to: delta, or delta / 2 with two
+            chains.
         rows_needed: when nothing is certified and the model's error rate among its surest
             rows is below alpha, about how many validation rows would certify it (if the
             rates seen here hold); None otherwise.
@@ -82,6 +91,7 @@ class Certificate:
     coverage: float
     p_value: float
     tested: int
+    level: float = 0.0
     rows_needed: int | None = None
     reason: str = ""
 
@@ -134,7 +144,13 @@ def accepted_and_errors(
     return m, cum_err[m]
 
 
-def certify(scores: np.ndarray, errors: np.ndarray, alpha: float, delta: float) -> Certificate:
+def certify(
+    scores: np.ndarray,
+    errors: np.ndarray,
+    alpha: float,
+    delta: float,
+    expected: np.ndarray | None = None,
+) -> Certificate:
     """Learn-then-Test with fixed-sequence testing (see the module's docstring).
 
     Args:
@@ -142,62 +158,119 @@ def certify(scores: np.ndarray, errors: np.ndarray, alpha: float, delta: float) 
         errors: (n,) booleans: the model's answer on that row is wrong.
         alpha: the error rate to promise among answered inputs.
         delta: the chance the promise may be wrong.
+        expected: (n,) the model's own chance of being wrong on each row (1 - p(top class)),
+            labels unseen: where given, a second chain starts where these predict a pass.
     """
     s = np.asarray(scores, dtype=np.float64)
     e = np.asarray(errors, dtype=bool)
     n = len(s)
     lams = thresholds(s, MAX_THRESHOLDS)
     m, k = accepted_and_errors(s, e, lams)
-    start = int(np.searchsorted(m, fewest_accepted(alpha, delta), side="left"))
+    starts = chain_starts(s, lams, alpha, delta, expected)
+    level = delta / len(starts)
     p = binomial_p_values(k, m, alpha)
-    last, tested = None, 0
-    for j in range(start, len(lams)):
-        tested += 1
-        if p[j] > delta:
-            break
-        last = j
-    if last is not None:
+    certified, tested = [], 0
+    for start in starts:
+        for j in range(start, len(lams)):
+            tested += 1
+            if p[j] > level:
+                break
+            certified.append(j)
+    if certified:
+        last = max(certified)
         return Certificate(
             alpha, delta, float(lams[last]), n, int(m[last]), int(k[last]),
-            float(m[last] / n), float(p[last]), tested,
+            float(m[last] / n), float(p[last]), tested, level,
         )  # fmt: skip
-    needed, reason = _why_not(s, e, alpha, delta, m, k)
-    return Certificate(alpha, delta, None, n, 0, 0, 0.0, 1.0, tested, needed, reason)
+    needed, reason = _why_not(n, alpha, delta, level, m, k, starts[0])
+    return Certificate(alpha, delta, None, n, 0, 0, 0.0, 1.0, tested, level, needed, reason)
+
+
+def chain_starts(
+    scores: np.ndarray,
+    lams: np.ndarray,
+    alpha: float,
+    delta: float,
+    expected: np.ndarray | None = None,
+) -> list[int]:
+    """The first threshold (index into `lams`, strictest first) of each chain, chosen without
+    labels: the strict chain's, and with `expected`, the one where the expected errors
+    predict the smallest p-value. One chain (at delta) when the two would coincide or there
+    is no `expected`; else two (each at delta / 2)."""
+    m, _ = accepted_and_errors(scores, np.zeros(len(scores), dtype=bool), lams)
+    strict = int(np.searchsorted(m, fewest_accepted(alpha, delta), side="left"))
+    if expected is None:
+        return [strict]
+    first = int(np.searchsorted(m, fewest_accepted(alpha, delta / 2), side="left"))
+    if first >= len(lams):
+        return [strict]
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
+    cum = np.concatenate([[0.0], np.cumsum(np.asarray(expected, dtype=np.float64)[order])])
+    predicted = binomial_p_values(np.floor(cum[m[first:]]), m[first:], alpha)
+    best = first + int(np.argmin(predicted))
+    if best <= first:
+        return [strict]
+    return [first, best]
 
 
 def _why_not(
-    s: np.ndarray, e: np.ndarray, alpha: float, delta: float, m: np.ndarray, k: np.ndarray
+    n: int,
+    alpha: float,
+    delta: float,
+    level: float,
+    m: np.ndarray,
+    k: np.ndarray,
+    start: int,
 ) -> tuple[int | None, str]:
-    """Why no threshold passed, and about how many rows would make one pass."""
-    n = len(s)
-    least = fewest_accepted(alpha, delta)
-    rate = np.where(m > 0, k / np.maximum(m, 1), 1.0)
-    usable = (rate < alpha) & (m >= min(20, n))
-    if not usable.any():
-        top = max(min(n, 50), 1)
-        top_rate = float(np.sort(e[np.argsort(-s, kind="stable")][:top]).mean())
+    """Why no threshold passed, and, where more rows would help, about how many.
+
+    Args:
+        level: the level each p-value was held to (delta, or delta / 2 with two chains).
+        m, k: accepted rows and errors per threshold (strictest first); start: the first
+            threshold of the strict chain (len(m) when even all rows are too few to pass).
+    """
+    least = fewest_accepted(alpha, level)
+    promise = f"at most {alpha:.1%} errors at {1 - delta:.0%} confidence"
+    needed = _rows_needed(n, alpha, level, m, k)
+    if start >= len(m):
+        why = (
+            f"{n} validation rows are too few: even with no errors, a promise of {promise} "
+            f"needs {least} answered rows"
+        )
+        if needed is None:
+            return None, f"{why} (and the model is wrong on {k[-1] / max(m[-1], 1):.1%} of them)"
+        return needed, f"{why}; about {needed:,} validation rows would do if the rates seen hold"
+    m0, k0 = int(m[start]), int(k[start])
+    if needed is None:
         return None, (
-            f"no threshold can promise at most {alpha:.1%} errors: even the {top} surest of "
-            f"the {n} validation rows are wrong {top_rate:.1%} of the time; a stronger model "
-            f"(or a looser alpha) is needed, not more rows"
+            f"no threshold can promise {promise}: at every threshold at least {alpha:.1%} of "
+            f"the answered validation rows are wrong (the surest {m0}: {k0 / m0:.1%}); a "
+            "stronger model or a looser alpha is needed, not more rows"
         )
-    best = None
-    for j in np.flatnonzero(usable):
-        rows = _rows_to_pass(rate[j], alpha, delta)
-        total = math.ceil(rows / (m[j] / n))
-        best = total if best is None else min(best, total)
-    assert best is not None
-    if n < least:
-        why = (
-            f"{n} validation rows are too few: even with no errors a promise of at most "
-            f"{alpha:.1%} errors at {1 - delta:.0%} confidence needs {least} answered rows"
+    if needed > n:
+        return needed, (
+            f"on {n} validation rows no threshold passes the test: the error rates among the "
+            f"answered rows are too close to {alpha:.1%} for {1 - delta:.0%} confidence; about "
+            f"{needed:,} validation rows would do if the rates seen here hold"
         )
-    else:
-        why = (
-            f"on {n} validation rows no threshold passes the test: the error rates seen among "
-            f"the answered rows are too close to {alpha:.1%} for {1 - delta:.0%} confidence"
-        )
-    return best, f"{why}; about {best:,} validation rows would do if the rates seen here hold"
+    return None, (
+        f"on {n} validation rows no threshold passes the test at {1 - delta:.0%} confidence, "
+        f"though some answer fewer than {alpha:.1%} wrongly: the test walks from its first "
+        f"threshold (the surest {m0} rows, wrong {k0} times) and stops at its first failure; "
+        "a looser alpha or more validation rows may help"
+    )
+
+
+def _rows_needed(n: int, alpha: float, delta: float, m: np.ndarray, k: np.ndarray) -> int | None:
+    """About how many validation rows would let one of these thresholds pass, if the error
+    rate and share answered seen at it held: the fewest over (at most 25, evenly spread) of
+    the thresholds whose rate is below alpha; None when none is."""
+    usable = np.flatnonzero((m > 0) & (k < alpha * m))
+    if not len(usable):
+        return None
+    picked = usable[np.unique(np.linspace(0, len(usable) - 1, 25).round().astype(int))]
+    return min(math.ceil(_rows_to_pass(k[j] / m[j], alpha, delta) / (m[j] / n)) for j in picked)
 
 
 def _rows_to_pass(rate: float, alpha: float, delta: float) -> int:
@@ -278,3 +351,11 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
     ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
     return float(ci.low), float(ci.high)
+
+
+def rows_hash(rows: np.ndarray, labels: np.ndarray) -> str:
+    """A fingerprint of the validation rows a threshold was certified on: their row numbers
+    and labels (the same for every variant of a run certified on the same rows)."""
+    h = hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(labels, dtype=np.float64)).tobytes())
+    return h.hexdigest()

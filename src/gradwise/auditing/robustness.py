@@ -273,7 +273,7 @@ def _judge(
         )
         metrics["verdict_from"] = {"kind": "corruption", **at}
         note = f" (gradient attacks off: {resolved['attacks']})"
-        return _verdict(clean, value, what, scorer, settings, note, what)
+        return _verdict(clean, value, what, scorer, settings, _rows(metrics) + note, what)
     ref = resolved["reference_eps"]
     i = metrics["eps"].index(ref)
     per_norm = {n: c["worst"][i] for n, c in metrics["curves"].items()}
@@ -296,7 +296,19 @@ def _judge(
         pick = max if scorer.is_regression else min
         bad = pick(corrupt, key=lambda c: c[scorer.metric])
         extra += f"; worst corruption: {_corruption_name(bad)}: {bad[scorer.metric]:.3g}"
-    return _verdict(clean, value, what, scorer, settings, extra, f"PGD {NORM_NAME[norm]} {ref:.3g}")
+    driver = f"PGD {NORM_NAME[norm]} {ref:.3g}"
+    return _verdict(clean, value, what, scorer, settings, _rows(metrics) + extra, driver)
+
+
+def _rows(metrics: dict[str, Any]) -> str:
+    """Which test rows the numbers come from: all of them, or how many of how many."""
+    n, total = metrics["n_samples"], metrics["n_test"]
+    if n == total:
+        return f" on all {total:,} test rows"
+    return (
+        f" on {n:,} of the {total:,} test rows (a seeded sample, audit.robustness.max_samples; "
+        "the clean number is of the same rows)"
+    )
 
 
 def _reference_corruption(found: list[dict[str, Any]], scorer: Scorer) -> dict[str, Any]:
@@ -324,7 +336,8 @@ def _verdict(
     extra: str,
     driver: str,
 ) -> tuple[Any, str, str]:
-    """The verdict, a headline that names what drove it, and the sentence."""
+    """The verdict, a headline that names what drove it, and the sentence (`extra` follows
+    the numbers: the rows they come from, then the other measures)."""
     short = driver.split(" (")[0]
     if scorer.is_regression:
         rise = value / clean - 1 if clean > 0 else math.inf

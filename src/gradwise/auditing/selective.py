@@ -8,8 +8,9 @@ risk-coverage curve. The threshold is stored in model.json beside the temperatur
 conformal quantiles (`Run.set_selective`); `predict --abstain`, `Run.predict_selective` and
 `serve --abstain` apply it (`gradwise.run_conformal`).
 
-    classification  wrong = the top class is not the label; score: the calibrated top-class
-                    probability (or the top-two margin, or minus the conformal set size)
+    classification  wrong = the top class is not the label; score: the top-class probability
+                    at the run's stored temperature (or the top-two margin, or minus the
+                    conformal set size)
     regression      wrong = |y - prediction| > tolerance (target's units); score: minus the
                     difficulty estimate sigma(x), so easy inputs are answered first
     language model  the risk-coverage curve of next-token accuracy, described, not certified:
@@ -18,7 +19,6 @@ conformal quantiles (`Run.set_selective`); `predict --abstain`, `Run.predict_sel
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from gradwise.auditing.risk_control import (
     coverage_at,
     curve_points,
     risk_coverage,
+    rows_hash,
 )
 from gradwise.run_conformal import class_probabilities, classifier_score, regression_outputs
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 PLOT = "selective.png"
 SCORE_NAMES = {
-    "probability": "the calibrated top-class probability",
+    "probability": "the top-class probability",
     "margin": "the margin between the two likeliest classes",
     "set_size": "the size of the conformal prediction set",
     "difficulty": "the difficulty estimate sigma(x)",
@@ -113,7 +114,10 @@ def _classifier(
     e_test = p_test.argmax(axis=1) != test.y.numpy()
     stored = {"task": "classification", "score": score, "temperature": t, **extra}
     wrong = "the top class is not the label"
-    return _result(run, settings, pairs, ctx, (s_val, e_val), (s_test, e_test), stored, wrong)
+    expected = 1.0 - p_val.max(axis=1)  # the model's own chance of being wrong, labels unseen
+    return _result(
+        run, settings, pairs, ctx, (s_val, e_val), (s_test, e_test), stored, wrong, expected
+    )
 
 
 # ---------------------------------------------------------------- regression
@@ -163,9 +167,10 @@ def _result(
     test: tuple[np.ndarray, np.ndarray],
     stored: dict[str, Any],
     wrong: str,
+    expected: np.ndarray | None = None,
 ) -> CheckResult:
     (s_val, e_val), (s_test, e_test) = validation, test
-    certificates = [certify(s_val, e_val, a, d) for a, d in pairs]
+    certificates = [certify(s_val, e_val, a, d, expected) for a, d in pairs]
     measured = [_on_test(c, s_test, e_test) for c in certificates]
     coverage, risk = risk_coverage(s_test, e_test)
     area = aurc(s_test, e_test)
@@ -177,14 +182,14 @@ def _result(
                 **stored,
                 **first.to_dict(),
                 "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "validation_rows_sha256": _rows_hash(val_split.rows, e_val),
+                "validation_rows_sha256": rows_hash(val_split.rows, val_split.y.numpy()),
                 "others": [c.to_dict() for c in certificates[1:]],
                 "method": METHOD,
                 "assumption": ASSUMPTION,
             }
         )
     _plot(ctx.out / PLOT, coverage, risk, certificates, measured, stored["score"])
-    verdict, summary = _verdict(first, on_test, len(s_test), stored["score"])
+    verdict, summary = _verdict(first, on_test, len(s_test), score_meaning(stored))
     summary += _others(certificates[1:])
     return CheckResult(
         check="selective",
@@ -207,7 +212,7 @@ def _result(
             **settings.model_dump(mode="json"),
             "pairs": [list(p) for p in pairs],
             "score": stored["score"],
-            "score_meaning": SCORE_NAMES[stored["score"]],
+            "score_meaning": score_meaning(stored),
             "wrong": wrong,
             "method": METHOD,
             "assumption": ASSUMPTION,
@@ -239,8 +244,17 @@ def _on_test(cert: Certificate, s: np.ndarray, e: np.ndarray) -> dict[str, Any]:
     }
 
 
+def score_meaning(stored: dict[str, Any]) -> str:
+    """What the score is, in words, with the temperature the probabilities carry."""
+    meaning = SCORE_NAMES[stored["score"]]
+    t = stored.get("temperature")
+    if stored["score"] in ("probability", "margin"):
+        meaning += f" at the stored temperature {t:.2f}" if t is not None else ", no temperature"
+    return meaning
+
+
 def _verdict(
-    cert: Certificate, test: dict[str, Any], n_test: int, score: str
+    cert: Certificate, test: dict[str, Any], n_test: int, meaning: str
 ) -> tuple[Verdict, str]:
     if not cert.certified:
         return "warn", (
@@ -254,8 +268,8 @@ def _verdict(
     )
     lo, hi = test["error_interval"]
     detail = (
-        f" Certified on {cert.n:,} validation rows (threshold {cert.threshold:.4g} on "
-        f"{SCORE_NAMES[score]}); on {n_test:,} test rows it answered {test['coverage']:.0%} "
+        f" Certified on {cert.n:,} validation rows (score: {meaning}; threshold "
+        f"{cert.threshold:.4g}); on {n_test:,} test rows it answered {test['coverage']:.0%} "
         f"and {test['error']:.1%} of those answers were wrong (95% interval {lo:.1%}-{hi:.1%}); "
         f"a threshold chosen with the test labels could answer {test['oracle_coverage']:.0%}."
     )
@@ -285,14 +299,6 @@ def _headline(cert: Certificate) -> str:
     if not cert.certified:
         return f"not certified at alpha {cert.alpha:g}"
     return f"answers {cert.coverage:.0%} at alpha {cert.alpha:g}"
-
-
-def _rows_hash(rows: np.ndarray, errors: np.ndarray) -> str:
-    """A fingerprint of the validation rows the threshold was fitted on (row numbers and the
-    model's right/wrong on each)."""
-    h = hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes())
-    h.update(np.asarray(errors, dtype=np.uint8).tobytes())
-    return h.hexdigest()
 
 
 def _plot(

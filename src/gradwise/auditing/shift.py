@@ -318,25 +318,48 @@ def _against_verdict(
     )
     if psi_fails or (auc is not None and auc.drifted and auc.effect >= settings.auc_fail):
         verdict = "fail"
-    what = view.what
     flagged = _flagged_columns(report)
+    top = _most_drifted_flagged(report, flagged, view.names)
     numbers = []
-    if psi is not None:
-        numbers.append(f"PSI up to {psi.effect:.2f}")
+    if top is not None:
+        numbers.append(f"most: {top[0]}, PSI {top[1]:.2f}")
+    if psi is not None and (top is None or psi.effect > top[1]):
+        numbers.append(f"largest PSI of any {_feature_word(view)} {psi.effect:.2f}")
     if auc is not None:
         numbers.append(f"domain AUC {auc.effect:.2f}")
     summary = (
-        f"against {location}: {len(flagged)} of {report.n_features} {what} drifted "
-        f"({', '.join(numbers)})"
+        f"against {location}: {len(flagged)} of {report.n_features} {view.what} drifted "
+        f"({'; '.join(numbers)})"
     )
     if mmd is not None:
         on = "" if view.from_inputs is None else " on embeddings"
         summary += f"; MMD{on} {_p_text(mmd.p_value)}, MMD^2 {mmd.effect:.4f}"
     summary += f" ({report.n_reference} vs {report.n_current} rows)."
-    headline = ", ".join(
-        f"{name} {r.effect:.2f}" for name, r in (("PSI", psi), ("AUC", auc)) if r is not None
-    )
-    return verdict, headline or "n/a", summary
+    parts = [f"{top[0]} PSI {top[1]:.2f}" if top else f"0/{report.n_features} drifted"]
+    if auc is not None:
+        parts.append(f"AUC {auc.effect:.2f}")
+    return verdict, ", ".join(parts), summary
+
+
+def _most_drifted_flagged(
+    report: DriftReport, flagged: set[int], names: list[str] | None
+) -> tuple[str, float] | None:
+    """The flagged column with the largest PSI, by name, and that PSI; None when no column
+    is flagged or PSI did not run."""
+    psi = report.get("psi")
+    if not flagged or psi is None or psi.features is None:
+        return None
+    f = psi.features
+    candidates = [j for j, col in enumerate(f.columns) if int(col) in flagged]
+    if not candidates:
+        return None
+    j = max(candidates, key=lambda i: float(f.effect[i]))
+    col = int(f.columns[j])
+    return (names[col] if names else f"feature {col}"), float(f.effect[j])
+
+
+def _feature_word(view: View) -> str:
+    return "column" if view.names else "feature"
 
 
 def _flagged_columns(report: DriftReport) -> set[int]:

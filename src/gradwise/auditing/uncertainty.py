@@ -11,9 +11,17 @@ import numpy as np
 import torch
 
 from gradwise.auditing.base import AuditContext, CheckResult, NotApplicable, Verdict, task_name
+from gradwise.auditing.class_coverage import (
+    CLASS_RULE,
+    class_coverage,
+    class_sentence,
+    empty_sets_sentence,
+    unfitted_classes_sentence,
+)
 from gradwise.auditing.conformal import (
     absolute_scores,
     aps_scores,
+    class_quantiles,
     conformal_quantile,
     fit_difficulty,
     lac_scores,
@@ -226,17 +234,20 @@ def classification_check(run: Run, settings: UncertaintyAudit, ctx: AuditContext
     t = run.calibration.temperature
     p_val, p_test = class_probabilities(run, val.x, t), class_probabilities(run, test.x, t)
     y_val, y_test = val.y.numpy(), test.y.numpy()
-    classes = [str(c) for c in (run.schema.classes or [])]
+    n_classes = p_test.shape[1]
+    classes = [str(c) for c in (run.schema.classes or range(n_classes))]
     u_val = row_uniforms(p_val, ctx.seed) if settings.randomised else None
     val_scores = {"aps": aps_scores(p_val, y_val, u_val), "lac": lac_scores(p_val, y_val)}
-    fitted = {"seed": ctx.seed, "randomised": settings.randomised}
-    measured, quantiles, sets = {}, {}, {}
+    fitted = {"seed": ctx.seed, "randomised": settings.randomised, "per_class": settings.per_class}
+    measured: dict[str, dict[str, Any]] = {}
+    quantiles: dict[str, float | list[float | None]] = {}
     for method, scores in val_scores.items():
-        q = float(conformal_quantile(scores, settings.coverage))
+        q = _fit_quantile(scores, y_val, n_classes, settings)
         quantiles[method] = q
-        sets[method] = conformal_sets(p_test, method, q, fitted)
-        measured[method] = _set_measures(sets[method], y_test, classes)
+        sets = conformal_sets(p_test, method, q, fitted)
+        measured[method] = _set_measures(sets, y_test, classes, settings)
     chosen = settings.method
+    n_val_per_class = np.bincount(y_val, minlength=n_classes).tolist()
     if settings.store:
         run.set_conformal(
             {
@@ -246,30 +257,23 @@ def classification_check(run: Run, settings: UncertaintyAudit, ctx: AuditContext
                 "quantile": quantiles[chosen],
                 "temperature": t,
                 "n_calibration": len(val),
+                **({"n_calibration_per_class": n_val_per_class} if settings.per_class else {}),
                 **fitted,
             }
         )
     _plot_sets(ctx.out / PLOT, measured, classes, settings.coverage)
     m = measured[chosen]
-    other = "lac" if chosen == "aps" else "aps"
-    worst = min(m["coverage_per_class"].items(), key=lambda kv: kv[1]["coverage"])
-    name = _method_name(chosen, settings.randomised)
-    summary = (
-        f"{settings.coverage:.0%} prediction sets ({name}, fitted on {len(val)} validation "
-        f"samples) hold the true class for {m['coverage']:.1%} of the test samples with "
-        f"{m['mean_size']:.2f} classes on average ({m['singletons']:.0%} single answers); the "
-        f"least covered class, {worst[0]}, is covered {worst[1]['coverage']:.0%}; {other} sets "
-        f"average {measured[other]['mean_size']:.2f} classes."
-    )
-    if m["empty"] > 0.01:
-        summary += (
-            f" {m['empty']:.0%} of the sets are empty: the model is right more often than the "
-            "target asks, so a higher audit.uncertainty.coverage gives sets that grow where "
-            "it is unsure instead."
-        )
+    accuracy = float((p_test.argmax(axis=1) == y_test).mean())
+    summary = _sets_sentence(measured, chosen, settings, len(val), len(test))
+    summary += class_sentence(m["coverage_per_class"], settings)
+    summary += unfitted_classes_sentence(quantiles[chosen], classes, settings.coverage)
+    summary += empty_sets_sentence(m["empty"], accuracy, settings)
+    verdict = coverage_verdict(m["coverage"], settings)
+    if m["classes_under_covered"] and verdict == "pass":
+        verdict = "warn"
     return CheckResult(
         check="uncertainty",
-        verdict=coverage_verdict(m["coverage"], settings),
+        verdict=verdict,
         headline=f"coverage {m['coverage']:.1%}, size {m['mean_size']:.2f}",
         summary=summary,
         metrics={
@@ -277,25 +281,48 @@ def classification_check(run: Run, settings: UncertaintyAudit, ctx: AuditContext
             "chosen": chosen,
             "stored": settings.store,
             "temperature": t,
+            "accuracy": accuracy,
             "n_val": len(val),
+            "n_val_per_class": dict(zip(classes, n_val_per_class)),
             "n_test": len(test),
         },
-        settings=_stated(
-            settings,
-            aps="mass of the classes ranked above the true one + U * p(true); "
-            + (
-                "U uniform in [0, 1), a hash of the row's probabilities and the seed "
-                f"({ctx.seed}): the same input gets the same set"
-                if settings.randomised
-                else "U = 1; a set keeps every class up to the one that crosses the quantile"
-            ),
-            lac="1 - p(true class); a set keeps the classes with 1 - p <= quantile",
-            probabilities="with the run's stored temperature"
-            if t is not None
-            else "the model's own (no temperature stored)",
-        ),
+        settings=_classification_stated(settings, ctx.seed, t),
         plots=(PLOT,),
     )
+
+
+def _classification_stated(
+    settings: UncertaintyAudit, seed: int, temperature: float | None
+) -> dict[str, Any]:
+    return _stated(
+        settings,
+        aps="mass of the classes ranked above the true one + U * p(true); "
+        + (
+            "U uniform in [0, 1), a hash of the row's probabilities and the seed "
+            f"({seed}): the same input gets the same set"
+            if settings.randomised
+            else "U = 1; a set keeps every class up to the one that crosses the quantile"
+        ),
+        lac="1 - p(true class); a set keeps the classes with 1 - p <= quantile",
+        per_class_quantiles="one quantile per class from its own validation rows (Mondrian); "
+        "class k enters a set when its score is at most q_k; null: too few rows of the class "
+        "for a finite quantile, so it enters every set"
+        if settings.per_class
+        else "one quantile for all classes (marginal coverage)",
+        class_coverage=CLASS_RULE,
+        probabilities="with the run's stored temperature"
+        if temperature is not None
+        else "the model's own (no temperature stored)",
+    )
+
+
+def _fit_quantile(
+    scores: np.ndarray, labels: np.ndarray, n_classes: int, settings: UncertaintyAudit
+) -> float | list[float | None]:
+    """One quantile for all classes, or one per class (`per_class`, Mondrian)."""
+    if settings.per_class:
+        return class_quantiles(scores, labels, n_classes, settings.coverage)
+    return float(conformal_quantile(scores, settings.coverage))
 
 
 def _method_name(method: str, randomised: bool) -> str:
@@ -304,14 +331,12 @@ def _method_name(method: str, randomised: bool) -> str:
     return "APS, randomised" if randomised else "APS"
 
 
-def _set_measures(sets: np.ndarray, y: np.ndarray, classes: list[str]) -> dict[str, Any]:
+def _set_measures(
+    sets: np.ndarray, y: np.ndarray, classes: list[str], settings: UncertaintyAudit
+) -> dict[str, Any]:
     covered = sets[np.arange(len(y)), y]
     size = sets.sum(axis=1)
-    per_class = {
-        classes[k]: {"coverage": float(covered[y == k].mean()), "n": int((y == k).sum())}
-        for k in range(sets.shape[1])
-        if (y == k).any()
-    }
+    per_class = class_coverage(covered, y, classes, settings.coverage, settings.min_class)
     return {
         "coverage": float(covered.mean()),
         "mean_size": float(size.mean()),
@@ -319,7 +344,29 @@ def _set_measures(sets: np.ndarray, y: np.ndarray, classes: list[str]) -> dict[s
         "singletons": float((size == 1).mean()),
         "size_counts": np.bincount(size, minlength=sets.shape[1] + 1).tolist(),
         "coverage_per_class": per_class,
+        "classes_under_covered": [c for c, v in per_class.items() if v["under_covered"]],
+        "classes_not_graded": [c for c, v in per_class.items() if not v["graded"]],
     }
+
+
+def _sets_sentence(
+    measured: dict[str, dict[str, Any]],
+    chosen: str,
+    settings: UncertaintyAudit,
+    n_val: int,
+    n_test: int,
+) -> str:
+    m = measured[chosen]
+    other = "lac" if chosen == "aps" else "aps"
+    name = _method_name(chosen, settings.randomised)
+    if settings.per_class:
+        name += ", one quantile per class"
+    return (
+        f"{settings.coverage:.0%} prediction sets ({name}, fitted on {n_val} validation "
+        f"samples) hold the true class for {m['coverage']:.1%} of the {n_test} test samples "
+        f"with {m['mean_size']:.2f} classes on average ({m['singletons']:.0%} single answers); "
+        f"{other} sets average {measured[other]['mean_size']:.2f} classes."
+    )
 
 
 def _plot_sets(

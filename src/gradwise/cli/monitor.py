@@ -1,7 +1,8 @@
 """The monitor verb: windows of served traffic against training and validation.
 
 Exit codes: 0 no alert; 2 bad input; 3 an alert fired (drift, prediction shift, confidence
-or accuracy drop); 1 anything unexpected.
+or accuracy drop, a group's accuracy drop, abstention rise, guarantee broken); 1 anything
+unexpected.
 """
 
 from __future__ import annotations
@@ -158,6 +159,10 @@ def _summary(report: Any) -> None:
         )
     if report.trust is not None:
         p(f"trust: {report.trust.sentence()}", highlight=False)
+    if report.guarantee is not None:
+        p(f"guarantee: {report.guarantee.sentence}", highlight=False)
+    if (line := report.groups_line()) is not None:
+        p(line, highlight=False)
     if not report.windows:
         size = report.settings["window"]
         p(

@@ -263,7 +263,10 @@ def optimize(
 
 
 def tradeoff_table(table: Any, title: str) -> Table:
+    from gradwise.deploy.tradeoff import coverage_cells, coverage_header
+
     unit = table.metric_unit or table.metric
+    abstains = table.selective is not None  # the base run holds a certified guarantee
     out = Table(title=title, title_justify="left")
     cols = [
         "variant",
@@ -273,6 +276,7 @@ def tradeoff_table(table: Any, title: str) -> Table:
         "Δ ECE",
         "robust acc %",
         "Δ robust",
+        *((coverage_header(table), "Δ coverage pt") if abstains else ()),
         "size MB",
         "b1 ms",
         "b64 ms",
@@ -294,6 +298,7 @@ def tradeoff_table(table: Any, title: str) -> Table:
             _num(r.ece_delta, 4, signed=True),
             _num(r.robust_accuracy, 1),
             _num(r.robust_delta, 1, signed=True),
+            *(coverage_cells(r) if abstains else ()),
             f"{r.size_mb:.3f}",
             f"{r.latency_b1_ms:.3f}",
             f"{r.latency_b64_ms:.3f}",

@@ -96,6 +96,15 @@ def predict(
             "that hold the truth at the audited coverage, joined by | (classification)",
         ),
     ] = False,
+    abstain: Annotated[
+        bool,
+        flag(
+            "--abstain",
+            help="apply the abstention threshold certified by `gradwise audit RUN --checks "
+            "selective`: a `decision` column (answer, or abstain: for a person) and the "
+            "`abstain_score` compared with the threshold; the prediction is kept either way",
+        ),
+    ] = False,
     threads: ThreadsOpt = None,
 ) -> None:
     """Predict on new raw data with the run's own preprocessing (and its calibration)."""
@@ -105,15 +114,32 @@ def predict(
     run = gradwise.load(run_dir)
     run.check_predicts()
     raw = read_inputs(inputs, run.schema, run.config.data, header=header)
+    selective = run.predict_selective(raw) if abstain else None  # no guarantee: stop here
     frame = prediction_frame(run, raw, _columns(keep), intervals)
     for note in input_notes(run, raw, _columns(keep)):
         err_console.print(f"note: {note}", highlight=False)
+    if selective is not None:
+        frame["decision"] = selective.decision
+        frame["abstain_score"] = selective.score
+        err_console.print(abstention_summary(selective), highlight=False)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
         out_console.print(f"{len(frame)} predictions written to {out}")
     else:
         sys.stdout.write(frame.to_csv(index=False))
+
+
+def abstention_summary(selective: Any) -> str:
+    """One line: how many rows were answered, and the guarantee those answers carry."""
+    n, m = int(selective.answer.sum()), len(selective.answer)
+    g = selective.guarantee
+    return (
+        f"answered {n} of {m} rows ({n / max(m, 1):.1%}), abstained on {m - n}; guarantee: at "
+        f"most {100 * g['alpha']:g}% errors among answered rows, with "
+        f"{100 * (1 - g['delta']):g}% confidence, certified on {g['n']} validation rows "
+        "(while inputs are like those rows)"
+    )
 
 
 def _columns(keep: str | None) -> list[str]:

@@ -64,6 +64,7 @@ def report(
                 {
                     "path": str(result.path),
                     "decision": decision.decision,
+                    "label": decision.label,
                     "sentence": decision.sentence,
                     "reasons": [
                         {"text": r.text, "section": r.anchor, "severity": r.severity}
@@ -86,7 +87,7 @@ def report(
 def _print(run_dir: Path, result: Report) -> None:
     decision = result.decision
     style = DECISION_STYLE[decision.decision]
-    out_console.print(f"report of {run_dir}: [{style}]{decision.decision}[/]", highlight=False)
+    out_console.print(f"report of {run_dir}: [{style}]{decision.label}[/]", highlight=False)
     for r in decision.reasons:
         out_console.print(f"- {r.text} (#{r.anchor})", markup=False, highlight=False)
     out_console.print(decision.sentence, markup=False, highlight=False)

@@ -70,6 +70,15 @@ def serve(
         float | None,
         typer.Option(metavar="S", help="the store commits at least this often (default 0.5)"),
     ] = None,
+    abstain: Annotated[
+        bool,
+        flag(
+            "--abstain",
+            "answer only where the certified abstention threshold (`gradwise audit RUN "
+            "--checks selective`) is met: each instance gets decision (answer/abstain) and "
+            "abstain_score, each response the guarantee",
+        ),
+    ] = False,
     tune: Annotated[
         bool, flag("--tune", "measure max-batch x max-wait under load and recommend one")
     ] = False,
@@ -114,6 +123,7 @@ def serve(
         threads=threads,
         max_body_kb=max_body_kb,
         flush_interval_s=flush_interval_s,
+        abstain=abstain,
         tune=tune,
         p95_ms=p95_ms,
         tune_seconds=tune_seconds,
@@ -132,10 +142,11 @@ def serve(
     def listening() -> None:  # said once the port is bound and the app started, not before
         if quiet:
             return
+        abstaining = "; abstaining below the certified threshold" if settings.abstain else ""
         err_console.print(
             f"serving {run_dir} on http://{settings.host}:{settings.port} (docs: /docs; "
             f"batching: up to {settings.max_batch} rows or {settings.max_wait_ms:g} ms; "
-            f"{settings.workers} worker(s)); Ctrl-C stops",
+            f"{settings.workers} worker(s){abstaining}); Ctrl-C stops",
             highlight=False,
         )
 

@@ -5,7 +5,8 @@
 natively; knowledge distillation) each write an optimised variant, itself a run directory
 under RUN/artifacts/<variant>/ that `gradwise.load` reads like any other (model.json's
 `backend` entry names the engine, which `gradwise.engines` runs; see `variants.py`);
-`tradeoff` re-measures accuracy, calibration and robustness per variant and recommends one.
+`tradeoff` re-measures accuracy, calibration and robustness per variant, re-certifies
+the run's abstention guarantee for each (`abstention.py`), and recommends one.
 
 Nothing here is imported by `gradwise` at start-up: onnxruntime, openvino and nncf load
 only inside the functions that use them.

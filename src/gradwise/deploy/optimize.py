@@ -2,7 +2,8 @@
 
 Levers combine: a distilled student gets the other levers too (distil, then int8). `auto`
 makes every candidate this machine supports and recommends the fastest within the budget.
-RUN/artifacts/tradeoff.json keeps the table.
+Each variant keeps its own refitted temperature and, when the base run holds a certified
+abstention guarantee, its own re-certified one. RUN/artifacts/tradeoff.json keeps the table.
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ def optimize(run: Run, settings: OptimizeSettings) -> TradeOff:
         left_out = "; ".join(f"{k} could not be made ({v})" for k, v in failed.items())
         table = dataclasses.replace(table, verdict=f"{table.verdict} Left out: {left_out}.")
     _store_temperatures(run, variants, table)
+    _store_guarantees(variants, table)
     result = table.to_dict()
     result["levers"] = {
         "asked": settings.model_dump(mode="json"),
@@ -206,3 +208,13 @@ def _store_temperatures(base: Run, variants: list[Run], table: TradeOff) -> None
         t = fitted.get(str(variant.path))
         if t is not None:
             variant.set_temperature(t)
+
+
+def _store_guarantees(variants: list[Run], table: TradeOff) -> None:
+    """When the base run holds a certified abstention guarantee, each variant keeps its own,
+    re-certified at the same alpha and delta (certified or not: a variant that could not be
+    certified then says why when asked to abstain)."""
+    for variant in variants:
+        guarantee = table.guarantees.get(str(variant.path))
+        if guarantee is not None:
+            variant.set_selective(guarantee)

@@ -8,7 +8,11 @@ accuracy, calibration and robustness, all re-measured on this machine.
   robustness audit's threat model (`audit/threat.py`: the same eps, columns, samples and
   function, so the base's number is the audit's), then given to every variant: a transfer
   attack for the variants, white-box for the base;
-- size on disk, p50 latency at batch 1 and 64, throughput at 64, interleaved across variants.
+- size on disk, p50 latency at batch 1 and 64, throughput at 64, interleaved across variants;
+- when the base run holds a certified abstention guarantee (the selective check's), the share
+  of validation inputs each variant answers under its own re-certified threshold at the same
+  alpha and delta (`deploy/abstention.py`), beside the base's: a variant that quietly answers
+  fewer cases shows it, and one that cannot be certified is not recommended.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from typing import Any
 from torch import Tensor
 
 from gradwise.auditing.calibration import expected_calibration_error, fit_temperature
+from gradwise.deploy.abstention import base_guarantee, recertify
 from gradwise.deploy.cost import latency_sweep
 from gradwise.deploy.levers import label
 from gradwise.deploy.variants import size_on_disk, variant_name
 from gradwise.evaluate.evaluator import split_metrics
 from gradwise.run import Run
+from gradwise.run_conformal import GUARANTEE_KEYS
 from gradwise.training.losses import make_loss
 
 LATENCY_BATCHES = (1, 64)
@@ -31,7 +37,15 @@ LATENCY_BATCHES = (1, 64)
 
 @dataclass(frozen=True)
 class Row:
-    """One variant's measurements and their deltas against the base run."""
+    """One variant's measurements and their deltas against the base run.
+
+    Attributes:
+        coverage: the share of validation inputs the variant answers under its own certified
+            abstention threshold (None: not certified, or no guarantee to re-certify);
+            coverage_delta: its change against the base run's (a share, not points).
+        certified: whether the variant's threshold was certified; None when the base run
+            holds no certified guarantee (nothing to re-certify).
+    """
 
     variant: str
     label: str
@@ -52,6 +66,9 @@ class Row:
     smaller: float
     within_budget: bool
     recommendation: str
+    coverage: float | None = None
+    coverage_delta: float | None = None
+    certified: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +78,14 @@ class TradeOff:
     Attributes:
         metric: the primary metric (accuracy, rmse or loss) and `metric_unit`, how its delta
             reads (`pt` for accuracy points, else the metric's own units).
-        choice: the recommended variant (the fastest at batch 64 within the budget), or
-            None when none is faster than the base.
+        choice: the recommended variant (the fastest at batch 64 within the budget, and
+            certified where the base run is), or None when none is faster than the base.
+        selective: the base run's abstention guarantee (alpha, delta, score, n, threshold,
+            coverage) that each variant was certified against; None when it holds none
+            (`settings["abstention"]` says why).
+        guarantees: each variant's re-certified guarantee by its path, in the format
+            `Run.set_selective` stores (kept in the variants' model.json, not in
+            tradeoff.json).
     """
 
     run: str
@@ -75,9 +98,13 @@ class TradeOff:
     choice: str | None = None
     verdict: str = ""
     machine: dict[str, Any] = field(default_factory=dict)
+    selective: dict[str, Any] | None = None
+    guarantees: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["guarantees"]
+        return out
 
 
 def primary_metric(run: Run) -> tuple[str, str, bool]:
@@ -120,10 +147,12 @@ def tradeoff(
         base.schema.n_outputs if base.schema.task == "classification" else 0,
     )
     adversarial, attack = _adversarial(base, robust_samples, seed)
+    guarantee, no_guarantee = base_guarantee(base)
     runs = {"fp32": base, **{variant_name(v): v for v in variants}}
     sweep = latency_sweep(runs, test.x, LATENCY_BATCHES, seconds, threads)
     n_threads = latency_threads(base, LATENCY_BATCHES, threads)
     measured = {}
+    held: dict[str, dict[str, Any]] = {}  # each run's guarantee at the base's alpha and delta
     for name, run in runs.items():
         test_logits = run.logits(test.x)
         value = split_metrics(test_logits, test.y, base.schema, criterion)[metric]
@@ -134,6 +163,10 @@ def tradeoff(
             robust = _accuracy(run.logits(adversarial[0]), adversarial[1])
         b1, b64 = sweep[name]
         measured[name] = (run, value * scale, ece, temperature, robust, b1, b64)
+        if guarantee is not None:
+            # the variant is scored at its own refitted temperature, as optimize stores it
+            t = None if guarantee.get("temperature") is None else temperature
+            held[name] = guarantee if name == "fp32" else recertify(run, guarantee, t, data)
     _, base_value, base_ece, _, base_robust, base_b1, base_b64 = measured["fp32"]
     base_size = size_on_disk(base)
     rows = []
@@ -141,6 +174,7 @@ def tradeoff(
         delta = value - base_value
         loss = -delta if higher else delta
         size = size_on_disk(run)
+        coverage, coverage_delta, certified = _coverage(held.get(name), guarantee)
         rows.append(
             Row(
                 variant=name,
@@ -164,9 +198,13 @@ def tradeoff(
                 smaller=base_size / size,
                 within_budget=loss <= budget + 1e-9,
                 recommendation="",
+                coverage=coverage,
+                coverage_delta=coverage_delta,
+                certified=certified,
             )
         )
-    rows = _recommend(rows, metric, unit, budget)
+    alpha = None if guarantee is None else float(guarantee["alpha"])
+    rows = _recommend(rows, metric, unit, budget, alpha)
     choice = _choose(rows)
     settings = {
         "metric": f"{metric} on the test split ({len(test)} samples)",
@@ -178,6 +216,7 @@ def tradeoff(
         "latency_sweep: repeated until stable)",
         "latency_noise": noise_note(sweep, seconds) or "stable",
         "budget": f"{budget:g} {unit or metric} of {metric} lost at most",
+        "abstention": _abstention_setting(guarantee, no_guarantee),
     }
     return TradeOff(
         run=str(base.path),
@@ -190,7 +229,50 @@ def tradeoff(
         choice=choice,
         verdict=_verdict(rows, choice, unit or metric),
         machine=machine(n_threads),
+        selective=None if guarantee is None else {k: guarantee.get(k) for k in GUARANTEE_KEYS},
+        guarantees={str(runs[k].path): g for k, g in held.items() if k != "fp32"},
     )
+
+
+def _coverage(
+    held: dict[str, Any] | None, base: dict[str, Any] | None
+) -> tuple[float | None, float | None, bool | None]:
+    """(coverage, its change against the base's, certified) of one run's guarantee."""
+    if held is None or base is None:
+        return None, None, None
+    if held.get("threshold") is None:
+        return None, None, False
+    coverage = float(held["coverage"])
+    return coverage, coverage - float(base["coverage"]), True
+
+
+def _abstention_setting(guarantee: dict[str, Any] | None, why_not: str) -> str:
+    if guarantee is None:
+        return f"not measured: {why_not}"
+    return (
+        f"the share of the {guarantee['n']} validation inputs each variant answers under its "
+        f"own threshold, certified by Learn-then-Test at the base run's alpha "
+        f"{guarantee['alpha']:g} and delta {guarantee['delta']:g} on the same rows and score "
+        f"({guarantee['score']}; classifiers at each variant's refitted temperature, "
+        "regressions with the difficulty estimate refitted on each variant); the base's row "
+        "is its stored guarantee"
+    )
+
+
+def coverage_header(table: TradeOff) -> str:
+    """The title of the abstention column: the alpha the coverage is certified at."""
+    alpha = (table.selective or {}).get("alpha")
+    return "coverage %" if alpha is None else f"coverage % at α {alpha:g}"
+
+
+def coverage_cells(row: Row) -> tuple[str, str]:
+    """A row's abstention cells: the certified share answered on validation (or "not
+    certified") and its change against the base in points; "n/a" without a guarantee."""
+    if row.certified is None:
+        return "n/a", "n/a"
+    if row.coverage is None or row.coverage_delta is None:
+        return "not certified", "n/a"
+    return f"{100 * row.coverage:.1f}", f"{100 * row.coverage_delta:+.1f}"
 
 
 def _ece(
@@ -243,7 +325,11 @@ def _adversarial(
     }
 
 
-def _recommend(rows: list[Row], metric: str, unit: str, budget: float) -> list[Row]:
+def _recommend(
+    rows: list[Row], metric: str, unit: str, budget: float, alpha: float | None = None
+) -> list[Row]:
+    """Each variant's recommendation: what it buys and costs (`alpha`: the base run's
+    certified error rate, when it holds an abstention guarantee)."""
     import dataclasses
 
     out = []
@@ -258,6 +344,11 @@ def _recommend(rows: list[Row], metric: str, unit: str, budget: float) -> list[R
             parts.append(f"{r.metric_delta:+.{1 if unit == 'pt' else 4}f} {unit or metric}".strip())
             if r.ece_delta is not None:
                 parts.append(f"ECE {r.ece_delta:+.3f}")
+            if r.coverage is not None and r.coverage_delta is not None:
+                parts.append(
+                    f"answers {r.coverage:.1%} at alpha {alpha:g} "
+                    f"({100 * r.coverage_delta:+.1f} pt)"
+                )
             text = f"{r.label}: " + ", ".join(parts)
             if r.speedup_b64 < 1 and r.speedup_b1 < 1:
                 text += (
@@ -268,6 +359,11 @@ def _recommend(rows: list[Row], metric: str, unit: str, budget: float) -> list[R
                 text += f"; slower than fp32 at batch 64 ({r.speedup_b64:.2f}x): only for batch 1"
             if not r.within_budget:
                 text += f"; loses more than the {budget:g} {unit or metric} budget: not recommended"
+            if r.certified is False:
+                text += (
+                    f"; no abstention threshold could be certified at alpha {alpha:g}, where the "
+                    "base run's is: not recommended"
+                )
         out.append(dataclasses.replace(r, recommendation=text))
     return out
 
@@ -279,12 +375,24 @@ def _times(ratio: float, better: str, worse: str, same: str) -> str:
 
 
 def _choose(rows: list[Row]) -> str | None:
-    fit = [r for r in rows if r.variant != "fp32" and r.within_budget and r.speedup_b64 > 1]
+    fit = [
+        r
+        for r in rows
+        if r.variant != "fp32"
+        and r.within_budget
+        and r.speedup_b64 > 1
+        and r.certified is not False
+    ]
     return max(fit, key=lambda r: r.speedup_b64).variant if fit else None
 
 
 def _verdict(rows: list[Row], choice: str | None, unit: str) -> str:
     if choice is None:
+        if any(r.certified is False for r in rows):
+            return (
+                "keep fp32: no variant is faster at batch 64, within the budget and certified "
+                "to abstain at the base run's alpha."
+            )
         return "keep fp32: no variant is both faster at batch 64 and within the budget."
     chosen = next(r for r in rows if r.variant == choice)
     lost = []
@@ -293,6 +401,8 @@ def _verdict(rows: list[Row], choice: str | None, unit: str) -> str:
             continue
         if not r.within_budget:
             lost.append(f"{r.variant} loses {abs(r.metric_delta):.2f} {unit}, over the budget")
+        elif r.certified is False:
+            lost.append(f"{r.variant} loses the abstention guarantee the base run holds")
         elif r.speedup_b64 <= 1:
             lost.append(f"{r.variant} is not faster than fp32 at batch 64 ({r.speedup_b64:.2f}x)")
         else:

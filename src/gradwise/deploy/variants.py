@@ -40,7 +40,16 @@ def variant_folders(run: Run) -> list[Path]:
     folder = artifacts_folder(run)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if (p / "model.json").is_file())
+    return sorted(
+        p for p in folder.iterdir() if (p / "model.json").is_file() and not _decides_by_group(p)
+    )
+
+
+def _decides_by_group(folder: Path) -> bool:
+    """A fairness variant (the fairness check's group thresholds over the base model's own
+    probabilities) is no engine to bench or optimise: its decisions, not its cost, differ."""
+    calibration = read_json(folder / "model.json").get("calibration") or {}
+    return bool(calibration.get("group_thresholds"))
 
 
 def write_variant(

@@ -1,4 +1,5 @@
-"""Monitoring served traffic: drift windows, label-free accuracy, alerts.
+"""Monitoring served traffic: drift windows, label-free accuracy, the certified abstention
+guarantee (served with --abstain), the accuracy of named groups from feedback, alerts.
 
     gradwise monitor RUN [--store URL] [--window 1000|1h] [--follow] [--webhook URL]
     gradwise.monitor(run, window="500")      # a MonitorReport; writes RUN/monitor/
@@ -63,7 +64,7 @@ def watch(
     try:
         while True:
             new = monitor.update(final=not follow)
-            fired = [a for w in new for a in w.alerts]
+            fired = [a for w in new for a in w.alerts] + monitor.late_alerts()
             announce(fired, str(run.path), settings.webhook)
             alerts += fired
             for w in new:
@@ -112,8 +113,10 @@ def _report(
         val_confidence=None if base is None else base.val_confidence,
         val_accuracy=None if base is None else base.val_accuracy,
         trust=None if base is None else base.trust,
+        guarantee=monitor.guarantee(windows),
         windows=tuple(windows),
         alerts=tuple(alerts),
         retrain=retrain,
         files=tuple(files),
+        groups=monitor.group_summary(),
     )

@@ -1,7 +1,8 @@
 """Alerts: a log line, an optional webhook POST, and the exit code of `gradwise monitor`.
 
 Exit codes of `gradwise monitor`: 0 no alert, 2 bad input (as every verb), 3 an alert
-fired (drift, prediction shift, confidence or accuracy drop), 1 anything unexpected.
+fired (drift, prediction shift, confidence or accuracy drop, a group's accuracy drop,
+abstention rise, guarantee broken), 1 anything unexpected.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from gradwise.logs import LOG
 log = logging.getLogger(LOG)
 
 ALERT_EXIT_CODE = 3
-AlertKind = Literal["drift", "prediction_shift", "confidence_drop", "accuracy_drop"]
+AlertKind = Literal[
+    "drift",
+    "prediction_shift",
+    "confidence_drop",
+    "accuracy_drop",
+    "group_accuracy_drop",
+    "abstention_rise",
+    "guarantee_broken",
+]
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,11 @@ class Alert:
 
     Attributes:
         kind: drift (inputs), prediction_shift (outputs), confidence_drop (label-free
-            accuracy estimate), accuracy_drop (where feedback exists).
+            accuracy estimate), accuracy_drop (where feedback exists), group_accuracy_drop (a
+            named group's accuracy significantly below its audited accuracy); served with
+            --abstain: abstention_rise (more abstentions than on validation: an early sign of
+            shift), guarantee_broken (the error rate among answered instances is above the
+            certified alpha, by a confidence sequence valid at every look).
         window: the window's index; message: what was crossed, in one sentence.
     """
 

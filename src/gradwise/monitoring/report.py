@@ -15,6 +15,8 @@ from gradwise.artifacts import atomic_path, atomic_write_text, new_figure, write
 from gradwise.config import Config, DataConfig, SplitConfig, dump_config
 from gradwise.monitoring.alerts import Alert
 from gradwise.monitoring.baseline import Trust
+from gradwise.monitoring.groups import groups_line
+from gradwise.monitoring.selective import GuaranteeReport
 from gradwise.monitoring.watch import Monitor, WindowResult
 from gradwise.run import Run
 
@@ -48,7 +50,10 @@ class MonitorReport:
     Attributes:
         served: instances read; replicas / versions: instances per replica id and per model
             version; val_confidence / val_accuracy: the validation figures windows are held
-            against; trust: the calibration error behind the label-free estimate.
+            against; trust: the calibration error behind the label-free estimate;
+            guarantee: the certified abstention guarantee watched (None: a language model).
+            groups: with groups named, each group's accuracy over the whole watch against its
+            audited accuracy, and what is not tracked (`monitoring.groups.groups_section`).
     """
 
     run: str
@@ -60,14 +65,21 @@ class MonitorReport:
     val_confidence: float | None
     val_accuracy: float | None
     trust: Trust | None
+    guarantee: GuaranteeReport | None
     windows: tuple[WindowResult, ...]
     alerts: tuple[Alert, ...]
     retrain: Retrain | None
     files: tuple[str, ...]
+    groups: dict[str, Any] | None = None
 
     @property
     def alerted(self) -> bool:
         return bool(self.alerts)
+
+    def groups_line(self) -> str | None:
+        """One line for people: "groups: sex: Female 91% (n=120), Male 80% (n=230)" (n:
+        labelled instances); None when no groups are named."""
+        return groups_line(self.groups)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +98,8 @@ class MonitorReport:
                 "source": self.trust.source,
                 "means": self.trust.sentence(),
             },
+            "guarantee": None if self.guarantee is None else self.guarantee.to_dict(),
+            "groups": self.groups,
             "n_windows": len(self.windows),
             "alerts": [a.to_dict() for a in self.alerts],
             "retrain": None if self.retrain is None else self.retrain.__dict__,
@@ -193,11 +207,15 @@ def write_outputs(report: MonitorReport, run_dir: Path) -> None:
 
 def timeline(report: MonitorReport) -> Any:
     """Per window: the inputs' drift effect against its threshold, and the confidence
-    (label-free accuracy estimate) with the measured accuracy; alerts marked."""
+    (label-free accuracy estimate) with the measured accuracy; alerts marked. Served with
+    --abstain, a third panel: the abstention rate against validation's, and the error rate's
+    lower confidence bound (at each window's end) against the certified alpha."""
     windows = report.windows
     x = np.arange(len(windows))
-    fig = new_figure(8, 5)
-    top, bottom = fig.subplots(2, 1, sharex=True)
+    watched = report.guarantee is not None and report.guarantee.state == "watched"
+    fig = new_figure(8, 7 if watched else 5)
+    axes = fig.subplots(3 if watched else 2, 1, sharex=True)
+    top, bottom = axes[0], axes[1]
     for name, key in (("raw features", "raw_drift"), ("embeddings", "embed_drift")):
         effects = [_top_effect(getattr(w, key)) for w in windows]
         if any(e is not None for e in effects):
@@ -224,9 +242,32 @@ def timeline(report: MonitorReport) -> Any:
             report.val_accuracy, color="grey", lw=0.8, ls="--", label="validation accuracy"
         )
     bottom.set_ylabel("accuracy")
-    bottom.set_xlabel("window")
     bottom.legend(loc="lower left", fontsize=8)
+    if watched:
+        _guarantee_panel(axes[2], report)
+    axes[-1].set_xlabel("window")
     return fig
+
+
+def _guarantee_panel(ax: Any, report: MonitorReport) -> None:
+    """Abstention rate per window against validation's; the error rate's lower bound at each
+    window's end against alpha; windows where the guarantee is void or broken shaded."""
+    g = report.guarantee
+    assert g is not None and g.promise is not None
+    windows = report.windows
+    x = np.arange(len(windows))
+    parts = [w.guarantee or {} for w in windows]
+    ax.plot(x, [p.get("abstention_rate", np.nan) for p in parts], marker="o", label="abstained")
+    ax.axhline(1 - g.promise.coverage, color="grey", lw=0.8, ls=":", label="abstained (validation)")
+    bound = [p["look"]["lower_bound"] if p else np.nan for p in parts]
+    ax.plot(x, bound, marker="s", color="tab:red", label="error among answered: lower bound")
+    ax.axhline(g.promise.alpha, color="tab:red", lw=0.8, ls="--", label="alpha (certified)")
+    for w, p in zip(windows, parts):
+        if p.get("status") in ("void", "broken"):
+            ax.axvspan(w.index - 0.5, w.index + 0.5, color="red", alpha=0.12, lw=0)
+    ax.set_ylabel("rate")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="upper left", fontsize=8, ncol=2)  # above the rates in most windows
 
 
 def _top_effect(drift: dict[str, Any] | None) -> float | None:

@@ -28,6 +28,7 @@ class Served:
         replica_id, model_version: who answered, with which model.
         confidence: the top probability served (NaN for regression).
         prediction: the served prediction (label, value or text).
+        decision: "answer" or "abstain" (`serve --abstain`); None: served without abstention.
         instances: the validated request instances (raw input for the run's transform).
         last_id: the store id of the newest request read (to read on from there).
     """
@@ -39,6 +40,7 @@ class Served:
     model_version: list[str] = field(default_factory=list)
     confidence: list[float] = field(default_factory=list)
     prediction: list[Any] = field(default_factory=list)
+    decision: list[str | None] = field(default_factory=list)
     instances: list[BaseModel] = field(default_factory=list)
     last_id: int = 0
     n_unreadable: int = 0  # requests whose body no longer fits the run's schema
@@ -55,6 +57,7 @@ class Served:
             "model_version",
             "confidence",
             "prediction",
+            "decision",
             "instances",
         ):
             getattr(self, name).extend(getattr(other, name))
@@ -100,12 +103,14 @@ def read_served(engine: sa.Engine, codec: InstanceCodec | None, after_id: int = 
                 conf = answer.get("confidence")
                 out.confidence.append(float(conf) if conf is not None else float("nan"))
                 out.prediction.append(answer.get("prediction"))
+                out.decision.append(answer.get("decision"))
                 out.instances.append(inst)
     return out
 
 
 def read_feedback(engine: sa.Engine) -> dict[tuple[str, int], Any]:
-    """The latest label given for each (request id, row)."""
+    """The latest label given for each (request id, row), in the order the first label of
+    each arrived (the confidence sequence of the answered error rate reads them in it)."""
     query = sa.select(feedback.c.request_id, feedback.c.row, feedback.c.label).order_by(
         feedback.c.time, feedback.c.id
     )

@@ -4,11 +4,15 @@ For each window it tests the inputs for drift (the shift audit's detectors, on t
 features and on the model's embeddings), the predictions against the validation split's,
 estimates accuracy from the served confidences before labels arrive (the mean top
 probability, as NannyML's CBPE does from calibrated scores), and measures it where
-feedback has arrived. Crossed thresholds are alerts.
+feedback has arrived. Served with `--abstain`, it also watches the certified error rate among
+answered instances (`monitoring/selective.py`); with groups named (`monitor.groups`), each
+group's accuracy against its audited test accuracy (`monitoring/groups.py`). Crossed
+thresholds are alerts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,6 +25,24 @@ from gradwise.errors import GradwiseError
 from gradwise.logs import LOG
 from gradwise.monitoring.alerts import Alert
 from gradwise.monitoring.baseline import Baseline, build_baseline, model_inputs, raw_features
+from gradwise.monitoring.groups import (
+    GroupWatch,
+    correct_answers,
+    group_alerts,
+    group_numbers,
+    groups_section,
+    watch_groups,
+)
+from gradwise.monitoring.selective import (
+    Answers,
+    GuaranteeReport,
+    broken_alert,
+    guarantee_report,
+    labelled_answers,
+    load_promise,
+    rise_alert,
+    window_guarantee,
+)
 from gradwise.monitoring.stream import Served, counts, labels_for, read_feedback, read_served
 from gradwise.monitoring.windows import parse_window, window_bounds
 from gradwise.run import Run
@@ -37,6 +59,12 @@ class WindowResult:
     Attributes:
         drifted: the inputs drifted by the monitor's rule (see `MonitorSettings.agree`);
             `raw_drift` and `embed_drift` hold each representation's own verdict.
+        guarantee: served with --abstain: the window's decisions, its abstention test, the
+            labels' confidence sequence at the window's end and whether the certified error
+            rate holds there (`monitoring.selective.window_guarantee`); None otherwise.
+        groups: with groups named: per column, the instances without it (`absent`) and each
+            group's served and labelled instances, accuracy with its exact interval, audited
+            accuracy, gap and test (`monitoring.groups.group_numbers`); None otherwise.
     """
 
     index: int
@@ -56,6 +84,8 @@ class WindowResult:
     n_labelled: int
     accuracy: float | None
     rmse: float | None
+    guarantee: dict[str, Any] | None
+    groups: dict[str, Any] | None
     alerts: tuple[Alert, ...]
 
     @property
@@ -98,6 +128,16 @@ class Monitor:
         self.served = Served()
         self.windows: list[WindowResult] = []
         self._next_start = 0
+        self.promise, self.no_promise = load_promise(run, settings.guarantee_delta)
+        self.answers: Answers | None = None
+        self.broken: dict[str, Any] | None = None  # where the error bound first reached alpha
+        self._late: list[Alert] = []  # alerts about windows evaluated in an earlier pass
+        self.groups: GroupWatch | None = watch_groups(run, settings)
+        # per tracked column, each served instance's group
+        self.group_of: dict[str, list[str | None]] = {
+            c: [] for c in (self.groups.columns if self.groups else ())
+        }
+        self.labels: dict[tuple[str, int], Any] = {}  # the feedback read by the last update
 
     def update(self, final: bool = False) -> list[WindowResult]:
         """Read new traffic and evaluate the windows it completes.
@@ -106,8 +146,14 @@ class Monitor:
             final: also evaluate the newest, still open window (if it holds at least a
                 tenth of a count window, or 10 instances).
         """
-        self.served.extend(read_served(self.engine, self.codec, self.served.last_id))
-        labels = read_feedback(self.engine)
+        fresh = read_served(self.engine, self.codec, self.served.last_id)
+        self.served.extend(fresh)
+        if self.groups is not None:
+            for column, groups in self.groups.labels(fresh.instances).items():
+                self.group_of[column].extend(groups)
+        labels = self.labels = read_feedback(self.engine)
+        if self.promise is not None:
+            self.answers = labelled_answers(self.served, labels, self.promise)
         spec = self.window
         open_min = max(10, (spec.size or 0) // 10) if final else None
         new = []
@@ -117,7 +163,26 @@ class Monitor:
                 self._next_start = b
                 self.windows.append(result)
             new.append(result)
-        return new
+        return self._check_broken(new)
+
+    def late_alerts(self) -> list[Alert]:
+        """Alerts raised since the last call about windows evaluated in an earlier pass (the
+        labels that broke the guarantee arrived after their window was judged)."""
+        late, self._late = self._late, []
+        return late
+
+    def guarantee(self, windows: list[WindowResult]) -> GuaranteeReport | None:
+        """The guarantee over the whole watch (None for language models)."""
+        if self.is_lm:
+            return None
+        return guarantee_report(
+            self.promise,
+            self.no_promise,
+            self.served,
+            self.answers,
+            [(w.index, w.guarantee) for w in windows],
+            self.broken,
+        )
 
     # ------------------------------------------------------------ one window
 
@@ -144,6 +209,12 @@ class Monitor:
             output_drift = self._output_drift(base, a, b, seed)
         compared = [d["drifted"] for d in (raw_drift, embed_drift) if d is not None]
         drifted = bool(compared) and (all(compared) if self.settings.agree else any(compared))
+        guarantee = None
+        if self.promise is not None and self.answers is not None:
+            where = _drift_where(raw_drift, embed_drift, most) if drifted else None
+            guarantee = window_guarantee(
+                self.promise, self.answers, served.decision[a:b], (a, b), where, self.settings.alpha
+            )
         conf = np.asarray(served.confidence[a:b], dtype=np.float64)
         mean_conf = float(conf.mean()) if np.isfinite(conf).any() else None
         n_labelled, accuracy, rmse = self._measured(a, b, labels)
@@ -165,9 +236,28 @@ class Monitor:
             n_labelled=n_labelled,
             accuracy=accuracy,
             rmse=rmse,
+            guarantee=guarantee,
+            groups=self._groups(a, b, labels, self.settings),
             alerts=(),
         )
         return _with_alerts(result, base, self.settings)
+
+    def _groups(
+        self, a: int, b: int, labels: dict[tuple[str, int], Any], s: MonitorSettings | None
+    ) -> dict[str, Any] | None:
+        """Each group's numbers over served[a:b] (`s`: also test them, as a window does)."""
+        if self.groups is None:
+            return None
+        truth = labels_for(self.served, a, b, labels)
+        correct = correct_answers(self.served.prediction[a:b], truth)
+        of = {column: groups[a:b] for column, groups in self.group_of.items()}
+        return group_numbers(self.groups, of, correct, s)
+
+    def group_summary(self) -> dict[str, Any] | None:
+        """report.json's `groups`: every served instance with the labels read so far, and
+        what is not tracked; None when no groups are named."""
+        n = len(self.served)
+        return groups_section(self.groups, self._groups(0, n, self.labels, None), n)
 
     def _detect(
         self, reference: Any, current: np.ndarray, detectors: tuple[str, ...], seed: int
@@ -215,6 +305,37 @@ class Monitor:
             return None
         return len(self.windows) - run_len, len(self.windows) - 1
 
+    def _check_broken(self, new: list[WindowResult]) -> list[WindowResult]:
+        """Raise "guarantee likely broken" once, the first time the labels' bound reaches
+        alpha; it goes to the window whose look first counts the label that crossed."""
+        answers, promise = self.answers, self.promise
+        if self.broken is not None or answers is None or promise is None:
+            return new
+        t = answers.crossing
+        if t is None:
+            return new
+        last = int(answers.index[:t].max())  # the latest instance among the labels counted
+        judged = self.windows + [w for w in new if not w.complete]
+        index = next((w.index for w in judged if w.start <= last < w.end), len(self.windows))
+        look = answers.at(t)
+        alert = broken_alert(promise, look, index)
+        crossed = int(answers.index[t - 1])  # the instance whose label crossed
+        self.broken = {
+            **look,
+            "window": index,
+            "request_id": self.served.request_id[crossed],
+            "row": self.served.row[crossed],
+        }
+        if index not in {w.index for w in new}:
+            self._late.append(alert)
+            return new
+        out = [
+            dataclasses.replace(w, alerts=(*w.alerts, alert)) if w.index == index else w
+            for w in new
+        ]
+        self.windows = [next((o for o in out if o.index == w.index), w) for w in self.windows]
+        return out
+
 
 def _summary(report: DriftReport) -> dict[str, Any]:
     return {
@@ -246,18 +367,29 @@ def _most_drifted(report: DriftReport, names: list[str] | None, k: int = 5) -> l
     return [names[c] if names else f"feature {c}" for c in order]
 
 
+def _drift_where(
+    raw_drift: dict[str, Any] | None, embed_drift: dict[str, Any] | None, most: list[str]
+) -> str:
+    """Where inputs drifted, in words: "raw features and embeddings (most: age, city)"."""
+    where = [
+        n
+        for n, d in (("raw features", raw_drift), ("embeddings", embed_drift))
+        if d and d["drifted"]
+    ]
+    named = f" (most: {', '.join(most)})" if most else ""
+    return " and ".join(where) + named
+
+
 def _with_alerts(w: WindowResult, base: Baseline | None, s: MonitorSettings) -> WindowResult:
     alerts: list[Alert] = []
     if w.drifted:
-        where = [
-            n
-            for n, d in (("raw features", w.raw_drift), ("embeddings", w.embed_drift))
-            if d and d["drifted"]
-        ]
-        named = f" (most: {', '.join(w.most_drifted)})" if w.most_drifted else ""
-        alerts.append(
-            Alert("drift", w.index, f"inputs drifted from training in {' and '.join(where)}{named}")
-        )
+        void = ""
+        if w.guarantee is not None:
+            void = "; the certified error rate among answered instances does not hold on them"
+        where = _drift_where(w.raw_drift, w.embed_drift, w.most_drifted)
+        alerts.append(Alert("drift", w.index, f"inputs drifted from training in {where}{void}"))
+    if w.guarantee is not None and w.guarantee["abstention_rise"]:
+        alerts.append(rise_alert(w.index, w.guarantee, s.alpha))
     if w.output_drift is not None and w.output_drift["drifted"]:
         alerts.append(
             Alert(
@@ -298,9 +430,8 @@ def _with_alerts(w: WindowResult, base: Baseline | None, s: MonitorSettings) -> 
                 floor,
             )
         )
-    return WindowResult(
-        **{**{f: getattr(w, f) for f in w.__dataclass_fields__}, "alerts": tuple(alerts)}
-    )
+    alerts += group_alerts(w.index, w.groups, s)
+    return dataclasses.replace(w, alerts=tuple(alerts))
 
 
 def check_monitorable(run: Run) -> None:

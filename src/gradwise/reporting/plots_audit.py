@@ -31,6 +31,8 @@ def plot_check(result: CheckResult) -> Figure | None:
             return plot_calibration(result.metrics)
         case "uncertainty":
             return plot_uncertainty(result.metrics, result.settings)
+        case "selective":
+            return plot_selective(result.metrics)
         case "robustness":
             return plot_robustness(result.metrics)
         case "shift":
@@ -233,6 +235,54 @@ def plot_uncertainty(m: dict[str, Any], settings: dict[str, Any]) -> Figure:
         tidy(right, "mean interval width")
     if target is not None:
         left.axhline(target, color="grey", linestyle="--", linewidth=0.8)
+    return fig
+
+
+# ---------------------------------------------------------------- selective
+
+
+def plot_selective(m: dict[str, Any]) -> Figure:
+    """Left: the test split's risk-coverage curve, each promised alpha (dashed) and where each
+    certified threshold landed on test (its exact 95% interval as the bar). Right: per
+    (alpha, delta), the share answered: certified on validation, realised on test, and the
+    oracle's (a threshold chosen with the test labels)."""
+    curve = m["risk_coverage"]
+    certificates = m.get("certificates") or []
+    fig = figure(height=3.3)
+    left, right = fig.subplots(1, 2, width_ratios=[1.6, 1])
+    left.plot(
+        curve["coverage"], curve["risk"], color="tab:blue", label="test: error among answered"
+    )
+    for i, c in enumerate(certificates):
+        colour = COLOURS[(i + 1) % len(COLOURS)]
+        left.axhline(c["alpha"], color=colour, linestyle="--", linewidth=0.9)
+        test = c["test"]
+        if c["certified"] and test.get("answered"):
+            lo, hi = test["error_interval"]
+            err = [[test["error"] - lo], [hi - test["error"]]]
+            left.errorbar(
+                [test["coverage"]], [test["error"]], yerr=err, fmt="o", color=colour,
+                capsize=3, label=f"alpha {c['alpha']:g}: certified threshold on test",
+            )  # fmt: skip
+    left.set_xlim(0, 1.02)
+    left.set_xlabel("share of test inputs answered (coverage)", fontsize=8)
+    left.set_ylabel("error rate among answered", fontsize=8)
+    left.legend(fontsize=7, loc="upper left")
+    tidy(left, "risk-coverage on the test split")
+    names = [f"α {c['alpha']:g}, δ {c['delta']:g}" for c in certificates]
+    x = np.arange(len(certificates))
+    bars = (
+        ("certified (val)", [c["coverage"] for c in certificates]),
+        ("realised (test)", [c["test"]["coverage"] for c in certificates]),
+        ("oracle (test)", [c["test"]["oracle_coverage"] for c in certificates]),
+    )
+    for i, (label, values) in enumerate(bars):
+        right.bar(x + (i - 1) * 0.27, values, width=0.27, label=label, color=COLOURS[i])
+    right.set_xticks(x, names, fontsize=7)
+    right.set_ylim(0, 1.3)
+    right.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+    right.legend(fontsize=7, loc="upper center", ncol=3, columnspacing=0.8, handlelength=1.2)
+    tidy(right, "share answered")
     return fig
 
 

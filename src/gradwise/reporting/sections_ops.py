@@ -85,6 +85,7 @@ def _static_int8_notes(ev: Evidence, t: dict[str, Any]) -> list[Block]:
 
 def _tradeoff_blocks(t: dict[str, Any]) -> list[Block]:
     metric, unit = t["metric"], t.get("metric_unit") or t["metric"]
+    guarantee = t.get("selective")
     rows = tuple(
         (
             r["variant"],
@@ -92,6 +93,7 @@ def _tradeoff_blocks(t: dict[str, Any]) -> list[Block]:
             f"{r['metric_delta']:+.3g}",
             num(r.get("ece")),
             num(r.get("robust_accuracy")),
+            *(_coverage_cells(r) if guarantee else ()),
             f"{r['size_mb']:.3f}",
             f"{r['latency_b1_ms']:.3f}",
             f"{r['latency_b64_ms']:.3f}",
@@ -99,12 +101,14 @@ def _tradeoff_blocks(t: dict[str, Any]) -> list[Block]:
         )
         for r in t["rows"]
     )
+    coverage = (f"coverage % at α {guarantee['alpha']:g}", "Δ coverage pt") if guarantee else ()
     headers = (
         "variant",
         metric + (" %" if unit == "pt" else ""),
         f"Δ {unit}",
         "ECE",
         "robust acc %",
+        *coverage,
         "size MB",
         "b1 ms",
         "b64 ms",
@@ -128,6 +132,14 @@ def _tradeoff_blocks(t: dict[str, Any]) -> list[Block]:
     settings = dict(t.get("settings") or {}) | {"machine": machine}
     blocks.append(Settings(flat(settings), "how the trade-off was measured"))
     return blocks
+
+
+def _coverage_cells(row: dict[str, Any]) -> tuple[str, str]:
+    """The share of validation inputs a variant answers under its own certified threshold,
+    and its change against the base's, in points."""
+    if row.get("coverage") is None or row.get("coverage_delta") is None:
+        return ("not certified" if row.get("certified") is False else "n/a"), "n/a"
+    return f"{100 * row['coverage']:.1f}", f"{100 * row['coverage_delta']:+.1f}"
 
 
 def _bench_blocks(bench: dict[str, Any]) -> list[Block]:

@@ -112,6 +112,7 @@ def card(ev: Evidence) -> Card:
         facts.append(("other test metrics", extra, "metrics"))
     for name, label in (
         ("calibration", "calibration"),
+        ("selective", "abstention"),
         ("robustness", "robustness"),
         ("shift", "shift power"),
     ):

@@ -80,12 +80,15 @@ class PredictEndpoint:
         batcher: DynamicBatcher[Any, Any],
         version: str,
         store: Any,
+        guarantee_json: str | None = None,
     ) -> None:
         self.codec = codec
         self.batcher = batcher
         self.version = version
         self._version_json = json.dumps(version)
         self._store = store  # a callable giving the PredictionStore (started in the lifespan)
+        # serve --abstain: the guarantee every response carries once, encoded once
+        self._guarantee = "" if guarantee_json is None else f',"guarantee":{guarantee_json}'
         self._ids = random.Random()  # seeded from os.urandom per process: unique per replica
 
     async def answer(self, body: bytes) -> Reply:
@@ -121,7 +124,7 @@ class PredictEndpoint:
             )
         content = (
             f'{{"request_id":"{request_id}","model_version":{self._version_json},'
-            f'"predictions":{answer.predictions}}}'
+            f'"predictions":{answer.predictions}{self._guarantee}}}'
         )
         return Reply(200, content.encode(), request_id)
 

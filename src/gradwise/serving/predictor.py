@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from gradwise.errors import DataError, GradwiseError
 from gradwise.run import Run
+from gradwise.serving.abstention import Abstention
 from gradwise.serving.input_warnings import InputWarning, input_checker
 from gradwise.serving.schemas import InstanceCodec
 
@@ -35,7 +36,9 @@ class Answer:
             (the top probability); for forecasters `steps_ahead` (what each value is for:
             k steps after the window's last row); conformal `prediction_set` or `interval`
             when the run has them; `warnings` when the instance held something the model
-            does not read (ignored).
+            does not read (ignored); with abstention (`serve --abstain`) `decision` (answer or
+            abstain) and `abstain_score` (the certified score; abstained instances keep their
+            prediction and probabilities, so a person sees what the model thought).
         confidence: the mean top probability over the instances (None for regression).
     """
 
@@ -62,6 +65,10 @@ class Predictor:
     Args:
         run: the served run; its model is used read-only.
         codec: the run's request schema (turns instances into raw input).
+        on_warnings: called with each instance's input warnings (e.g. counts them).
+        abstention: the certified threshold each row is decided with; None: no decisions.
+        on_decisions: with `abstention`: called with (answered, abstained) instance counts
+            of each batch's successful requests (e.g. counts them in /metrics).
     """
 
     def __init__(
@@ -69,8 +76,18 @@ class Predictor:
         run: Run,
         codec: InstanceCodec,
         on_warnings: Callable[[list[InputWarning]], None] | None = None,
+        abstention: Abstention | None = None,
+        on_decisions: Callable[[int, int], None] | None = None,
     ) -> None:
         run.check_predicts()
+        thresholds = run.calibration.group_thresholds
+        if thresholds:
+            raise GradwiseError(
+                f"{run.path} decides by group thresholds on the column "
+                f"{thresholds.get('column')!r} (the fairness check's variant), which the server "
+                f"does not apply; serve the run it was made from, or use `gradwise predict "
+                f"{run.path} FILE` with the column in the file."
+            )
         self.run = run
         self.codec = codec
         self.check = input_checker(run.schema, codec.ignored)
@@ -78,6 +95,8 @@ class Predictor:
         self.task = run.schema.task
         self.classes = [str(c) for c in (run.schema.classes or [])]
         self.conformal = conformal_maker(run)
+        self.abstention = abstention
+        self.on_decisions = on_decisions
 
     def __call__(self, batch: list[list[BaseModel]]) -> list[Answer | GradwiseError]:
         flat = [inst for item in batch for inst in item]
@@ -94,6 +113,7 @@ class Predictor:
             keep = np.flatnonzero(finite)
             for row, more in zip(keep.tolist(), self.conformal(x[torch.from_numpy(keep)])):
                 outputs[row].update(more)
+        is_answer = self._decide(outputs, x, logits)
         answers = self._split(batch, self._warned(outputs, flat), confidence)
         start = 0
         for i, item in enumerate(batch):  # a row the model cannot answer fails its request
@@ -105,7 +125,35 @@ class Predictor:
                     "lie far outside the training data (check units and scale)."
                 )
             start += len(item)
+        if is_answer is not None:
+            self._count_decisions(batch, answers, is_answer)
         return answers
+
+    def _decide(
+        self, outputs: list[dict[str, Any]], x: torch.Tensor, logits: torch.Tensor
+    ) -> np.ndarray | None:
+        """With abstention, each output's `decision` and `abstain_score`; returns the (N,)
+        answer flags (None without abstention)."""
+        if self.abstention is None:
+            return None
+        scores = self.abstention.scores(self.run, x, logits)
+        is_answer = self.abstention.answers(scores)
+        for out, answer, score in zip(outputs, is_answer.tolist(), scores.tolist()):
+            out["decision"] = "answer" if answer else "abstain"
+            out["abstain_score"] = score
+        return is_answer
+
+    def _count_decisions(
+        self,
+        batch: list[list[BaseModel]],
+        answers: list[Answer | GradwiseError],
+        is_answer: np.ndarray,
+    ) -> None:
+        """Report (answered, abstained) over the instances of the requests that succeed."""
+        if self.on_decisions is None:
+            return
+        sent = np.repeat([isinstance(a, Answer) for a in answers], [len(i) for i in batch])
+        self.on_decisions(int(is_answer[sent].sum()), int((~is_answer[sent]).sum()))
 
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 With several workers uvicorn starts N processes that share the listening socket; each
 builds its own app from the settings passed in the environment, so each has its own
-batcher and its own store writer (and replica id, host:pid).
+batcher and its own store writer (and replica id, host:pid). Their Prometheus numbers meet in
+a folder made fresh for each start (`shared_metrics_dir`), so /metrics shows the totals of
+every worker whichever one answers the scrape.
 
 Shutdown (Ctrl-C or SIGTERM): uvicorn stops accepting connections, waits for the requests
 in flight (up to `GRACE_S`), then the app answers whatever the batcher still holds and the
@@ -23,7 +25,9 @@ import gc
 import json
 import logging
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +36,7 @@ from typing import Any
 from gradwise.config import ServeSettings
 from gradwise.errors import ConfigError
 from gradwise.logs import LOG
+from gradwise.serving.metrics import MULTIPROC_ENV
 
 log = logging.getLogger(LOG)
 
@@ -108,9 +113,35 @@ def _serve(
     )
     if on_listening is not None:
         on_listening()
-    uvicorn.run(
-        "gradwise.serving.runner:app_from_env", factory=True, workers=settings.workers, **common
-    )
+    with shared_metrics_dir():
+        uvicorn.run(
+            "gradwise.serving.runner:app_from_env",
+            factory=True,
+            workers=settings.workers,
+            **common,
+        )
+
+
+@contextmanager
+def shared_metrics_dir() -> Iterator[str]:
+    """A fresh, empty folder in $PROMETHEUS_MULTIPROC_DIR while the workers serve, removed
+    afterwards with the variable given back as it was.
+
+    The workers inherit the variable and import prometheus_client after it is set, so their
+    values go to files there, which every worker's /metrics adds up. Fresh per start: the
+    counters of an earlier server (or another server on this machine) are not mixed in.
+    """
+    before = os.environ.get(MULTIPROC_ENV)
+    folder = tempfile.mkdtemp(prefix="gradwise-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = before
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _serve_on(server: Any, sock: socket.socket, on_listening: Callable[[], None] | None) -> None:

@@ -9,6 +9,7 @@ field and the reason; nothing a client sends can take the server down.
 models from the route signatures at run time.)
 """
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -18,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -31,11 +32,12 @@ from gradwise.config import ServeSettings
 from gradwise.errors import GradwiseError
 from gradwise.logs import LOG
 from gradwise.run import Run
+from gradwise.serving.abstention import Abstention
 from gradwise.serving.batcher import DynamicBatcher
 from gradwise.serving.feedback import feedback_model, feedback_rows
 from gradwise.serving.generate import GenerateRequest, generate_all, generation_events
 from gradwise.serving.guard import OPEN_PATHS, GuardMiddleware
-from gradwise.serving.metrics import MetricsMiddleware, ServerMetrics
+from gradwise.serving.metrics import MULTIPROC_ENV, MetricsMiddleware, ServerMetrics
 from gradwise.serving.predict import PredictEndpoint, PredictFastPath, invalid_reply
 from gradwise.serving.predictor import Predictor, model_version
 from gradwise.serving.schemas import instance_codec
@@ -69,12 +71,36 @@ class PredictionOut(BaseModel):
         "saw or a number sent for a category (read as <other>), columns it does not read "
         "(ignored); counted in /metrics as gradwise_input_warnings_total{kind}",
     )
+    decision: Literal["answer", "abstain"] | None = Field(
+        None,
+        description="serve --abstain: answer where the certified threshold is met, abstain "
+        "(hand to a person) where not; the prediction is given either way; counted in "
+        "/metrics as gradwise_decisions_total{model_version, decision}",
+    )
+    abstain_score: float | None = Field(
+        None, description="serve --abstain: the score compared with the threshold (higher: surer)"
+    )
+
+
+class Guarantee(BaseModel):
+    alpha: float = Field(description="the error rate among answered instances is at most this")
+    delta: float = Field(description="... with confidence 1 - delta")
+    threshold: float = Field(description="instances whose abstain_score reaches it are answered")
+    n: int = Field(description="validation rows it was certified on")
+    score: str = Field(description="what abstain_score is: probability, margin, set_size, ...")
+    coverage: float = Field(description="the share of validation rows answered")
+    fitted_at: str = Field(description="when it was certified (UTC)")
 
 
 class PredictResponse(BaseModel):
     request_id: str = Field(description="give it to POST /v1/feedback with the true label")
     model_version: str
     predictions: list[PredictionOut]
+    guarantee: Guarantee | None = Field(
+        None,
+        description="serve --abstain: the guarantee the decisions carry, while inputs stay "
+        "like the validation rows it was certified on",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -99,6 +125,7 @@ class ServerState:
     version: str
     replica_id: str
     metrics: ServerMetrics
+    abstention: Abstention | None = None
     batcher: DynamicBatcher[Any, Any] | None = None
     store: PredictionStore | None = None
     store_url: str | None = None
@@ -109,20 +136,26 @@ class ServerState:
 def create_app(run: Run | str | Path, settings: ServeSettings = ServeSettings()) -> FastAPI:
     """The ASGI app serving `run` (a Run or a run directory, optimised variants included).
 
+    With several worker processes, $PROMETHEUS_MULTIPROC_DIR (set by the runner) makes
+    /metrics add up every worker's numbers (see `serving.metrics`).
+
     Raises:
-        GradwiseError: the run cannot be served (diffusion, masked-LM) or a setting is bad.
+        GradwiseError: the run cannot be served (diffusion, masked-LM), a setting is bad, or
+            `settings.abstain` is on and the run has no certified abstention threshold.
     """
     run = run if isinstance(run, Run) else Run.load(run)
     is_lm = run.schema.task == "lm"
     if not is_lm:
         run.check_predicts()
+    abstention = Abstention.of(run) if settings.abstain else None
     routes = {"/v1/predict", "/v1/feedback", "/v1/generate", "/v1/model", "/healthz", "/readyz"}
     state = ServerState(
         run=run,
         settings=settings,
         version=model_version(run),
         replica_id=settings.replica_id or f"{socket.gethostname()}:{os.getpid()}",
-        metrics=ServerMetrics(routes | {"/metrics"}),
+        metrics=ServerMetrics(routes | {"/metrics"}, os.environ.get(MULTIPROC_ENV)),
+        abstention=abstention,
         store_url=store_url(settings.store, run.path),
     )
     api_key = settings.api_key()
@@ -186,6 +219,9 @@ def _lifespan(state: ServerState) -> Any:
             lambda: state.batcher.queued_rows if state.batcher else 0,
             lambda: store.pending if store else 0,
         )
+        refresher = None
+        if state.metrics.multiprocess_dir is not None:  # other workers' scrapes read them
+            refresher = asyncio.ensure_future(state.metrics.refresh_forever())
         state.accepting = True
         log.info(
             "serving %s (%s) as replica %s; store: %s",
@@ -204,6 +240,9 @@ def _lifespan(state: ServerState) -> Any:
                 await state.batcher.close()
             if state.store is not None:
                 state.store.close()
+            if refresher is not None:
+                refresher.cancel()
+            state.metrics.close()
 
     return lifespan
 
@@ -283,14 +322,25 @@ def _add_health_routes(app: FastAPI, state: ServerState) -> None:
             "conformal": state.run.calibration.conformal is not None,
             "max_batch": state.settings.max_batch,
             "max_wait_ms": state.settings.max_wait_ms,
+            "guarantee": state.abstention.guarantee if state.abstention else None,
         }
 
 
 def _add_predict_routes(app: FastAPI, state: ServerState) -> None:
     run = state.run
     codec = instance_codec(run.schema)
-    predictor = Predictor(run, codec, on_warnings=state.metrics.count_warnings)
     metrics = state.metrics
+
+    def on_decisions(answered: int, abstained: int) -> None:
+        metrics.count_decisions(state.version, answered, abstained)
+
+    predictor = Predictor(
+        run,
+        codec,
+        on_warnings=metrics.count_warnings,
+        abstention=state.abstention,
+        on_decisions=on_decisions,
+    )
 
     def on_batch(n_rows: int) -> None:
         metrics.batch_size.observe(n_rows)
@@ -303,7 +353,8 @@ def _add_predict_routes(app: FastAPI, state: ServerState) -> None:
         rows=len,
         on_batch=on_batch,
     )
-    endpoint = PredictEndpoint(codec, state.batcher, state.version, lambda: state.store)
+    guarantee = state.abstention.guarantee_json if state.abstention else None
+    endpoint = PredictEndpoint(codec, state.batcher, state.version, lambda: state.store, guarantee)
     app.add_middleware(PredictFastPath, endpoint=endpoint)
     Request_ = codec.request  # noqa: N806 - a class
 
