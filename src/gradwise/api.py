@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from gradwise.config import (
     AuditSettings,
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gradwise.explaining import Explanation
     from gradwise.monitoring import MonitorReport, WindowResult
     from gradwise.reporting import Report
+    from gradwise.reporting.documents import Document, DocumentTemplate
     from gradwise.serving.tune import BatchingResult, TuneTrial
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
@@ -415,36 +416,76 @@ def monitor(
     return watch(loaded, chosen, on_window=on_window, should_stop=should_stop)
 
 
+@overload
 def report(
     run: Run | str | Path,
     settings: ReportSettings | None = None,
     *,
     out: str | Path | None = None,
+    template: Literal["page"] = "page",
+    pdf: bool = False,
     **changes: Any,
-) -> Report:
+) -> Report: ...
+
+
+@overload
+def report(
+    run: Run | str | Path,
+    settings: ReportSettings | None = None,
+    *,
+    out: str | Path | None = None,
+    template: DocumentTemplate,
+    pdf: bool = False,
+    **changes: Any,
+) -> Document: ...
+
+
+def report(
+    run: Run | str | Path,
+    settings: ReportSettings | None = None,
+    *,
+    out: str | Path | None = None,
+    template: Literal["page"] | DocumentTemplate = "page",
+    pdf: bool = False,
+    **changes: Any,
+) -> Report | Document:
     """Write the run's report: one self-contained HTML page (CSS inline, every plot a base64
-    PNG drawn from the run's JSON) with a ship / ship with care / do not ship decision.
+    PNG drawn from the run's JSON) with a ship / ship with care / do not ship decision; or,
+    with `template`, a document for regulated use filled from the run's files.
 
     Args:
         run: a Run or its directory.
         settings: a ReportSettings; default: the run's config `report:` section.
-        out: the HTML file (default RUN/report.html).
+        out: the HTML file (default RUN/report.html, or RUN/<template>.html).
+        template: "page" (the report), or "model-card", "annex-iv", "sr11-7": each item
+            filled from the run (file and number quoted), from the `context` file, or
+            marked as needing a person.
+        pdf: also print the HTML to PDF beside it with headless Chromium.
         **changes: ReportSettings fields to change: `tune` (a tuning study's folder;
             default: the study the run lies inside, if any), `compare` (a comparison's
-            folder whose seeds give the noise; default: the one the run lies inside).
+            folder whose seeds give the noise; default: the one the run lies inside),
+            `context` (a YAML of item id -> text for the documents).
 
     Returns:
-        A Report: the file, the decision with its reasons, the sections and which have data.
+        A Report (the page: the file, the decision with its reasons, the sections and which
+        have data) or a Document (the template's items and the coverage counts).
 
     Raises:
         NotTrainedError: no finished run there. ConfigError: `tune` / `compare` is not a
-        study's folder. DataError: a file the report reads is damaged.
+        study's folder, or the context file names an unknown item. DataError: a file the
+        report reads is damaged. GradwiseError: `pdf` without Chromium installed.
     """
     from gradwise.reporting import write_report
+    from gradwise.reporting.documents import print_pdf, write_document
 
     run_dir = run.path if isinstance(run, Run) else Path(run)
     chosen = settings_with(settings or _config_of(run).report, "report", changes)
-    return write_report(run_dir, chosen, out)
+    if template != "page":
+        return write_document(run_dir, template, chosen.context, out, pdf)
+    page = write_report(run_dir, chosen, out)
+    if pdf:
+        print_pdf(page.path)
+    return page
 
 
 def _run(run: Run | str | Path) -> Run:

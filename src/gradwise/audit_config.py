@@ -20,6 +20,7 @@ CheckName = Literal[
     "calibration",
     "uncertainty",
     "selective",
+    "slices",
     "fairness",
     "robustness",
     "shift",
@@ -195,7 +196,7 @@ class SlicesAudit(_Strict):
         description="false-discovery rate of the Benjamini-Hochberg correction over every "
         "candidate slice tested",
     )
-    bins: int = Field(4, ge=2, description="quantile bins of each number column")
+    bins: int = Field(8, ge=2, description="quantile bins of each number column")
     pairs: bool = Field(True, description="also test pairs of conditions (a and b)")
     clusters: int = Field(
         8, ge=2, description="images, text, sequences: clusters of the run's own embeddings"
@@ -206,7 +207,10 @@ class SlicesAudit(_Strict):
     bootstrap: int = Field(1000, ge=100, description="resamples of each reported gap's interval")
     max_listed: int = Field(10, ge=1, description="slices described in the sentence and report")
     gap_warn: float = Field(
-        0.05, ge=0, description="a confirmed slice whose error exceeds the rest by this warns"
+        0.05,
+        ge=0,
+        description="a confirmed slice whose error exceeds the rest's by this warns "
+        "(classifiers: error-rate points; regressions: relative, slice MAE / rest MAE - 1)",
     )
     gap_fail: float = Field(0.15, ge=0)
 
@@ -374,7 +378,7 @@ class AuditSettings(_Strict):
     checks: list[CheckName] | None = Field(
         None,
         description="the checks to run, in this order; null: all of them (generalisation, "
-        "baseline, calibration, uncertainty, selective, fairness, robustness, shift, "
+        "baseline, calibration, uncertainty, selective, slices, fairness, robustness, shift, "
         "data_quality)",
     )
     against: str | None = Field(

@@ -405,8 +405,13 @@ class ReportSettings(Strict):
         description="a comparison's folder whose seeds give the noise; null: the comparison "
         "the run lies inside, if any",
     )
+    context: str | None = Field(
+        None,
+        description="a YAML file of item id -> text: the answers only a person knows "
+        "(intended purpose, users, limitations, oversight) for --template documents",
+    )
 
-    _paths = field_validator("tune", "compare", mode="before")(_path_text)
+    _paths = field_validator("tune", "compare", "context", mode="before")(_path_text)
 
 
 # ---------------------------------------------------------------- the data home

@@ -85,3 +85,20 @@ def test_set_changes_a_check_setting_for_this_audit_only(run_dir):
     assert bad.exit_code == 2 and "audit --set changes the audit settings only" in bad.output
     typo = runner.invoke(app, ["audit", run_dir, "--set", "audit.calibration.binz=3"])
     assert typo.exit_code == 2 and "did you mean audit.calibration.bins" in typo.output
+
+
+def test_slices_and_fairness_run_from_the_cli_and_fairness_names_what_it_needs(run_dir):
+    out = runner.invoke(app, ["audit", run_dir, "--checks", "slices,fairness", "--json"])
+    assert out.exit_code == 0, out.output
+    results = {c["check"]: c for c in json.loads(out.stdout)}
+    assert results["slices"]["verdict"] in ("pass", "warn", "fail")
+    assert results["slices"]["metrics"]["candidates"], "every candidate tested is listed"
+    assert results["fairness"]["verdict"] == "n/a"
+    assert "audit.fairness.groups" in results["fairness"]["summary"]
+    named = runner.invoke(
+        app,
+        ["audit", run_dir, "--checks", "fairness", "--set", "audit.fairness.groups=[x]", "--json"],
+    )
+    assert named.exit_code == 0, named.output
+    (fairness,) = json.loads(named.stdout)
+    assert fairness["verdict"] == "n/a" and "table" in fairness["summary"]  # digits are images

@@ -72,9 +72,13 @@ def test_a_classifier_certifies_stores_and_predict_selective_applies_the_thresho
     wrong = on_val.prediction != _labels(loaded, "val")
     assert (on_val.answer.sum(), wrong[on_val.answer].sum()) == (cert["accepted"], cert["errors"])
     assert cert["n"] == len(val) and cert["accepted"] == round(cert["coverage"] * len(val))
-    # the check's certificate is certify() on what predict_selective says about validation
-    again = certify(on_val.score, wrong, 0.05, 0.1)
+    # the check's certificate is certify() on what predict_selective says about validation,
+    # with the model's own chance of being wrong (1 - top-class probability) as its expected
+    # errors: two chains, each at delta / 2, unless their starts coincide
+    expected = 1 - on_val.probabilities.max(axis=1)
+    again = certify(on_val.score, wrong, 0.05, 0.1, expected)
     assert again.threshold == stored["threshold"] and again.p_value == stored["p_value"]
+    assert again.level == cert["level"] == stored["level"] and cert["level"] in (0.1, 0.05)
 
     on_test = loaded.predict_selective(test.raw)
     np.testing.assert_array_equal(on_test.prediction, loaded.predict(test.raw))
@@ -106,8 +110,10 @@ def test_several_alpha_delta_pairs_are_certified_in_order_and_the_first_is_appli
     assert [(o["alpha"], o["delta"]) for o in stored["others"]] == [(0.05, 0.2), (0.2, 0.05)]
     on_val = gradwise.load(run.path).predict_selective(run.split("val").raw)
     wrong = on_val.prediction != _labels(run, "val")
+    expected = 1 - on_val.probabilities.max(axis=1)
     for c in certs:
-        assert certify(on_val.score, wrong, c["alpha"], c["delta"]).threshold == c["threshold"]
+        again = certify(on_val.score, wrong, c["alpha"], c["delta"], expected)
+        assert (again.threshold, again.level) == (c["threshold"], c["level"])
     # one delta for several alphas
     one = _selective(run, alpha=[0.1, 0.2], delta=0.1).metrics["certificates"]
     assert [(c["alpha"], c["delta"]) for c in one] == [(0.1, 0.1), (0.2, 0.1)]
@@ -116,10 +122,17 @@ def test_several_alpha_delta_pairs_are_certified_in_order_and_the_first_is_appli
 
 
 def test_the_margin_score_is_the_gap_between_the_two_likeliest_classes(run):
-    result = _selective(run, alpha=0.1, score="margin")
+    result = _selective(run, alpha=[0.1, 0.05], score="margin")
     assert result.metrics["score"] == "margin" and result.metrics["certificates"][0]["certified"]
     loaded = gradwise.load(run.path)
     assert loaded.calibration.selective["score"] == "margin"
+    # whatever the score, the expected errors are 1 - the top-class probability
+    on_val = loaded.predict_selective(run.split("val").raw)
+    wrong = on_val.prediction != _labels(run, "val")
+    expected = 1 - on_val.probabilities.max(axis=1)
+    for c in result.metrics["certificates"]:
+        again = certify(on_val.score, wrong, c["alpha"], c["delta"], expected)
+        assert (again.threshold, again.level) == (c["threshold"], c["level"])
     test = loaded.split("test").raw
     out = loaded.predict_selective(test)
     top2 = np.sort(loaded.predict_proba(test), axis=1)[:, -2:]

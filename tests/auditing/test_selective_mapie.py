@@ -1,11 +1,14 @@
 """Our certified abstention threshold against MAPIE's Learn-then-Test controllers (mapie 1.6,
 `mapie.risk_control`) on the same scores.
 
-Both sides test, for each threshold lambda, "the error rate among the m answered rows exceeds
-alpha" and walk the thresholds with fixed-sequence testing from the strictest down, keeping
-every threshold until the first p-value above delta. Given the same thresholds in the same
-order (the ones `certify` tests: `thresholds(...)` from the first that accepts enough rows to
-pass at all) the two agree exactly, up to one documented difference in MAPIE:
+`certify` walks one or two chains of thresholds (`chain_starts`: the strict chain, and, given
+the model's expected errors, a second one from where they predict a pass), each with
+fixed-sequence testing at its level (delta, or delta / 2 with two chains): from the chain's
+first threshold towards looser ones, every threshold is kept until the first p-value above
+the level; lambda is the loosest threshold any chain keeps. MAPIE, given exactly one chain's
+thresholds (`lams[start:]`) and confidence level 1 - level, tests the same hypotheses with
+fixed-sequence testing, so chain by chain the two agree exactly, up to one documented
+difference in MAPIE:
 
 - MAPIE's p-value (`compute_hoeffding_bentkus_p_value`, binary=True) is min(Hoeffding,
   P(Binomial(m, alpha) <= ceil(m * r_hat))), r_hat the empirical risk as a float. The
@@ -16,28 +19,34 @@ pass at all) the two agree exactly, up to one documented difference in MAPIE:
   whose ceiling counts a second error. There MAPIE's p-value is larger than ours (the minimum
   of the Hoeffding bound and the tail at k + 1), never smaller; elsewhere they are equal.
 
-So the tests check: MAPIE's p-values equal ours wherever ceil(m * r_hat) = k and exceed them
-only where it is k + 1; MAPIE's valid thresholds are exactly the prefix of the sequence before
-its first p-value above delta; our threshold equals MAPIE's lowest valid threshold, except
-where a rounded count flips a decision, and then MAPIE's is the stricter one. Each data set
-must give several certified cases where the two are equal, so the comparison is not vacuous.
+So the tests check, chain by chain: MAPIE's p-values equal ours wherever ceil(m * r_hat) = k
+and exceed them only where it is k + 1; MAPIE's valid thresholds are exactly the prefix of the
+chain before its first p-value above the level; `certify` keeps the same prefix, except where
+a rounded count flips a decision, and then MAPIE's is the shorter. And per (alpha, delta): our
+threshold is the loosest of the chains' lowest valid thresholds in MAPIE, except where a
+rounded count flipped a decision, and then MAPIE's is the stricter one. Both with one chain
+(no expected errors, as for a regression) and with two (expected errors 1 - p, as the
+selective check passes them). Each data set must give several certified cases where the two
+are equal, and with two chains several second chains on which both keep the same thresholds,
+so the comparison is not vacuous.
 
 MAPIE's controllers pick the direction of their fixed sequence from the calibration risks
 (`ltt_procedure`): over the parameters in the order given, a risk that is monotone increasing,
 or not monotone with a positive mean step, is walked from the first parameter, otherwise from
-the last. Given in increasing order (as its default grid is), that is from the strictest
-threshold whenever the strictest tested threshold's risk is below the loosest's, which is
-nearly always; where it is not, the controller walks from answering everything instead (a
-choice made with the labels). The tests compute which way it walks, check its valid set is
-that walk, and compare our threshold with MAPIE's own `control_fwer(..., "fixed_sequence")`
-run from the strictest on the controller's p-values. The selective risk is not monotone in the
-threshold, so MAPIE warns about it; fixed-sequence testing is valid without monotonicity,
-which only affects its power.
+the last. Given in increasing order (as its default grid is), that is from the chain's
+strictest threshold whenever its risk is below the loosest's, which is nearly always; where it
+is not, the controller walks from answering everything instead (a choice made with the
+labels). The tests compute which way it walks, check its valid set is that walk, and compare
+the chain with MAPIE's own `control_fwer(..., "fixed_sequence")` run from the chain's first
+threshold on the controller's p-values. The selective risk is not monotone in the threshold,
+so MAPIE warns about it; fixed-sequence testing is valid without monotonicity, which only
+affects its power.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +62,7 @@ from gradwise.auditing.risk_control import (
     accepted_and_errors,
     binomial_p_values,
     certify,
-    fewest_accepted,
+    chain_starts,
     thresholds,
 )
 
@@ -65,14 +74,10 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:All provided predict_params control"),
 ]
 PAIRS = [(0.05, 0.1), (0.1, 0.1), (0.02, 0.2), (0.1, 0.05)]
-
-
-def _tested_thresholds(s: np.ndarray, alpha: float, delta: float) -> np.ndarray:
-    """The thresholds `certify` walks, strictest first: from the first that accepts enough
-    rows to pass at all (the ones above it are never tested)."""
-    lams = thresholds(s, MAX_THRESHOLDS)
-    m, _ = accepted_and_errors(s, np.zeros(len(s), bool), lams)
-    return lams[int(np.searchsorted(m, fewest_accepted(alpha, delta), side="left")) :]
+# a MAPIE controller calibrated on one chain: (its thresholds strictest first, its level)
+Fit = Callable[[np.ndarray, float], Any]
+# MAPIE's empirical risk per threshold from (accepted, errors), as the controller computes it
+RiskHat = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _fits(data: str, seed: int) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -105,8 +110,10 @@ def _fits(data: str, seed: int) -> tuple[np.ndarray, np.ndarray, Any]:
 @dataclass
 class Tally:
     certified_equal: int = 0  # both certified the same threshold
-    rounding_flips: int = 0  # MAPIE's float rounding made it stricter
-    loosest_first: int = 0  # the controller walked from answering everything
+    second_chains_equal: int = 0  # second chains where both keep the same thresholds (> 0)
+    second_chain_looser: int = 0  # certified equal, the second chain's threshold the looser
+    rounding_flips: int = 0  # chains where MAPIE's float rounding made it stop sooner
+    loosest_first: int = 0  # chains the controller walked from answering everything
 
 
 def _walks_from_strictest(r_hat: np.ndarray) -> bool:
@@ -120,21 +127,22 @@ def _walks_from_strictest(r_hat: np.ndarray) -> bool:
     return not steps.mean() > 0
 
 
-def _agree(
+def _agree_on_chain(
     s: np.ndarray,
     e: np.ndarray,
     alpha: float,
-    delta: float,
-    lams: np.ndarray,
+    level: float,
+    chain: np.ndarray,
     controller: Any,
     r_hat: np.ndarray,
     tally: Tally,
-) -> None:
-    """The checks of the module docstring for one (alpha, delta). `lams` and `r_hat` are
-    strictest first; the controller was given `lams` in increasing order."""
+) -> tuple[int, int]:
+    """The per-chain checks of the module docstring. Returns how many of the chain's
+    thresholds we keep and MAPIE keeps, walking from its first. `chain` and `r_hat` are
+    strictest first; the controller was given `chain` in increasing order."""
     from mapie.risk_control.fwer_control import control_fwer
 
-    m, k = accepted_and_errors(s, e, lams)
+    m, k = accepted_and_errors(s, e, chain)
     ours = binomial_p_values(k, m, alpha)
     mapie_p = controller.p_values[::-1, 0]
     k_mapie = np.ceil(m * r_hat).astype(int)  # MAPIE's count, float rounding included
@@ -143,34 +151,71 @@ def _agree(
     np.testing.assert_allclose(mapie_p[same], ours[same], rtol=1e-9, atol=0)
     assert np.all(mapie_p[~same] >= ours[~same])
 
-    def stop(p: np.ndarray) -> int:  # thresholds certified before the first failure
-        failed = np.flatnonzero(p > delta)
+    mapie_level = 1 - (1 - level)  # the float MAPIE tests at
+
+    def stop(p: np.ndarray, at: float) -> int:  # thresholds kept before the first failure
+        failed = np.flatnonzero(p > at)
         return int(failed[0]) if len(failed) else len(p)
 
-    stop_ours, stop_mapie = stop(ours), stop(mapie_p)
-    from_strictest = control_fwer(mapie_p, delta, "fixed_sequence")
-    np.testing.assert_array_equal(from_strictest, np.arange(stop_mapie))
+    stop_ours, stop_mapie = stop(ours, level), stop(mapie_p, mapie_level)
+    from_first = control_fwer(mapie_p, mapie_level, "fixed_sequence")
+    np.testing.assert_array_equal(from_first, np.arange(stop_mapie))
     valid = np.sort(controller.valid_predict_params)
     if _walks_from_strictest(r_hat):
-        np.testing.assert_array_equal(valid, np.sort(lams[:stop_mapie]))
+        np.testing.assert_array_equal(valid, np.sort(chain[:stop_mapie]))
     else:
-        from_loosest = control_fwer(mapie_p[::-1], delta, "fixed_sequence")
-        np.testing.assert_array_equal(valid, np.sort(lams[::-1][from_loosest]))
+        from_loosest = control_fwer(mapie_p[::-1], mapie_level, "fixed_sequence")
+        np.testing.assert_array_equal(valid, np.sort(chain[::-1][from_loosest]))
         tally.loosest_first += 1
-    cert = certify(s, e, alpha, delta)
-    assert cert.threshold == (lams[stop_ours - 1] if stop_ours else None)
-    mapie_threshold = float(lams[stop_mapie - 1]) if stop_mapie else None
-    if stop_mapie == stop_ours:
-        assert cert.threshold == mapie_threshold
-        tally.certified_equal += cert.certified
-    else:  # only a rounded count can part them, and it makes MAPIE the stricter one
+    if stop_mapie != stop_ours:  # only a rounded count can part them, and MAPIE stops sooner
         assert stop_mapie < stop_ours and not same[stop_mapie]
-        assert mapie_threshold is None or mapie_threshold > cert.threshold
         tally.rounding_flips += 1
+    return stop_ours, stop_mapie
 
 
-@pytest.mark.parametrize("data", ["digits", "blobs"])
-def test_multiclass_abstention_equals_mapies_ltt_controller(data):
+def _agree(
+    s: np.ndarray,
+    e: np.ndarray,
+    alpha: float,
+    delta: float,
+    expected: np.ndarray | None,
+    fit: Fit,
+    risk_hat: RiskHat,
+    tally: Tally,
+) -> None:
+    """Certify (alpha, delta), compare each chain with MAPIE on exactly that chain, then our
+    threshold with the loosest of MAPIE's chains."""
+    cert = certify(s, e, alpha, delta, expected)
+    flips = tally.rounding_flips
+    lams = thresholds(s, MAX_THRESHOLDS)
+    starts = chain_starts(s, lams, alpha, delta, expected)
+    assert cert.level == delta / len(starts) and len(starts) <= (1 if expected is None else 2)
+    ours: list[float] = []  # every threshold a chain keeps
+    theirs: list[float] = []  # ... and MAPIE keeps, walking each chain from its first
+    loosest_per_chain = []
+    for i, start in enumerate(starts):
+        chain = lams[start:]
+        m, k = accepted_and_errors(s, e, chain)
+        stop_ours, stop_mapie = _agree_on_chain(
+            s, e, alpha, cert.level, chain, fit(chain, cert.level), risk_hat(m, k), tally
+        )
+        tally.second_chains_equal += i == 1 and stop_mapie == stop_ours > 0
+        ours += chain[:stop_ours].tolist()
+        theirs += chain[:stop_mapie].tolist()
+        loosest_per_chain.append(chain[stop_ours - 1] if stop_ours else np.inf)
+    assert cert.threshold == (min(ours) if ours else None)
+    mapie_threshold = min(theirs) if theirs else None
+    if cert.threshold == mapie_threshold:
+        tally.certified_equal += cert.certified
+        if cert.certified and len(starts) == 2:
+            tally.second_chain_looser += bool(loosest_per_chain[1] < loosest_per_chain[0])
+    else:  # a rounded count made MAPIE stop sooner on some chain: it is the stricter
+        assert tally.rounding_flips > flips
+        assert mapie_threshold is None or mapie_threshold > cert.threshold
+
+
+def _multiclass_controller(clf: Any, x_cal: np.ndarray, y_cal: np.ndarray, alpha: float) -> Fit:
+    """MAPIE's multiclass LTT controller of the error among answered (not abstained) rows."""
     from mapie.risk_control import BinaryRisk, MultiClassificationLTTController
 
     error_among_answered = BinaryRisk(
@@ -178,54 +223,77 @@ def test_multiclass_abstention_equals_mapies_ltt_controller(data):
         risk_condition=lambda y_true, y_pred: y_pred == y_pred,  # not NaN: not abstained
         higher_is_better=False,
     )
+
+    def fit(chain: np.ndarray, level: float) -> Any:
+        return MultiClassificationLTTController(
+            predict_function=clf.predict_proba,
+            risks=[error_among_answered],
+            target_level=[alpha],
+            confidence_level=1 - level,
+            list_predict_params=chain[::-1].copy(),
+            classes=clf.classes_,
+            fwer_method="fixed_sequence",
+        ).calibrate(x_cal, y_cal)
+
+    return fit
+
+
+def _precision_controller(clf: Any, x_cal: np.ndarray, y_cal: np.ndarray, target: float) -> Fit:
+    """MAPIE's binary controller of the precision among predicted positives."""
+    from mapie.risk_control import BinaryClassificationController
+
+    def fit(chain: np.ndarray, level: float) -> Any:
+        controller = BinaryClassificationController(
+            predict_function=clf.predict_proba,
+            risk="precision",
+            target_level=target,
+            confidence_level=1 - level,
+            list_predict_params=chain[::-1].copy(),
+            fwer_method="fixed_sequence",
+        ).calibrate(x_cal, y_cal)
+        if len(controller.valid_predict_params):  # MAPIE's pick maximises recall
+            assert controller.best_predict_param == np.min(controller.valid_predict_params)
+        return controller
+
+    return fit
+
+
+@pytest.mark.parametrize("chains", ["one", "two"])
+@pytest.mark.parametrize("data", ["digits", "blobs"])
+def test_multiclass_abstention_equals_mapies_ltt_controller(data, chains):
     tally = Tally()
     for seed in range(3):
         x_cal, y_cal, clf = _fits(data, seed)
         probs = clf.predict_proba(x_cal)
         s = probs.max(axis=1)
         e = clf.classes_[probs.argmax(axis=1)] != y_cal
+        expected = 1 - s if chains == "two" else None  # as the selective check passes it
         for alpha, delta in PAIRS:
-            controller = MultiClassificationLTTController(
-                predict_function=clf.predict_proba,
-                risks=[error_among_answered],
-                target_level=[alpha],
-                confidence_level=1 - delta,
-                list_predict_params=(lams := _tested_thresholds(s, alpha, delta))[::-1].copy(),
-                classes=clf.classes_,
-                fwer_method="fixed_sequence",
-            ).calibrate(x_cal, y_cal)
-            mapie_delta = 1 - (1 - delta)  # the float MAPIE tests at
-            m, k = accepted_and_errors(s, e, lams)
-            _agree(s, e, alpha, mapie_delta, lams, controller, k / m, tally)
+            fit = _multiclass_controller(clf, x_cal, y_cal, alpha)
+            _agree(s, e, alpha, delta, expected, fit, lambda m, k: k / m, tally)
     assert tally.certified_equal >= 6, tally
+    if chains == "two":
+        assert tally.second_chains_equal >= 6, tally
 
 
+@pytest.mark.parametrize("chains", ["one", "two"])
 @pytest.mark.parametrize("data", ["digits_high", "breast_cancer", "binary_blobs"])
-def test_binary_precision_control_equals_mapies_binary_controller(data):
+def test_binary_precision_control_equals_mapies_binary_controller(data, chains):
     """Precision among predicted positives (p >= lambda) is one minus the error among answered
     when the score is p and a "wrong answer" is a negative label: certify(p, y == 0) controls
-    exactly the risk MAPIE's `risk="precision"` controls, over the same lambdas."""
-    from mapie.risk_control import BinaryClassificationController
-
+    exactly the risk MAPIE's `risk="precision"` controls, over the same lambdas. The model's
+    own chance that such an answer is wrong is 1 - p."""
     tally = Tally()
-    for seed in range(3):
+    for seed in range(5):  # precision's rounded counts flip many chains: more seeds
         x_cal, y_cal, clf = _fits(data, seed)
         s = clf.predict_proba(x_cal)[:, 1]
         e = y_cal == 0
+        expected = 1 - s if chains == "two" else None
         for alpha, delta in PAIRS:
             target = 1 - alpha
-            a, d = 1 - target, 1 - (1 - delta)  # the floats MAPIE tests at
-            lams = _tested_thresholds(s, a, d)
-            controller = BinaryClassificationController(
-                predict_function=clf.predict_proba,
-                risk="precision",
-                target_level=target,
-                confidence_level=1 - delta,
-                list_predict_params=lams[::-1].copy(),
-                fwer_method="fixed_sequence",
-            ).calibrate(x_cal, y_cal)
-            m, k = accepted_and_errors(s, e, lams)
-            _agree(s, e, a, d, lams, controller, 1 - (m - k) / m, tally)
-            if len(controller.valid_predict_params):  # MAPIE's pick maximises recall
-                assert controller.best_predict_param == np.min(controller.valid_predict_params)
+            fit = _precision_controller(clf, x_cal, y_cal, target)
+            a = 1 - target  # the float alpha MAPIE tests at
+            _agree(s, e, a, delta, expected, fit, lambda m, k: 1 - (m - k) / m, tally)
     assert tally.certified_equal >= 4, tally
+    if chains == "two":  # and in some, the second chain's threshold is the one certified
+        assert tally.second_chains_equal >= 4 and tally.second_chain_looser >= 1, tally

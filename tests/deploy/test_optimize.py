@@ -210,7 +210,9 @@ def test_each_variant_is_recertified_on_the_same_rows_and_keeps_its_own_guarante
     val = run.split("val")
     probs = class_probabilities(int8, val.x, row["temperature"])
     wrong = probs.argmax(axis=1) != val.y.numpy()
-    first, second = (certify(probs.max(axis=1), wrong, a, 0.1) for a in (0.05, 0.1))
+    # as the check: the variant's own 1 - p(top) starts the second chain
+    expected = 1 - probs.max(axis=1)
+    first, second = (certify(probs.max(axis=1), wrong, a, 0.1, expected) for a in (0.05, 0.1))
     stored = int8.calibration.selective
     assert stored is not None and stored["threshold"] == first.threshold
     assert stored["coverage"] == row["coverage"] == first.coverage

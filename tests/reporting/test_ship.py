@@ -161,3 +161,11 @@ def test_no_person_wording_without_a_certified_promise_that_held_on_test():
     found["selective"] = selective(verdict="fail", errors=20)
     (reason,) = ship_rule(found).reasons
     assert reason.severity == "care" and "did not hold on the test split" in reason.text
+
+
+def test_a_fairness_audit_is_missing_evidence_only_where_the_config_names_groups():
+    passed = {n: CheckResult(n, "pass", "ok", "fine") for n in CHECKS if n != "fairness"}
+    asked = ship_rule(passed)
+    assert asked.decision == "ship with care"
+    assert [r.text for r in asked.reasons] == ["no fairness audit yet: missing evidence"]
+    assert ship_rule(passed, not_asked=frozenset({"fairness"})).decision == "ship"

@@ -31,6 +31,7 @@ CHECKS = (
     "calibration",
     "uncertainty",
     "selective",
+    "slices",
     "fairness",
     "robustness",
     "shift",
@@ -64,6 +65,10 @@ def _check_fn(name: str) -> Callable[[Run, Any, AuditContext], CheckResult]:
             from gradwise.auditing.selective import check as selective
 
             return selective
+        case "slices":
+            from gradwise.auditing.slices import check as slices
+
+            return slices
         case "fairness":
             from gradwise.auditing.fairness import check as fairness
 
@@ -147,6 +152,7 @@ HELD_OUT_CHECKS = (
     "calibration",
     "uncertainty",
     "selective",
+    "slices",
     "fairness",
 )
 

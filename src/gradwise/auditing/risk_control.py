@@ -207,11 +207,22 @@ def chain_starts(
     s = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-s, kind="stable")
     cum = np.concatenate([[0.0], np.cumsum(np.asarray(expected, dtype=np.float64)[order])])
-    predicted = binomial_p_values(np.floor(cum[m[first:]]), m[first:], alpha)
+    predicted = _smooth_p_values(cum[m[first:]], m[first:], alpha)
     best = first + int(np.argmin(predicted))
     if best <= first:
         return [strict]
     return [first, best]
+
+
+def _smooth_p_values(expected: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
+    """P(Binomial(m, alpha) <= x) for a real expected error count x, through the regularised
+    incomplete beta function (equal to the binomial tail at whole x, smooth between them, so
+    the predicted best start does not jump to where alpha * m happens to be whole)."""
+    from scipy.special import betainc
+
+    m = np.asarray(m, dtype=np.float64)
+    x = np.clip(np.asarray(expected, dtype=np.float64), 0.0, m - 1e-9)
+    return np.asarray(betainc(m - x, x + 1.0, 1.0 - alpha), dtype=np.float64)
 
 
 def _why_not(
@@ -256,9 +267,9 @@ def _why_not(
         )
     return None, (
         f"on {n} validation rows no threshold passes the test at {1 - delta:.0%} confidence, "
-        f"though some answer fewer than {alpha:.1%} wrongly: the test walks from its first "
-        f"threshold (the surest {m0} rows, wrong {k0} times) and stops at its first failure; "
-        "a looser alpha or more validation rows may help"
+        f"though some answer fewer than {alpha:.1%} wrongly: each chain of the test walks from "
+        f"its first threshold (the strict one from the surest {m0} rows, {k0} of them wrong) "
+        "and stops at its first failure; a looser alpha or more validation rows may help"
     )
 
 
@@ -275,16 +286,16 @@ def _rows_needed(n: int, alpha: float, delta: float, m: np.ndarray, k: np.ndarra
 
 def _rows_to_pass(rate: float, alpha: float, delta: float) -> int:
     """The fewest accepted rows m with P(Binomial(m, alpha) <= floor(m * rate)) <= delta."""
-    from scipy.stats import binom
+    from scipy.special import bdtr  # the binomial tail, without scipy.stats' overhead
 
     lo, hi = 1, 1
-    while binom.cdf(math.floor(hi * rate), hi, alpha) > delta:
+    while bdtr(math.floor(hi * rate), hi, alpha) > delta:
         lo, hi = hi, hi * 2
         if hi > 10**9:
             return hi
     while lo < hi:
         mid = (lo + hi) // 2
-        if binom.cdf(math.floor(mid * rate), mid, alpha) <= delta:
+        if bdtr(math.floor(mid * rate), mid, alpha) <= delta:
             hi = mid
         else:
             lo = mid + 1

@@ -1,7 +1,9 @@
-"""The report verb: one self-contained HTML page of a run's whole story."""
+"""The report verb: one self-contained HTML page of a run's whole story, or a document for
+regulated use (model card, EU AI Act Annex IV, SR 11-7) filled from the run's files."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,10 +14,25 @@ from gradwise.cli.console import JsonOpt, RunArg, SetOpt, handles_errors, out_co
 
 if TYPE_CHECKING:
     from gradwise.reporting import Report
+    from gradwise.reporting.documents import Document, DocumentTemplate
 
 DECISION_STYLE = {"ship": "bold green", "ship with care": "bold yellow", "do not ship": "bold red"}
 DECISION_LEVEL = {"ship": "pass", "ship with care": "warn", "do not ship": "fail"}
 """--fail-on reads the decision as a verdict: ship with care is warn, do not ship is fail."""
+
+
+class Template(StrEnum):
+    page = "page"
+    model_card = "model-card"
+    annex_iv = "annex-iv"
+    sr11_7 = "sr11-7"
+
+
+DOCUMENTS: dict[Template, DocumentTemplate] = {
+    Template.model_card: "model-card",
+    Template.annex_iv: "annex-iv",
+    Template.sr11_7: "sr11-7",
+}
 
 
 @handles_errors
@@ -38,8 +55,30 @@ def report(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="where to write (default RUN/report.html)")
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="where to write (default RUN/report.html or RUN/TEMPLATE.html)"
+        ),
     ] = None,
+    template: Annotated[
+        Template,
+        typer.Option(
+            help="page: the report; model-card, annex-iv, sr11-7: a document for regulated "
+            "use, every item filled from the run, the context file, or marked as needing a "
+            "person"
+        ),
+    ] = Template.page,
+    context: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.yaml",
+            help="the answers only a person knows, as item id: text (see docs/guides/"
+            "documents.md for the ids); shown as given by the user",
+        ),
+    ] = None,
+    pdf: Annotated[
+        bool, typer.Option(help="also print to PDF beside the HTML with headless Chromium")
+    ] = False,
     set_: SetOpt = None,
     fail_on: FailOnOpt = None,
     as_json: JsonOpt = False,
@@ -48,13 +87,30 @@ def report(
     files: data, training, metrics, baseline, every audit check, explanations, cost, tuning
     and monitoring, with a ship / ship with care / do not ship decision on top.
 
-    Exit codes: 0 written (whatever the decision, unless --fail-on); 2 bad input; 4 the
-    decision reached --fail-on (warn: ship with care or do not ship; fail: do not ship); 1
-    anything unexpected."""
-    import gradwise
+    With --template, writes a model card, EU AI Act Annex IV or SR 11-7 document instead,
+    with a coverage summary on top: items filled from evidence, given by the user
+    (--context), still needing a person, and the checks never run.
 
-    changes = verb_changes("report", set_, tune=tune, compare=compare)
-    result = gradwise.report(run_dir, out=out, **changes)
+    Exit codes: 0 written (whatever the decision, unless --fail-on); 2 bad input (or --pdf
+    without Chromium); 4 the decision reached --fail-on (warn: ship with care or do not
+    ship; fail: do not ship); 1 anything unexpected."""
+    import gradwise
+    from gradwise.errors import ConfigError
+
+    changes = verb_changes("report", set_, tune=tune, compare=compare, context=context)
+    if template is not Template.page:
+        if fail_on is not None:
+            raise ConfigError("--fail-on reads the page's decision; drop --template to use it.")
+        document = gradwise.report(
+            run_dir, out=out, template=DOCUMENTS[template], pdf=pdf, **changes
+        )
+        _print_document(document, as_json)
+        return
+    if context is not None:
+        raise ConfigError(
+            "--context fills a document's items; add --template model-card|annex-iv|sr11-7."
+        )
+    result = gradwise.report(run_dir, out=out, pdf=pdf, **changes)
     decision = result.decision
     if as_json:
         import json
@@ -80,6 +136,8 @@ def report(
         )
     else:
         _print(run_dir, result)
+        if pdf:
+            out_console.print(f"wrote {result.path.with_suffix('.pdf')}", highlight=False)
     if verdict_reached(DECISION_LEVEL[decision.decision], fail_on):
         raise typer.Exit(VERDICT_EXIT_CODE)
 
@@ -105,3 +163,28 @@ def _print(run_dir: Path, result: Report) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _print_document(document: Document, as_json: bool) -> None:
+    if as_json:
+        import json
+
+        out_console.print_json(json.dumps(document.to_dict()))
+        return
+    counts = document.counts
+    out_console.print(
+        f"{document.title} of {document.run}: {counts['evidence']} items from evidence, "
+        f"{counts['context']} given by the user, {counts['person']} need a person",
+        markup=False,
+        highlight=False,
+    )
+    for e in document.entries:
+        if e.status == "person":
+            out_console.print(
+                f"- needs a person: {e.title} ({e.id})", markup=False, highlight=False
+            )
+    for name, command in document.never_run:
+        out_console.print(f"never run: {name}: {command}", markup=False, highlight=False)
+    for path in (document.path, document.pdf):
+        if path is not None:
+            out_console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)

@@ -33,6 +33,10 @@ def plot_check(result: CheckResult) -> Figure | None:
             return plot_uncertainty(result.metrics, result.settings)
         case "selective":
             return plot_selective(result.metrics)
+        case "slices":
+            return plot_slices(result.metrics, result.settings)
+        case "fairness":
+            return plot_fairness(result.metrics)
         case "robustness":
             return plot_robustness(result.metrics)
         case "shift":
@@ -283,6 +287,82 @@ def plot_selective(m: dict[str, Any]) -> Figure:
     right.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     right.legend(fontsize=7, loc="upper center", ncol=3, columnspacing=0.8, handlelength=1.2)
     tidy(right, "share answered")
+    return fig
+
+
+# ---------------------------------------------------------------- slices
+
+RULE_CHARS = 50  # a slice's rule as a tick label, cut to this many characters
+
+
+def plot_slices(m: dict[str, Any], settings: dict[str, Any]) -> Figure | None:
+    """The reported slices, worst on top (at most `max_listed`): left, the error in each
+    slice beside the rest of the confirmation half; right, the gap with its 95% bootstrap
+    interval. None when no slice is reported."""
+    by_rule = {s["rule"]: s for s in m.get("slices", [])}
+    listed = [by_rule[rule] for rule in m.get("listed", [])][: settings.get("max_listed")]
+    if not listed:
+        return None
+    fig = figure(height=max(1.8, 0.9 + 0.42 * len(listed)))
+    left, right = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(listed))[::-1]
+    left.barh(y + 0.2, [s["error"] for s in listed], height=0.4, label="slice", color="tab:red")
+    left.barh(y - 0.2, [s["rest_error"] for s in listed], height=0.4, label="rest", color="#9a9a9a")
+    left.set_yticks(y, [_cut(s["rule"], RULE_CHARS) for s in listed], fontsize=7)
+    left.set_xlabel("error on the confirmation half", fontsize=8)
+    left.legend(fontsize=7)
+    tidy(left, "error in the slice and the rest")
+    gaps = np.array([s["gap"] for s in listed])
+    bounds = np.array([s["gap_interval"] for s in listed], dtype=float)  # (S, 2)
+    xerr = np.abs(bounds.T - gaps)
+    right.errorbar(gaps, y, xerr=xerr, fmt="o", color="tab:red", capsize=3)
+    right.axvline(0.0, color="grey", linestyle="--", linewidth=0.8)
+    right.set_xlabel("slice minus rest (95% interval)", fontsize=8)
+    tidy(right, "gap")
+    return fig
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------- fairness
+
+FAIRNESS_PANELS = {"accuracy": "accuracy", "selection_rate": "selection rate", "mae": "MAE"}
+MAX_GROUPS = 12  # the largest groups of a grouping drawn, as the check's own plot does
+
+
+def plot_fairness(m: dict[str, Any]) -> Figure | None:
+    """Per graded grouping, each group's accuracy and selection rate (regression: MAE) with
+    its 95% interval, one panel per measure (hollow: too few rows to be compared). None when
+    no grouping was graded."""
+    graded = dict.fromkeys(f["grouping"] for f in m.get("graded", []))
+    groupings = [g for g in m.get("groupings", []) if g["grouping"] in graded]
+    if not groupings:
+        return None
+    rows = [
+        (g["grouping"], group)
+        for g in groupings
+        for group in sorted(g["groups"], key=lambda x: -x["n"])[:MAX_GROUPS]
+    ]
+    keys = [k for k in FAIRNESS_PANELS if k in rows[0][1]]
+    fig = figure(height=max(1.8, 0.9 + 0.3 * len(rows)))
+    axes = fig.subplots(1, len(keys), sharey=True, squeeze=False)[0]
+    y = np.arange(len(rows))[::-1]
+    colours = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(graded)}
+    for ax, key in zip(axes, keys, strict=True):
+        for yi, (grouping, group) in zip(y, rows, strict=True):
+            v = group[key]
+            value, lo, hi = nan(v["value"]), nan(v["low"]), nan(v["high"])
+            ax.errorbar(
+                [value], [yi], xerr=[[value - lo], [hi - value]], fmt="o", capsize=3,
+                color=colours[grouping], markerfacecolor=None if group["graded"] else "white",
+            )  # fmt: skip
+        tidy(ax, FAIRNESS_PANELS[key])
+    axes[0].set_yticks(
+        y, [f"{grouping} = {group['group']} (n={group['n']:,})" for grouping, group in rows],
+        fontsize=7,
+    )  # fmt: skip
     return fig
 
 

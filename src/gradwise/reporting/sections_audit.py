@@ -8,6 +8,7 @@ from typing import Any
 
 from gradwise.auditing import CHECKS
 from gradwise.auditing.base import CheckResult
+from gradwise.auditing.fairness_mitigation import RATE_GAP
 from gradwise.reporting.blocks import (
     Block,
     Facts,
@@ -31,6 +32,7 @@ TITLES = {
     "calibration": "Calibration: is the confidence honest?",
     "uncertainty": "Uncertainty: prediction sets and intervals",
     "selective": "Selective prediction: where can it promise an error rate?",
+    "slices": "Slices: where does it fail?",
     "fairness": "Fairness: how does it do for the groups named?",
     "robustness": "Robustness: adversarial perturbations and corruptions",
     "shift": "Shift: would we notice when the data changes?",
@@ -49,6 +51,9 @@ READ = {
     "validation split, so that among answered inputs at most alpha are wrong (with "
     "confidence 1 - delta), and hands the rest to a person; the test split shows what the "
     "promise delivered.",
+    "slices": "Subgroups of the held-out rows (column values and ranges, or clusters of the "
+    "model's embeddings) whose error is significantly above the rest, found on one half and "
+    "confirmed on the other, with the false-discovery rate controlled.",
     "fairness": "Accuracy, selection rate and error rates per group the config names, with "
     "intervals; demographic-parity and equalised-odds differences against thresholds.",
     "robustness": "How fast accuracy falls under small worst-case changes and common "
@@ -135,6 +140,11 @@ _CAPTIONS = {
     "surest down; dashed: each promised alpha; points: where each certified threshold landed "
     "on test, with its exact 95% interval. Right: the share answered, as certified on "
     "validation, realised on test, and at best (a threshold chosen with the test labels).",
+    "slices": "The reported slices, worst on top (rules cut to 50 characters; the summary and "
+    "slices.json hold them whole). Left: the error in each slice and in the rest of the "
+    "confirmation half of the held-out rows. Right: their gap, with its 95% bootstrap interval.",
+    "fairness": "Per graded grouping, each group's measure on the test split with its 95% "
+    "bootstrap interval (hollow: fewer than min_group rows, listed but not compared).",
     "robustness": "Left: the metric under attacks of growing radius. Right: under common "
     "corruptions of growing severity.",
     "shift": "Share of repeats in which each detector flags a simulated shift (dashed: the "
@@ -297,6 +307,66 @@ def _pair_row(c: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+def _slices(m: dict[str, Any]) -> list[tuple[str, Any]]:
+    """How many candidates were tested and reported, and the worst reported slice."""
+    out: list[tuple[str, Any]] = [
+        ("candidates tested", m["n_candidates"]),
+        ("slices reported", m["n_weak"]),
+    ]
+    if not m.get("listed"):
+        return out
+    worst = next(s for s in m["slices"] if s["rule"] == m["listed"][0])
+    lo, hi = worst["gap_interval"]
+    return out + [
+        ("worst slice", worst["rule"]),
+        ("its error vs the rest", f"{num(worst['error'])} vs {num(worst['rest_error'])}"),
+        ("gap (95% interval)", f"{num(worst['gap'])} ({num(lo)} to {num(hi)})"),
+        ("n (confirmation half)", worst["n"]),
+    ]
+
+
+FAIRNESS_GAPS = {
+    "accuracy_gap": "accuracy gap",
+    "demographic_parity_difference": "demographic-parity difference",
+    "equalized_odds_difference": "equalised-odds difference",
+    "relative_mae_gap": "relative MAE gap",
+}
+
+
+def _fairness(m: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Per graded grouping its between-group differences with intervals, then the variant
+    with group thresholds, if one was written, and what it re-measured on test."""
+    graded = dict.fromkeys(f["grouping"] for f in m.get("graded", []))
+    out: list[tuple[str, Any]] = []
+    for g in m["groupings"]:
+        if g["grouping"] not in graded:
+            continue
+        out += [
+            (f"{name} by {g['grouping']}", _with_interval(g["between"][key]))
+            for key, name in FAIRNESS_GAPS.items()
+            if key in g["between"]
+        ]
+    mitigation = m.get("mitigation") or {}
+    written = mitigation.get("variant")
+    if written:
+        p = next(p for p in mitigation["proposals"] if p["grouping"] == written["grouping"])
+        key, name = RATE_GAP[p["constraint"]]
+        out += [
+            (f"variant with group thresholds by {p['grouping']}", written["path"]),
+            (
+                f"its {name} on test (the run's)",
+                f"{num(p['test'][key])} ({num(p['original'][key])})",
+            ),
+        ]
+    return out
+
+
+def _with_interval(d: dict[str, Any]) -> str:
+    if d["low"] is None:
+        return num(d["value"])
+    return f"{num(d['value'])} (95% interval {num(d['low'])} to {num(d['high'])})"
+
+
 def _robustness(m: dict[str, Any]) -> list[tuple[str, Any]]:
     ref = m.get("at_reference") or {}
     out = [("clean", m.get("clean")), ("reference eps", ref.get("eps"))]
@@ -359,6 +429,8 @@ _PICKERS: dict[str, Callable[[dict[str, Any]], list[tuple[str, Any]]]] = {
     "calibration": _calibration,
     "uncertainty": _uncertainty,
     "selective": _selective,
+    "slices": _slices,
+    "fairness": _fairness,
     "robustness": _robustness,
     "shift": _shift,
     "data_quality": _data_quality,

@@ -151,7 +151,10 @@ def check_anchor(check: str) -> str:
 
 
 def ship_rule(
-    checks: Mapping[str, CheckResult], monitor_alerts: int = 0, split_leak: str | None = None
+    checks: Mapping[str, CheckResult],
+    monitor_alerts: int = 0,
+    split_leak: str | None = None,
+    not_asked: frozenset[str] = frozenset(),
 ) -> ShipDecision:
     """Decide from the audit checks found (by name) and the monitor's alert count.
 
@@ -160,6 +163,8 @@ def ship_rule(
         monitor_alerts: alerts the monitor raised on served traffic (0 when not monitored).
         split_leak: the sentence saying the run's split leaks (`leak_warning`), if it does:
             no held-out number can then be trusted, so it blocks.
+        not_asked: checks the config gives nothing to measure (fairness with no groups
+            named): their absence is no missing evidence.
     """
     block: list[Reason] = []
     care: list[Reason] = []
@@ -168,6 +173,8 @@ def ship_rule(
     for name in CHECKS:
         anchor = check_anchor(name)
         result = checks.get(name)
+        if result is None and name in not_asked:
+            continue
         if result is None:
             care.append(Reason(f"no {name} audit yet: missing evidence", anchor, "care"))
             continue

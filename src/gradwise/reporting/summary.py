@@ -130,7 +130,9 @@ def card(ev: Evidence) -> Card:
     )
     alerts = len((ev.monitor or {}).get("alerts") or [])
     leak = leak_warning((ev.splits or {}).get("rule") or {})
-    return Card(ev.name, tuple(facts), verdicts, ship_rule(ev.audit, alerts, leak))
+    groups = ((ev.config.get("audit") or {}).get("fairness") or {}).get("groups")
+    not_asked = frozenset() if groups else frozenset({"fairness"})
+    return Card(ev.name, tuple(facts), verdicts, ship_rule(ev.audit, alerts, leak, not_asked))
 
 
 def _noise_anchor(noise: Noise) -> str:
