@@ -102,3 +102,10 @@ def test_slices_and_fairness_run_from_the_cli_and_fairness_names_what_it_needs(r
     assert named.exit_code == 0, named.output
     (fairness,) = json.loads(named.stdout)
     assert fairness["verdict"] == "n/a" and "table" in fairness["summary"]  # digits are images
+
+
+def test_the_table_prints_sentences_as_written_brackets_included(run_dir):
+    out = runner.invoke(app, ["audit", run_dir, "--checks", "fairness"])
+    assert out.exit_code == 0, out.output
+    flat = " ".join(out.stdout.replace("│", " ").split())  # the sentence wraps over rows
+    assert "[column, ...]" in flat and "groups=[sex]" in flat

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from gradwise.cli.console import (
     JsonOpt,
@@ -143,5 +144,12 @@ def verdict_table(report: object, title: str) -> Table:
         table.add_column(col, justify="right" if col == "seconds" else "left")
     for c in report.checks:
         style = VERDICT_STYLE[c.verdict]
-        table.add_row(c.check, c.headline, f"[{style}]{c.verdict}[/]", f"{c.wall_s:.1f}", c.summary)
+        # sentences and headlines are text, not markup: "[column, ...]" must print as written
+        table.add_row(
+            Text(c.check),
+            Text(c.headline),
+            Text(c.verdict, style=style),
+            f"{c.wall_s:.1f}",
+            Text(c.summary),
+        )
     return table

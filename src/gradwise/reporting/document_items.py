@@ -71,7 +71,8 @@ def model_details(ev: Evidence) -> Filled:
     arch = model.get("arch", "?")
     n_params = ev.metrics.get("n_params")
     return Filled(
-        f"{ev.name}: a {arch} ({ev.task}) with {number(n_params)} parameters, trained by "
+        f"{ev.name}: model architecture {arch} ({ev.task}) with {number(n_params)} parameters, "
+        "trained by "
         f"gradwise {ev.metrics.get('environment', {}).get('gradwise', '?')}.",
         "metrics.json",
         f"n_params = {number(n_params)}",
