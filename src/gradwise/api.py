@@ -20,6 +20,7 @@ from gradwise.config import (
     parse_overrides,
     settings_with,
 )
+from gradwise.errors import GradwiseError
 from gradwise.run import Run
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from gradwise.monitoring import MonitorReport, WindowResult
     from gradwise.reporting import Report
     from gradwise.reporting.documents import Document, DocumentTemplate
+    from gradwise.run_predict import PredictSummary
     from gradwise.serving.tune import BatchingResult, TuneTrial
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
@@ -41,11 +43,13 @@ __all__ = [
     "audit",
     "bench",
     "compare",
+    "evaluate_file",
     "explain",
     "load",
     "lr_find",
     "monitor",
     "optimize",
+    "predict_file",
     "report",
     "serve",
     "train",
@@ -53,6 +57,7 @@ __all__ = [
 ]
 
 ConfigSource = str | Path | dict[str, Any] | Config
+Backend = Literal["local", "ray"]
 
 
 def load(path: str | Path) -> Run:
@@ -70,6 +75,9 @@ def train(
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     progress: ProgressFn | None = None,
     parallel: Parallel | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+    workers: int = 2,
     **overrides: Any,
 ) -> Run:
     """Train a model from a config and write its run directory.
@@ -82,6 +90,10 @@ def train(
         overwrite: replace an existing run in `out`.
         quiet: no log lines on stderr (the run's train.log is always written).
         on_epoch_end: called with each epoch's record (a dict of floats).
+        backend: "ray" trains with Ray Train's TorchTrainer on `workers` workers, through
+            the same DDP path as torchrun, into the same run directory.
+        address: with backend "ray", the cluster (or "auto"); None: RAY_ADDRESS, else a
+            local cluster started and stopped for the call.
         **overrides: dotted keys, e.g. `**{"train.epochs": 5}`.
 
     Returns:
@@ -95,6 +107,18 @@ def train(
     from gradwise.training.loop import Parallel
 
     cfg = load_config(config, overrides)
+    if _backend(backend) == "ray":
+        from gradwise.backends.ray_train import train_ray
+
+        return train_ray(
+            config,
+            out,
+            overrides=overrides,
+            resume=resume,
+            overwrite=overwrite,
+            workers=workers,
+            address=address,
+        )
     return train_run(
         cfg,
         out,
@@ -244,11 +268,13 @@ def tune(
     *,
     overrides: dict[str, Any] | list[str] | None = None,
     progress: TuneProgress | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
     **changes: Any,
 ) -> TuneResult:
-    """Search hyperparameters (Optuna TPE, pruning on the per-epoch validation metric), then
-    retrain the best over seeds and measure which hyperparameters mattered and how
-    sensitive the optimum is.
+    """Search hyperparameters (Optuna TPE, pruning on the per-epoch validation metric; scored
+    over k folds of train+val when validation is small, `tune.cv`), then retrain the best
+    over seeds and measure which hyperparameters mattered and how sensitive the optimum is.
 
     The study lives in `out` (study.sqlite3), so a second call after a crash or `kill -9`
     continues it: finished trials are kept, trials left running are queued again.
@@ -262,6 +288,10 @@ def tune(
         overrides: config keys to change first, `{"train.epochs": 20}` or
             `["train.epochs=20", "tune.trials=10"]` (as --set gives them).
         progress: called with (trials done, budget, best value so far) as trials finish.
+        backend: "ray" runs the trials as Ray Tune trials driven by the same Optuna sampler
+            (one at a time unless `nproc` > 1: then the same best trial is not promised).
+        address: with backend "ray", the cluster (or "auto"); None: RAY_ADDRESS, else a
+            local cluster started and stopped for the call.
         **changes: TuneSettings fields to change (`trials=10`, `pruner="none"`,
             `budget_s=600`, ...); dotted keys change the config itself first, e.g.
             `**{"train.epochs": 20}` (and `**{"tune.trials": 10}` its tune: section).
@@ -280,6 +310,10 @@ def tune(
     cfg = load_config(config, {**parse_overrides(overrides), **dotted})
     plain = {k: v for k, v in changes.items() if "." not in k}
     chosen = settings_with(settings or cfg.tune, "tune", plain)
+    if _backend(backend) == "ray":
+        from gradwise.backends.ray_tune import tune_ray
+
+        return tune_ray(cfg, out, chosen, address=address, concurrent=chosen.nproc)
     return run_tune(cfg, out, chosen, progress)
 
 
@@ -486,6 +520,83 @@ def report(
     if pdf:
         print_pdf(page.path)
     return page
+
+
+def predict_file(
+    run: Run | str | Path,
+    source: str,
+    out: str | Path,
+    *,
+    keep: list[str] | None = None,
+    intervals: bool = False,
+    abstain: bool = False,
+    header: bool | None = None,
+    batch_rows: int = 65536,
+    progress: Callable[[int], None] | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+) -> PredictSummary:
+    """Predict every row of `source` into `out` (parquet when it ends in .parquet, else CSV),
+    with the run's own preprocessing and calibration. A CSV or parquet table (a file, a folder
+    of shards or a glob such as `data/*.parquet`) is read, predicted and written `batch_rows`
+    rows at a time, so memory holds one batch; the output equals the in-memory path's to the
+    last digit. Forecasters, and inputs that are no table, are read whole.
+
+    Args:
+        run: a Run or its directory.
+        source: the input, as `gradwise predict` takes it (csv:PATH, a path, a glob).
+        keep: input columns to copy into the output (ids).
+        intervals: add conformal sets or intervals (needs the uncertainty audit).
+        abstain: add the certified abstention decision (needs the selective audit).
+        header: whether each CSV's first row names the columns (None: as the training file).
+        progress: called with the number of rows done after each batch.
+        backend: "ray" maps the batches over a Ray cluster's actors (one model each), in
+            input order, with the same output (a headed CSV or parquet table only).
+        address: with backend "ray", the cluster (or "auto"); None: RAY_ADDRESS, else a
+            local cluster started and stopped for the call.
+
+    Returns:
+        Rows written, wall time, whether the input was streamed, rows answered (abstain).
+    """
+    from gradwise.run_predict import predict_file as predict_rows
+
+    if _backend(backend) == "ray":
+        from gradwise.backends.ray_predict import predict_ray_summary
+
+        return predict_ray_summary(
+            _run(run), source, Path(out), keep or [], intervals, abstain, batch_rows, address
+        )
+    return predict_rows(
+        _run(run), source, Path(out), keep or [], intervals, abstain, header, batch_rows, progress
+    )
+
+
+def evaluate_file(
+    run: Run | str | Path,
+    source: str,
+    *,
+    header: bool | None = None,
+    batch_rows: int = 65536,
+    backend: Backend = "local",
+    address: str | None = None,
+) -> dict[str, float]:
+    """Metrics of the run on new labelled data (a table, file, folder of shards or glob, read
+    `batch_rows` rows at a time; other kinds read whole), preprocessed as in training; equal
+    to the metrics of the whole table read at once. `backend="ray"` computes the model outputs
+    on a Ray cluster (`address` as for `predict_file`) and the metrics here."""
+    from gradwise.run_predict import evaluate_file as evaluate_rows
+
+    if _backend(backend) == "ray":
+        from gradwise.backends.ray_predict import evaluate_ray
+
+        return evaluate_ray(_run(run), source, address=address, batch_rows=batch_rows)
+    return evaluate_rows(_run(run), source, header, batch_rows)
+
+
+def _backend(backend: str) -> str:
+    if backend not in ("local", "ray"):
+        raise GradwiseError(f"backend {backend!r} is not known: use local or ray.")
+    return backend
 
 
 def _run(run: Run | str | Path) -> Run:

@@ -120,6 +120,7 @@ _KEY_KINDS: dict[str, tuple[str, ...]] = {
     "window": ("timeseries",),
     "horizon": ("timeseries",),
     "fill": ("timeseries",),
+    "difference": ("timeseries",),
 }
 _SOURCE_KEYS_KINDS = ("builtin", "csv", "parquet", "npz", "images", "idx", "text", "timeseries")
 
@@ -259,6 +260,13 @@ class DataConfig(_Strict):
         description="missing target values in a series: none (an error), interpolate "
         "(linearly, in row order), ffill (the last value before), drop (the rows)",
     )
+    difference: bool | Literal["auto"] = Field(
+        False,
+        description="forecast changes from each window's last target value, so a trending "
+        "series is forecast beyond the levels seen in training; predictions and metrics stay "
+        "in the target's units. auto: when a straight line explains at least half the "
+        "variance of the training part (R² >= 0.5); the choice is in model.json",
+    )
     limit: int | None = Field(None, ge=1, description="use only the first N rows/samples")
 
     @model_validator(mode="after")
@@ -361,7 +369,19 @@ class AdversarialConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(30, ge=1)
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        description="the most epochs to train (early stopping may end sooner); null: enough "
+        "for train.min_steps optimizer steps, at least 30 and at most 1000; config.yaml "
+        "holds the number chosen",
+    )
+    min_steps: int = Field(
+        2000,
+        ge=1,
+        description="with epochs null: the fewest optimizer steps the epochs must allow, so "
+        "small data gets enough updates",
+    )
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()

@@ -31,6 +31,7 @@ from gradwise.models import build_model
 from gradwise.run import Run, input_spec, write_config
 from gradwise.training.denoising import denoising_loss_name
 from gradwise.training.early_stopping import EarlyStopping
+from gradwise.training.epochs import epochs_reason, resolved_epochs, steps_per_epoch
 from gradwise.training.loop import (
     Parallel,
     ProgressFn,
@@ -86,6 +87,7 @@ def train_run(
         torch.manual_seed(cfg.seed)
         data, loss_name, model, notes = prepare(cfg, data)
         warnings = advice(cfg, data)
+        notes = [*notes, epochs_reason(cfg.train, steps_per_epoch(len(data.train), cfg.train))]
         cfg = resolved(cfg, data, loss_name)
         objective = run_objective(cfg, data.schema, loss_name, model, data.train.y)
         EarlyStopping.from_config(cfg.train.early_stopping).check_metric(logged_metrics(objective))
@@ -199,7 +201,8 @@ def advice(cfg: Config, data: Dataset) -> list[str]:
 
 def resolved(cfg: Config, data: Dataset, loss_name: str) -> Config:
     """The config with what was decided for it written in: the task, the loss, the device,
-    the split seed and the early-stopping direction."""
+    the split seed, the epochs (train.min_steps' choice when unset) and the early-stopping
+    direction."""
     from gradwise.evaluate.metrics import lower_is_better
 
     es = cfg.train.early_stopping
@@ -210,6 +213,7 @@ def resolved(cfg: Config, data: Dataset, loss_name: str) -> Config:
             "data.task": data.schema.task,
             "data.split.seed": cfg.seed if cfg.data.split.seed is None else cfg.data.split.seed,
             "train.loss.name": loss_name,
+            "train.epochs": resolved_epochs(cfg.train, steps_per_epoch(len(data.train), cfg.train)),
             "train.device": resolve_device(cfg.train.device).type,
             "train.early_stopping.mode": mode,
         },

@@ -369,6 +369,8 @@ class Run:
         if self.schema.task == "classification":
             return self.schema.target.decode(self.probabilities(out).argmax(axis=1))
         values = self.schema.target.decode(out.numpy())
+        if self.schema.series is not None:  # changes back to levels (data.difference)
+            values = self.schema.series.to_levels(values, x)
         return values[:, 0] if values.shape[1] == 1 else values
 
     def predict_proba(self, x: Any) -> np.ndarray:

@@ -369,7 +369,17 @@ class TuneSettings(Strict):
         None,
         ge=0,
         description="the first epochs of every trial, which the median pruner never judges; "
-        "null: a tenth of train.epochs, at least 1",
+        "null: a tenth of train.epochs, at least 1 (1 when train.epochs is null)",
+    )
+    cv: Literal["auto", "off"] | Annotated[int, Field(ge=2)] = Field(
+        "auto",
+        description="score each trial by k-fold cross-validation over train+val (the test "
+        "split is never touched): an integer k >= 2, off (the validation split alone), or "
+        "auto (5 folds when the validation split has fewer than cv_below rows and its order "
+        "is not time)",
+    )
+    cv_below: int = Field(
+        2000, ge=1, description="cv: auto cross-validates when validation has fewer rows"
     )
 
     _space = field_validator("space", mode="before")(_path_text)

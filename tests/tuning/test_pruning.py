@@ -41,7 +41,14 @@ def test_the_median_pruner_stops_a_trial_far_below_the_others(tmp_path: Path):
     study.enqueue_trial({"train.optimizer.lr": 1e-7})
 
     result = gradwise.tune(
-        cfg, tmp_path / "t", trials=2, space=space, seeds=0, prune_startup=1, prune_warmup=0
+        cfg,
+        tmp_path / "t",
+        trials=2,
+        space=space,
+        seeds=0,
+        prune_startup=1,
+        prune_warmup=0,
+        cv="off",  # pruned on the validation split's epochs (test_crossval: on the folds)
     )
     good, bad = result.trials
     assert (good.state, bad.state) == ("complete", "pruned")

@@ -49,7 +49,7 @@ def test_sigkill_mid_study_then_rerun_continues_with_every_finished_trial(tmp_pa
     running: list = []
     while proc.poll() is None:  # kill it while a trial trains, two or more being done
         time.sleep(0.05)
-        if (out / "study.sqlite3").is_file():
+        if (out / "config.yaml").is_file():  # written once the study and its tables exist
             trials = _trials_while_running(out)
             finished = [t for t in trials if t.state == TrialState.COMPLETE]
             # a trial training: all nine parameters of the default space suggested

@@ -26,6 +26,7 @@ def study(tmp_path_factory: pytest.TempPathFactory):
         trials=10,  # importance.MIN_TRIALS
         seeds=2,
         pruner="none",
+        cv="off",  # each trial one run on the validation split (test_crossval: k folds)
         progress=lambda done, total, best: seen.append((done, total, best)),
     )
     return result, out, seen
@@ -83,7 +84,9 @@ def test_tune_json_holds_importance_sensitivity_and_plots(study):
 
 def test_a_finished_study_reruns_without_training_again(study):
     result, out, _ = study
-    again = gradwise.tune(tiny_config(train={"epochs": 2}), out, trials=10, seeds=2, pruner="none")
+    again = gradwise.tune(
+        tiny_config(train={"epochs": 2}), out, trials=10, seeds=2, pruner="none", cv="off"
+    )
     assert again.n_trials == 10 and again.best_trial == result.best_trial
     assert again.seeds == result.seeds  # the seed runs were reused, not retrained
     assert again.sensitivity == result.sensitivity

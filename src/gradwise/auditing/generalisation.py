@@ -266,7 +266,9 @@ def learning_curve_points(
                 "data.split.seed": split_seed,
                 "data.split.train_fraction": fraction,
                 "train.checkpoint": False,
-                "train.epochs": retrain_epochs(cfg.train.epochs, own, fraction, settings),
+                "train.epochs": retrain_epochs(
+                    cfg.train.epochs or int(run.metrics["epochs"]), own, fraction, settings
+                ),
             }
             out = Path(tmp) / f"f{fraction:g}-s{seed}"
             started = time.perf_counter()

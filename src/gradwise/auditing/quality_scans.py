@@ -53,7 +53,7 @@ def out_of_fold_probabilities(
     train = run.split("train")
     y = train.y.numpy()
     if epochs is None:
-        epochs = max(1, int(run.metrics.get("best_epoch") or run.config.train.epochs))
+        epochs = max(1, int(run.metrics.get("best_epoch") or run.config.train.epochs or 1))
     update: dict[str, Any] = {"checkpoint": False, "diagnostics": False, "epochs": epochs}
     cfg = run.config.model_copy(update={"train": run.config.train.model_copy(update=update)})
     n_classes = run.schema.n_outputs

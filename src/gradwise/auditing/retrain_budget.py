@@ -61,13 +61,13 @@ def run_pace(run: Run) -> Pace:
     m: dict[str, Any] = run.metrics
     cfg = run.config
     n_train = max(1, int(m.get("n_train") or 1))
-    ran = max(1, int(m.get("epochs") or cfg.train.epochs))
+    ran = max(1, int(m.get("epochs") or cfg.train.epochs or 1))
     wall_s = float(m.get("wall_s") or 0.0)
     return Pace(
         sample_epoch_s=wall_s / (ran * n_train),
         n_train=n_train,
         own_fraction=cfg.data.split.train_fraction,
-        epochs=cfg.train.epochs,
+        epochs=cfg.train.epochs or ran,
         best_epoch=max(1, int(m.get("best_epoch") or ran)),
         patience=cfg.train.early_stopping.patience,
         stopped_early=bool(m.get("stopped_early")),

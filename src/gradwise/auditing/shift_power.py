@@ -7,6 +7,8 @@ detector *notices* a magnitude when it flags drift in at least `target` of the r
 same repeats without any shift give its false-alarm rate.
 Magnitudes are tried from small to large; a detector that has noticed one is not run on the
 larger ones, and at each magnitude it stops once its verdict is settled.
+Token noise is drawn once per pool row and magnitude (`_NoisedTokens`): the repeats resample
+one noised copy of the pool, so that each message goes through the encoder once per magnitude.
 
 Shifts and their grids (the unit of each magnitude):
 
@@ -68,6 +70,9 @@ class ShiftSpace:
             left alone by the numeric shifts).
         specials: token ids the token noise never writes or replaces.
         vocab_size: token vocabulary size.
+        pooled: `represent` of the training rows then the test rows, when whoever built the
+            space computed it already (an encoder pass per row is what a text audit costs);
+            None: computed when needed.
     """
 
     kind: Literal["table", "image", "sequence", "tokens"]
@@ -78,6 +83,19 @@ class ShiftSpace:
     categorical: tuple[int, ...] = ()
     specials: tuple[int, ...] = ()
     vocab_size: int = 0
+    pooled: np.ndarray | None = None
+
+    def pool_representation(self) -> np.ndarray:
+        """`represent` of the training rows, then the test rows."""
+        if self.pooled is not None:
+            return self.pooled
+        return self.represent(np.concatenate([self.train, self.test]))
+
+    def unshifted(self, split: Literal["train", "test"], rows: np.ndarray) -> np.ndarray:
+        """`represent` of these rows of a split, read from `pooled` when it is there."""
+        if self.pooled is None:
+            return self.represent((self.train if split == "train" else self.test)[rows])
+        return self.pooled[rows if split == "train" else len(self.train) + rows]
 
     @property
     def detector_categorical(self) -> tuple[int, ...]:
@@ -166,7 +184,7 @@ def detection_power(
         raise ValueError(f"n = {n} needs {2 * n} rows; the splits hold {len(pool)}")
     # every unshifted sample is drawn from the pool: represent it once (for images and tokens
     # the model's embeddings, one batched pass with every thread) instead of twice per repeat
-    pooled = space.represent(pool)
+    pooled = space.pool_representation()
     # the detectors are many small problems whose BLAS threads only wait on each other: one
     # thread for them, while the model that embeds a shifted sample keeps every thread
     threads = ThreadpoolController()  # found once; limit() per detection is then cheap
@@ -192,11 +210,15 @@ def _detection_power(
         """Per detector: [flagged, repeats run]."""
         count: dict[str, list[int]] = {}
         running = wanted
+        tokens = space.kind == "tokens"
+        noised = _NoisedTokens(space, pool, pooled.shape[1], m, rng) if tokens else None
         for _ in range(repeats):
             order = rng.permutation(len(pool))
             rows = _rows(space, order[n:], shift, m, n, rng)
             if shift is None or shift == "prior":  # unshifted rows: their representation
                 cur = pooled[rows]
+            elif noised is not None:  # token noise: each row noised and embedded once
+                cur = noised(rows)
             else:
                 cur = space.represent(_current(space, stats, pool[rows], shift, m, rng))
             with threads.limit(limits=1):
@@ -246,6 +268,34 @@ def _detection_power(
         )
     false_alarm = {d: h / t for d, (h, t) in null.items()}
     return PowerReport(n, repeats, target, false_alarm, tuple(curves))
+
+
+class _NoisedTokens:
+    """Token noise of one magnitude on the pool: each row noised once, when a repeat first
+    draws it, and represented (embedded) once.
+
+    Fresh noise for every repeat would put repeats x n messages through the encoder at each
+    magnitude (20,000 at the defaults); here a magnitude costs at most the pool, like the
+    unshifted rows, which are embedded once. The trade: the repeats resample one noised copy
+    of the pool (as they resample the one unshifted pool), so a row drawn by two repeats
+    carries the same noise in both; each row's noise is still independent of every other's.
+    """
+
+    def __init__(
+        self, space: ShiftSpace, pool: np.ndarray, d: int, m: float, rng: np.random.Generator
+    ) -> None:
+        self.space, self.pool, self.m, self.rng = space, pool, m, rng
+        self.rep = np.empty((len(pool), d))
+        self.done = np.zeros(len(pool), dtype=bool)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), d): the represented noised copies of these pool rows."""
+        new = np.unique(rows[~self.done[rows]])
+        if len(new):
+            noised = _token_noise(self.pool[new], self.m, self.space, self.rng)
+            self.rep[new] = self.space.represent(noised)
+            self.done[new] = True
+        return self.rep[rows]
 
 
 @dataclass(frozen=True)

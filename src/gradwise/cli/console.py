@@ -91,6 +91,24 @@ QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", metavar="", help="no progress bar or log lines")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="print JSON")]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        metavar="local|ray",
+        help="where the work runs: this process (local) or a Ray cluster (ray; pip install "
+        "'gradwise[ray]')",
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        metavar="HOST:PORT",
+        help="with --backend ray: the Ray cluster to join (or auto); default RAY_ADDRESS, else "
+        "a local cluster is started for the command and stopped after it",
+    ),
+]
 
 
 def flag(name: str, help: str) -> Any:

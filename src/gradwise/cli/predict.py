@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from gradwise.cli.console import (
+    AddressOpt,
+    BackendOpt,
     JsonOpt,
     RunArg,
     err_console,
@@ -19,7 +24,19 @@ from gradwise.cli.console import (
     out_console,
 )
 from gradwise.cli.threads import ThreadsOpt
+from gradwise.errors import GradwiseError
 
+BATCH_ROWS = 65536
+BatchRowsOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch-rows",
+        min=1,
+        metavar="N",
+        help="rows read, predicted and written at a time from a CSV/parquet table (rounded up "
+        "to a multiple of train.eval_batch_size); memory grows with N, not with the input",
+    ),
+]
 HeaderOpt = Annotated[
     bool | None,
     typer.Option(
@@ -43,16 +60,31 @@ def evaluate(
         ),
     ] = None,
     header: HeaderOpt = None,
+    batch_rows: BatchRowsOpt = BATCH_ROWS,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Metrics of a trained run on its train/val/test splits (or on --data)."""
+    """Metrics of a trained run on its train/val/test splits (or on --data: a CSV or parquet
+    table, a folder of shards or a glob, read in batches)."""
     import gradwise
-    from gradwise.data.readers import load_labelled
+    from gradwise.api import evaluate_file
 
     run = gradwise.load(run_dir)
+    if data is None and backend != "local":
+        raise GradwiseError(
+            f"--backend {backend} evaluates --data TABLE; drop it for the run's own splits."
+        )
     if data is not None:
-        split = load_labelled(data, run.schema, run.config.data, header=header, flag="--data")
-        metrics: dict[str, Any] = {"test": run.evaluate(split)}
+        found = evaluate_file(
+            run,
+            data,
+            header=header,
+            batch_rows=batch_rows,
+            backend=backend,  # type: ignore[arg-type]  # checked by the verb
+            address=address,
+        )
+        metrics: dict[str, Any] = {"test": found}
         title = f"{run.path} on {data}"
     else:
         dataset = run.dataset()
@@ -71,13 +103,18 @@ def predict(
         str,
         typer.Argument(
             metavar="INPUT",
-            help="CSV/parquet rows (csv:PATH or a path), .npz/.npy array, image file or "
-            "folder, idx:PREFIX, .txt (text)",
+            help="CSV/parquet rows (csv:PATH, a path, a folder of shards or a glob such as "
+            "'data/*.parquet'), .npz/.npy array, image file or folder, idx:PREFIX, .txt (text)",
             show_default=False,
         ),
     ],
     out: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="write predictions to this CSV")
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="write predictions to this file: parquet if it ends in .parquet, else CSV; "
+            "a table input is then streamed in batches (--batch-rows)",
+        ),
     ] = None,
     header: HeaderOpt = None,
     keep: Annotated[
@@ -105,133 +142,131 @@ def predict(
             "`abstain_score` compared with the threshold; the prediction is kept either way",
         ),
     ] = False,
+    batch_rows: BatchRowsOpt = BATCH_ROWS,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Predict on new raw data with the run's own preprocessing (and its calibration)."""
+    """Predict on new raw data with the run's own preprocessing (and its calibration).
+
+    With --out, a CSV or parquet table (a file, a folder of shards or a glob) is read,
+    predicted and written in batches, so data bigger than memory works; the output equals
+    the in-memory path's to the last digit. Forecasters read their input whole (their windows
+    span consecutive rows).
+    """
     import gradwise
     from gradwise.data.readers import read_inputs
+    from gradwise.run_predict import abstention_summary, input_notes, prediction_frame
 
     run = gradwise.load(run_dir)
     run.check_predicts()
+    if backend != "local" and out is None:
+        raise GradwiseError(
+            f"--backend {backend} writes its predictions to a file: add --out "
+            "FILE.csv or --out FILE.parquet."
+        )
+    if out is not None:
+        _predict_to_file(
+            run,
+            inputs,
+            out,
+            _columns(keep),
+            intervals,
+            abstain,
+            header,
+            batch_rows,
+            backend,
+            address,
+        )
+        return
+    _check_single_file(inputs)
     raw = read_inputs(inputs, run.schema, run.config.data, header=header)
-    selective = run.predict_selective(raw) if abstain else None  # no guarantee: stop here
-    frame = prediction_frame(run, raw, _columns(keep), intervals)
+    frame = prediction_frame(run, raw, _columns(keep), intervals, abstain)
     for note in input_notes(run, raw, _columns(keep)):
         err_console.print(f"note: {note}", highlight=False)
-    if selective is not None:
-        frame["decision"] = selective.decision
-        frame["abstain_score"] = selective.score
-        err_console.print(abstention_summary(selective), highlight=False)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out, index=False)
-        out_console.print(f"{len(frame)} predictions written to {out}")
-    else:
-        sys.stdout.write(frame.to_csv(index=False))
+    if abstain:
+        guarantee = run.calibration.selective or {}
+        answered = int((frame["decision"] == "answer").sum())
+        err_console.print(abstention_summary(answered, len(frame), guarantee), highlight=False)
+    sys.stdout.write(frame.to_csv(index=False))
 
 
-def abstention_summary(selective: Any) -> str:
-    """One line: how many rows were answered, and the guarantee those answers carry."""
-    n, m = int(selective.answer.sum()), len(selective.answer)
-    g = selective.guarantee
-    return (
-        f"answered {n} of {m} rows ({n / max(m, 1):.1%}), abstained on {m - n}; guarantee: at "
-        f"most {100 * g['alpha']:g}% errors among answered rows, with "
-        f"{100 * (1 - g['delta']):g}% confidence, certified on {g['n']} validation rows "
-        "(while inputs are like those rows)"
+def _check_single_file(inputs: str) -> None:
+    """Shards (a folder of tables, a glob) are read in batches into a file: say so."""
+    from gradwise.data.stream import table_shards
+    from gradwise.errors import DataError
+
+    shards = table_shards(inputs)
+    if shards is not None and shards.files != [Path(shards.location)]:
+        raise DataError(
+            f"{inputs} is a table in {len(shards.files)} shard(s); predictions for shards are "
+            "written in batches to a file: add --out FILE.csv or --out FILE.parquet."
+        )
+
+
+def _predict_to_file(
+    run: Any,
+    inputs: str,
+    out: Path,
+    keep: list[str],
+    intervals: bool,
+    abstain: bool,
+    header: bool | None,
+    batch_rows: int,
+    backend: str,
+    address: str | None,
+) -> None:
+    """Predict into `out`, batch by batch for a table; a live rows-per-second line on a
+    terminal's stderr, one closing line either way."""
+    from gradwise.api import predict_file
+    from gradwise.run_predict import abstention_summary
+
+    with _rate_line() as progress:
+        summary = predict_file(
+            run,
+            inputs,
+            out,
+            keep=keep,
+            intervals=intervals,
+            abstain=abstain,
+            header=header,
+            batch_rows=batch_rows,
+            progress=progress,
+            backend=backend,  # type: ignore[arg-type]  # checked by the verb
+            address=address,
+        )
+    for note in summary.notes:
+        err_console.print(f"note: {note}", highlight=False)
+    if summary.answered is not None and summary.guarantee is not None:
+        line = abstention_summary(summary.answered, summary.rows, summary.guarantee)
+        err_console.print(line, highlight=False)
+    out_console.print(
+        f"{summary.rows} predictions written to {out} in {summary.wall_s:.1f} s "
+        f"({summary.rows_per_s:,.0f} rows/s{_how(summary.streamed, backend)})",
+        highlight=False,
     )
+
+
+@contextlib.contextmanager
+def _rate_line() -> Iterator[Callable[[int], None]]:
+    """A progress callback: on a terminal, one stderr line rewritten with rows done and rows
+    per second; elsewhere (a log, a pipe) silent, the closing line says it all."""
+    started = time.perf_counter()
+    if not err_console.is_terminal:
+        yield lambda rows: None
+        return
+    with err_console.status("predicting") as status:
+
+        def show(rows: int) -> None:
+            rate = rows / max(time.perf_counter() - started, 1e-9)
+            status.update(f"predicted {rows:,} rows ({rate:,.0f} rows/s)")
+
+        yield show
+
+
+def _how(streamed: bool, backend: str) -> str:
+    return ", on Ray" if backend == "ray" else ", streamed" if streamed else ""
 
 
 def _columns(keep: str | None) -> list[str]:
     return [c.strip() for c in keep.split(",") if c.strip()] if keep else []
-
-
-def input_notes(run: Any, raw: Any, keep: list[str]) -> list[str]:
-    """What a person should know about how the input was read: the columns the model does
-    not read (ignored, as the server ignores them), and for a forecaster which rows each
-    forecast reads and is for."""
-    import pandas as pd
-
-    from gradwise.data.readers import unused_columns
-
-    notes = []
-    if unused := unused_columns(raw, run.schema, keep):
-        notes.append(f"column(s) {', '.join(unused)} are not model inputs; ignored.")
-    series = run.schema.series
-    if series is not None and isinstance(raw, pd.DataFrame):
-        n, t = len(raw), series.window
-        steps = "prediction" if series.horizon == 1 else "prediction_k (k steps ahead)"
-        notes.append(
-            f"{n - t + 1} forecast(s) from {n} rows (data.window {t}): each reads input rows "
-            f"window_first..window_last (0-based) and its {steps} is for row for_row"
-            + ("" if series.horizon == 1 else " + k - 1")
-            + f"; for_row {n} and beyond lie past the input's end, so their kept columns are "
-            "empty."
-        )
-    return notes
-
-
-def prediction_frame(run: Any, raw: Any, keep: list[str], intervals: bool = False) -> Any:
-    """One row per input: the prediction, class probabilities (p_<class>) and kept columns;
-    with `intervals`, the conformal set (classification) or lower/upper bounds (regression).
-
-    A forecaster given a table of consecutive rows answers one row per full window: the
-    kept columns are those of the row the forecast is for (empty past the input's end), then
-    `for_row`, `window_first`, `window_last` (see `Run.forecast_positions`).
-    """
-    import numpy as np
-    import pandas as pd
-
-    from gradwise.data.readers import kept_columns
-
-    front = kept_columns(raw, keep)
-    if run.schema.task == "classification":
-        proba = run.predict_proba(raw)
-        frame = pd.DataFrame({"prediction": run.schema.target.decode(proba.argmax(axis=1))})
-        for i, cls in enumerate(run.schema.classes):
-            frame[f"p_{str(cls).strip(chr(39) + chr(34))}"] = np.round(proba[:, i], 6)
-        if intervals:
-            names = [str(c) for c in run.schema.classes]
-            members = run.predict_sets(raw)
-            frame["set"] = ["|".join(n for n, m in zip(names, row) if m) for row in members]
-    elif intervals:
-        values, lower, upper = run.predict_intervals(raw)
-        columns = {"prediction": values, "lower": lower, "upper": upper}
-        if values.ndim == 1:
-            frame = pd.DataFrame(columns)
-        else:
-            frame = pd.DataFrame(
-                {
-                    f"{name}_{i + 1}": column[:, i]
-                    for i in range(values.shape[1])
-                    for name, column in columns.items()
-                }
-            )
-    else:
-        values = np.asarray(run.predict(raw))
-        if values.ndim == 1:
-            frame = pd.DataFrame({"prediction": values})
-        else:
-            frame = pd.DataFrame(
-                {f"prediction_{i + 1}": values[:, i] for i in range(values.shape[1])}
-            )
-    if run.schema.series is not None and isinstance(raw, pd.DataFrame):
-        positions = run.forecast_positions(raw)[["for_row", "window_first", "window_last"]]
-        frame = pd.concat([positions, frame], axis=1)
-        if front is not None:
-            front = _rows_of(front, positions["for_row"].to_numpy())
-    if front is not None:
-        frame = pd.concat([front.reset_index(drop=True), frame], axis=1)
-    return frame
-
-
-def _rows_of(front: Any, rows: Any) -> Any:
-    """The kept columns at `rows` (0-based positions); empty past the input's end, with
-    integer columns kept integer."""
-    import pandas as pd
-
-    picked = front.reset_index(drop=True).reindex(rows).reset_index(drop=True)
-    for col in front.columns:
-        if pd.api.types.is_integer_dtype(front[col]):
-            picked[col] = picked[col].astype("Int64")
-    return picked

@@ -12,6 +12,8 @@ import typer
 from rich.table import Table
 
 from gradwise.cli.console import (
+    AddressOpt,
+    BackendOpt,
     ConfigArg,
     QuietOpt,
     SetOpt,
@@ -49,14 +51,31 @@ def train(
         str | None, typer.Option("--master", metavar="HOST:PORT", help="address of node 0")
     ] = None,
     threads: TrainThreadsOpt = None,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, metavar="N", help="with --backend ray: workers")
+    ] = 2,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train a model from CONFIG and write its run directory."""
+    """Train a model from CONFIG and write its run directory (here, under torchrun with
+    --nproc, or on a Ray cluster with --backend ray)."""
     import gradwise
     from gradwise.config import load_config
 
     overrides = list(set_ or []) + ([f"train.threads={threads}"] if threads else [])
-    if nproc > 1 or nnodes > 1:
+    if backend != "local":
+        run = gradwise.train(
+            config,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            backend=backend,  # type: ignore[arg-type]  # checked by the verb
+            address=address,
+            workers=workers,
+            **overrides_dict(overrides),
+        )
+    elif nproc > 1 or nnodes > 1:
         from gradwise.pipeline import resolve_out
 
         cfg = load_config(config, overrides)

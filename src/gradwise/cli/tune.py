@@ -14,6 +14,8 @@ import typer
 from rich.table import Table
 
 from gradwise.cli.console import (
+    AddressOpt,
+    BackendOpt,
     ConfigArg,
     QuietOpt,
     SetOpt,
@@ -90,6 +92,8 @@ def tune(
         str | None,
         typer.Option(metavar="median|halving|none", help="stop poor trials early (default median)"),
     ] = None,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -113,7 +117,15 @@ def tune(
     }
     changes = {k: v for k, v in flags.items() if v is not None}
     with _tune_logging(quiet) as progress:
-        result = gradwise.tune(config, out, overrides=set_, progress=progress, **changes)
+        result = gradwise.tune(
+            config,
+            out,
+            overrides=set_,
+            progress=progress,
+            backend=backend,  # type: ignore[arg-type]  # checked by the verb
+            address=address,
+            **changes,
+        )
     print_result(result)
 
 
@@ -125,9 +137,15 @@ def print_result(result: Any) -> None:
     if result.n_running:
         counts += f", {result.n_running} still running elsewhere"
     out_console.print(f"{result.n_trials} trials: {counts}", highlight=False)
+    noise = f" ± {result.best_se:.4f}" if result.best_se is not None else ""
     out_console.print(
-        f"best: trial {result.best_trial}, {result.metric} {result.best_value:.4f}", highlight=False
+        f"best: trial {result.best_trial}, {result.metric} {result.best_value:.4f}{noise}",
+        highlight=False,
     )
+    if result.cv_rule:
+        out_console.print(f"trials scored by {result.cv_rule}", highlight=False)
+    if result.comparison is not None:
+        out_console.print(result.comparison.sentence, highlight=False)
     if result.seeds is not None:
         s = result.seeds
         test = result.metric.replace("val.", "test.", 1)
@@ -139,6 +157,8 @@ def print_result(result: Any) -> None:
     if result.importance is not None:
         out_console.print(importance_table(result.importance))
         out_console.print(result.importance.sentence, highlight=False)
+    if result.top_agreement is not None:
+        out_console.print(result.top_agreement.sentence, highlight=False)
     if result.sensitivity:
         out_console.print(sensitivity_table(result))
     for note in result.notes:

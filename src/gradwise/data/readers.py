@@ -88,20 +88,27 @@ def read_new_table(
     """
     if kind == "parquet":
         return read_table(path, "parquet", cfg)
+    how = csv_reading(path, cfg, header, expected)
+    df = read_table(path, "csv", how)
+    check_header_row(df, path, cfg, how, expected)
+    return df
+
+
+def csv_reading(
+    path: Path, cfg: DataConfig, header: bool | None, expected: list[str] | None
+) -> DataConfig:
+    """How to read a new CSV file the way the training file was read: the run's data config
+    with the column names to give (None: the first row names them) and no row limit. The
+    streaming reader applies the same rules to each shard (`gradwise.data.stream`).
+
+    Raises:
+        DataError: a header-less file whose columns cannot be named by position.
+    """
     names = cfg.columns
     if header is None:
         header = names is None or _names_columns(_first_row(path, cfg), names)
     if header:
-        df = read_table(path, "csv", cfg.model_copy(update={"columns": None, "limit": None}))
-        if names is None and looks_headerless(df) and expected is not None:
-            missing = [c for c in expected if c not in df.columns]
-            if missing:
-                raise DataError(
-                    f"The first row of {path} looks like data, not a header, and the file lacks "
-                    f"the columns the run was trained on ({', '.join(expected)}); add the "
-                    "header row the training file had."
-                )
-        return df
+        return cfg.model_copy(update={"columns": None, "limit": None})
     if names is None:
         raise DataError(
             f"--no-header: the run was trained on a file with a header, so the columns of "
@@ -112,7 +119,31 @@ def read_new_table(
         # stood): name them so, or every column after the target would shift by one
         names = [c for c in names if c != cfg.target]
     _check_field_count(path, cfg, names, expected)
-    return read_table(path, "csv", cfg.model_copy(update={"limit": None, "columns": names}))
+    return cfg.model_copy(update={"limit": None, "columns": names})
+
+
+def check_header_row(
+    df: pd.DataFrame, path: Path, cfg: DataConfig, how: DataConfig, expected: list[str] | None
+) -> None:
+    """A first row read as the header (`how.columns` None) that looks like data, in a file
+    lacking the run's columns, is refused when the training file had a header (no
+    data.columns): the new file lacks it.
+
+    Args:
+        df: the rows read so far (the first batch, when streaming).
+        how: what `csv_reading` said to read `path` with.
+    """
+    if how.columns is not None or cfg.columns is not None or expected is None:
+        return
+    if not looks_headerless(df):
+        return
+    missing = [c for c in expected if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"The first row of {path} looks like data, not a header, and the file lacks "
+            f"the columns the run was trained on ({', '.join(expected)}); add the "
+            "header row the training file had."
+        )
 
 
 def _names_columns(first: list[str], names: list[str]) -> bool:
@@ -184,7 +215,7 @@ def read_inputs(
         case "idx":
             return read_idx(where)[0]
         case "csv" | "parquet" if schema.kind in ("tabular", "sequence") and schema.array is None:
-            return read_new_table(path, kind, cfg, header, _columns(schema))  # type: ignore[arg-type]
+            return read_new_table(path, kind, cfg, header, model_columns(schema))  # type: ignore[arg-type]
         case "csv" | "parquet" if schema.text_column is not None:
             return read_new_table(path, kind, cfg, header)  # type: ignore[arg-type]
         case "npz":
@@ -204,7 +235,8 @@ def read_inputs(
     )
 
 
-def _columns(schema: Schema) -> list[str] | None:
+def model_columns(schema: Schema) -> list[str] | None:
+    """The input columns a table run reads (None for runs that read no table columns)."""
     if schema.tabular is not None:
         return schema.tabular.columns
     return schema.series.features.columns if schema.series is not None else None
@@ -244,7 +276,7 @@ def unused_columns(raw: Any, schema: Schema, keep: list[str] | None = None) -> l
     """The columns of an input table the model does not read (ids, the target, anything
     else), besides those `keep` copies to the output and empty ones (a header-less file
     without the target has it as an empty column): predicting ignores them."""
-    used = _columns(schema)
+    used = model_columns(schema)
     if not isinstance(raw, pd.DataFrame) or used is None:
         return []
     skip = set(used) | set(keep or [])
@@ -292,7 +324,7 @@ def load_labelled(
             loaded = (
                 load_builtin(location)
                 if kind == "builtin"
-                else read_new_table(path, kind, cfg, header, _columns(schema))  # type: ignore[arg-type]
+                else read_new_table(path, kind, cfg, header, model_columns(schema))  # type: ignore[arg-type]
             )
             if not isinstance(loaded, pd.DataFrame):
                 x, y = loaded

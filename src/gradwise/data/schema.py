@@ -110,7 +110,7 @@ class Schema:
                 f"{', '.join(cols)} (in that order), got shape {x.shape}."
             )
         rows = pd.DataFrame(x.reshape(-1, len(cols)), columns=cols).infer_objects()
-        return features.transform(rows).reshape(x.shape[0], x.shape[1], -1)
+        return self.series.relative(features.transform(rows).reshape(x.shape[0], x.shape[1], -1))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Labelled-text inputs: (N, source length) ids, <bos> first (the class token)."""

@@ -20,17 +20,59 @@ from gradwise.errors import DataError
 class SeriesPreprocessor:
     """Windows of `window` past rows of the features predict the next `horizon` target values.
 
-    The features are standardised by a TabularPreprocessor fitted on the training rows.
+    The features are standardised by a TabularPreprocessor fitted on the training rows. With
+    `difference` (data.difference), the target's input column holds each step's distance from
+    the window's last value, and the model forecasts changes from that value: nothing it sees
+    or predicts depends on the level, so a trending series is forecast beyond the levels seen in
+    training; `to_levels` adds the last value back.
     """
 
     target: str
     features: TabularPreprocessor
     window: int
     horizon: int
+    difference: bool = False
 
     def matrix(self, df: pd.DataFrame) -> np.ndarray:
         """(rows, F) standardised feature matrix, in time order."""
         return self.features.transform(df)
+
+    def relative(self, x: np.ndarray) -> np.ndarray:
+        """(N, T, F) model inputs with, under `difference`, the target's column made relative
+        to its last step (in the column's standardised units); unchanged otherwise."""
+        if not self.difference:
+            return x
+        col = self.features.feature_names.index(self.target)
+        x = x.copy()
+        x[:, :, col] -= x[:, -1:, col]
+        return x
+
+    def last_levels(self, raw: object) -> np.ndarray:
+        """(N,) the target's last value in each window of raw input: a table of consecutive
+        rows (one window per full `window` rows) or (N, T, F) / (T, F) raw windows.
+
+        Raises:
+            DataError: the input is model-ready tensors, which no longer hold the level.
+        """
+        if isinstance(raw, pd.DataFrame):
+            return pd.to_numeric(raw[self.target]).to_numpy(np.float64)[self.window - 1 :]
+        if not isinstance(raw, np.ndarray | list):
+            raise DataError(
+                "This forecaster predicts changes (data.difference) and adds back each "
+                "window's last target value, which model-ready tensors no longer hold; give "
+                "raw windows (N, T, F) or a table of consecutive rows."
+            )
+        x = np.asarray(raw)
+        x = x[None] if x.ndim == 2 else x
+        col = self.features.raw_columns.index(self.target)
+        return x[:, -1, col].astype(np.float64)
+
+    def to_levels(self, values: np.ndarray, raw: object) -> np.ndarray:
+        """(N, horizon) decoded outputs in the target's units: under `difference` each row's
+        changes plus its window's last value (step k is the change over k steps)."""
+        if not self.difference:
+            return values
+        return values + self.last_levels(raw)[:, None]
 
     def make_windows(self, df: pd.DataFrame) -> np.ndarray:
         """(N, window, F) inputs, one per position that has `window` rows before it."""
@@ -41,11 +83,8 @@ class SeriesPreprocessor:
                 f"The series has {len(m)} rows, fewer than data.window={self.window}; "
                 "give more rows or a shorter window."
             )
-        return (
-            np.lib.stride_tricks.sliding_window_view(m, self.window, axis=0)
-            .transpose(0, 2, 1)
-            .copy()
-        )
+        x = np.lib.stride_tricks.sliding_window_view(m, self.window, axis=0).transpose(0, 2, 1)
+        return self.relative(x.copy())
 
 
 def series_frame(df: pd.DataFrame, target: str, features: list[str] | None) -> pd.DataFrame:
@@ -142,11 +181,11 @@ def build_timeseries(df: pd.DataFrame, cfg: DataConfig) -> Dataset:
     frame = series_frame(df, target, cfg.features)
     n_train, n_val, _ = split_sizes(len(frame), cfg.split)
     features = TabularPreprocessor.fit(frame.iloc[:n_train], "onehot")
-    prep = SeriesPreprocessor(target, features, cfg.window, cfg.horizon)
     y_rows = pd.to_numeric(df[target]).to_numpy(dtype=np.float64)
-    mean, std = float(y_rows[:n_train].mean()), float(y_rows[:n_train].std() or 1.0)
-    spec = TargetSpec(name=target, mean=[mean] * cfg.horizon, std=[std] * cfg.horizon)
+    difference, why = choose_difference(cfg.difference, y_rows[:n_train], target in frame)
+    prep = SeriesPreprocessor(target, features, cfg.window, cfg.horizon, difference)
     x, y = supervised(prep.matrix(frame), y_rows, cfg.window, cfg.horizon)
+    x = prep.relative(x)
     first = np.arange(len(x)) + cfg.window  # row of each window's first target value
     last = first + cfg.horizon - 1
     tr = np.flatnonzero(last < n_train)
@@ -158,6 +197,12 @@ def build_timeseries(df: pd.DataFrame, cfg: DataConfig) -> Dataset:
                 f"The {name} part of the series is too short for data.window={cfg.window} and "
                 f"data.horizon={cfg.horizon}; shorten them or change data.split."
             )
+    if difference:  # changes over 1..horizon steps from each window's last value
+        y = y - y_rows[first - 1][:, None]
+        spec = TargetSpec.fit_regression(y[tr], target)
+    else:
+        mean, std = float(y_rows[:n_train].mean()), float(y_rows[:n_train].std() or 1.0)
+        spec = TargetSpec(name=target, mean=[mean] * cfg.horizon, std=[std] * cfg.horizon)
     schema = Schema(
         kind="sequence",
         task="regression",
@@ -177,9 +222,55 @@ def build_timeseries(df: pd.DataFrame, cfg: DataConfig) -> Dataset:
         "allow_overlap": False,
         "leaky": False,
     }
+    notes = (*filled, why) if why else filled
     return Dataset.from_arrays(
-        x, spec.encode(y), (tr, va, te), schema, filled, raw=raw, split_rule=rule
+        x, spec.encode(y), (tr, va, te), schema, notes, raw=raw, split_rule=rule
     )
+
+
+TREND_R2 = 0.5  # data.difference auto: difference when a line explains this much variance
+
+
+def choose_difference(
+    setting: bool | str, y_train: np.ndarray, target_is_input: bool
+) -> tuple[bool, str]:
+    """Whether to forecast changes (data.difference), and a note saying why when it was
+    decided here (auto) or when the setting cannot apply.
+
+    auto: difference when a straight line through the training part explains at least
+    TREND_R2 of its variance (a stated rule, seen only on training rows), so a steady trend
+    is followed beyond the training levels while a flat, seasonal series is left as it is.
+
+    Raises:
+        DataError: difference is true but the target is not a model input (data.features).
+    """
+    if setting is True and not target_is_input:
+        raise DataError(
+            "data.difference: true needs the target among data.features (its last value is "
+            "what each forecast adds its changes to); add the target to data.features."
+        )
+    if setting != "auto":
+        return bool(setting), ""
+    r2 = trend_r2(y_train)
+    chosen = r2 >= TREND_R2 and target_is_input
+    because = (
+        "the target is not among data.features"
+        if r2 >= TREND_R2 and not target_is_input
+        else f"a straight line explains R² = {r2:.2f} of the training part's variance "
+        f"({'>=' if r2 >= TREND_R2 else '<'} {TREND_R2})"
+    )
+    verdict = "forecasting changes from each window's last value" if chosen else "levels as given"
+    return chosen, f"data.difference: auto chose {str(chosen).lower()}: {because}; {verdict}."
+
+
+def trend_r2(y: np.ndarray) -> float:
+    """R² of the least-squares line through y against its row number (0 for a constant y)."""
+    t = np.arange(len(y), dtype=np.float64)
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    if len(y) < 3 or ss_tot == 0.0:
+        return 0.0
+    slope, intercept = np.polyfit(t, y, 1)
+    return 1.0 - float(((y - (slope * t + intercept)) ** 2).sum()) / ss_tot
 
 
 def _check_series_split(cfg: DataConfig) -> None:

@@ -3,11 +3,13 @@ validation record, each filled from a run directory.
 
     gradwise report RUN --template model-card|annex-iv|sr11-7 [--context FILE.yaml] [--pdf]
 
-A template is a list of sections, each a list of `Item`s (`document_items.py`). Every item is
-filled from the run's files (quoting the file and the number), or from the user's context
-file (shown as given by the user), or marked "needs a person" with what is missing and why it
-matters. The page is a pure function of the run's files and the context: everything sorted,
-no clock read, so a rebuild is byte-identical.
+A template is a list of sections of points (`document_templates.py`; Annex IV's are its own
+numbered points and lettered sub-points), each point a list of `Item`s (`document_items.py`).
+Every item is filled from the run's files (quoting the file and the number, with the plot that
+file holds embedded as a PNG data URI), or from the user's context file (shown as given by
+the user), or marked "needs a person" with what is missing and why it matters. The page is a
+pure function of the run's files and the context: everything sorted, no clock read, so a
+rebuild is byte-identical.
 """
 
 from __future__ import annotations
@@ -24,192 +26,16 @@ import yaml
 
 from gradwise.auditing import CHECKS
 from gradwise.errors import ConfigError, GradwiseError
-from gradwise.reporting.document_items import (
-    BASELINE,
-    CALIBRATION,
-    DATA_QUALITY,
-    DESIGN,
-    DETAILS,
-    ETHICS,
-    EXPLAIN,
-    FAIRNESS,
-    GENERALISATION,
-    HARDWARE,
-    HISTORY,
-    LIMITATIONS,
-    LOGGING,
-    METRIC_CHOICE,
-    METRICS,
-    MONITOR,
-    OPTIMIZE,
-    OUT_OF_SCOPE,
-    OVERSIGHT,
-    PROVENANCE,
-    PURPOSE,
-    ROBUSTNESS,
-    SELECTIVE,
-    SHIFT,
-    SLICES,
-    SPLITS,
-    UNCERTAINTY,
-    USERS,
-    VERSIONS,
-    Item,
-    person,
-)
+from gradwise.reporting.document_items import Item
+from gradwise.reporting.document_templates import TEMPLATES, Point, item_ids
 from gradwise.reporting.evidence import Evidence
 
 DocumentTemplate = Literal["model-card", "annex-iv", "sr11-7"]
 Status = Literal["evidence", "context", "person"]
 DOCUMENT_FILE = "document.html.j2"
 CHROMIUMS = ("chromium", "chromium-browser", "google-chrome")
-
-TEMPLATES: dict[str, tuple[str, tuple[tuple[str, tuple[Item, ...]], ...]]] = {
-    "model-card": (
-        "Model card (Mitchell et al. 2019)",
-        (
-            ("Model details", (DETAILS, VERSIONS, DESIGN)),
-            ("Intended use", (PURPOSE, USERS, OUT_OF_SCOPE)),
-            (
-                "Factors",
-                (
-                    person(
-                        "relevant_factors",
-                        "Relevant factors (groups, instruments, environments)",
-                        "which groups and conditions matter is domain knowledge",
-                    ),
-                    SLICES,
-                ),
-            ),
-            ("Metrics", (METRIC_CHOICE, CALIBRATION, UNCERTAINTY)),
-            ("Evaluation data", (SPLITS,)),
-            ("Training data", (PROVENANCE, HISTORY)),
-            (
-                "Quantitative analyses",
-                (METRICS, BASELINE, GENERALISATION, ROBUSTNESS, SHIFT, DATA_QUALITY, FAIRNESS),
-            ),
-            ("Ethical considerations", (ETHICS,)),
-            ("Caveats and recommendations", (LIMITATIONS, SELECTIVE, EXPLAIN)),
-        ),
-    ),
-    "annex-iv": (
-        "EU AI Act, Annex IV: technical documentation",
-        (
-            (
-                "1. General description of the AI system",
-                (PURPOSE, USERS, DETAILS, VERSIONS, HARDWARE),
-            ),
-            (
-                "2. Detailed description of the elements and the development process",
-                (
-                    DESIGN,
-                    PROVENANCE,
-                    SPLITS,
-                    HISTORY,
-                    METRICS,
-                    BASELINE,
-                    GENERALISATION,
-                    CALIBRATION,
-                    UNCERTAINTY,
-                    DATA_QUALITY,
-                    ROBUSTNESS,
-                    SELECTIVE,
-                    OVERSIGHT,
-                    FAIRNESS,
-                    SLICES,
-                    EXPLAIN,
-                    OPTIMIZE,
-                ),
-            ),
-            ("3. Monitoring, functioning and control", (LIMITATIONS, SHIFT, LOGGING)),
-            ("4. Appropriateness of the performance metrics", (METRIC_CHOICE,)),
-            (
-                "5. Risk management system (Article 9)",
-                (
-                    person(
-                        "risk_management",
-                        "Risk management system",
-                        "the risks to health, safety and rights are identified by the provider",
-                    ),
-                ),
-            ),
-            (
-                "6. Changes through the lifecycle",
-                (
-                    person(
-                        "lifecycle_changes",
-                        "Relevant changes made through the lifecycle",
-                        "retraining and version history are the provider's record",
-                    ),
-                ),
-            ),
-            (
-                "7. Harmonised standards applied",
-                (
-                    person(
-                        "standards",
-                        "Harmonised standards or other specifications applied",
-                        "which standards were followed is the provider's choice",
-                    ),
-                ),
-            ),
-            (
-                "8. EU declaration of conformity",
-                (
-                    person(
-                        "declaration_of_conformity",
-                        "A copy of the EU declaration of conformity",
-                        "only the provider can declare conformity",
-                    ),
-                ),
-            ),
-            (
-                "9. Post-market monitoring plan",
-                (
-                    MONITOR,
-                    person(
-                        "post_market_plan",
-                        "The post-market monitoring plan (Article 72)",
-                        "who watches the alerts and what they do is an organisational plan",
-                    ),
-                ),
-            ),
-        ),
-    ),
-    "sr11-7": (
-        "SR 11-7: model validation record",
-        (
-            ("Model purpose and use", (PURPOSE, USERS, DETAILS)),
-            ("Conceptual soundness", (DESIGN, HISTORY, GENERALISATION, EXPLAIN)),
-            ("Data", (PROVENANCE, SPLITS, DATA_QUALITY)),
-            (
-                "Outcomes analysis",
-                (METRICS, BASELINE, CALIBRATION, UNCERTAINTY, SLICES, FAIRNESS),
-            ),
-            ("Sensitivity analysis", (ROBUSTNESS, OPTIMIZE)),
-            ("Ongoing monitoring", (MONITOR, SHIFT, LOGGING)),
-            ("Limitations and compensating controls", (LIMITATIONS, SELECTIVE, OVERSIGHT)),
-            (
-                "Effective challenge",
-                (
-                    person(
-                        "effective_challenge",
-                        "Independent review and effective challenge",
-                        "SR 11-7 asks for critical review by qualified people independent of "
-                        "the builders",
-                    ),
-                ),
-            ),
-        ),
-    ),
-}
-
-
-def item_ids() -> tuple[str, ...]:
-    """Every id a context file may answer, over all templates, sorted."""
-    return tuple(
-        sorted({i.id for _, sections in TEMPLATES.values() for _, items in sections for i in items})
-    )
+PLOT_ERRORS = (KeyError, IndexError, TypeError, ValueError)
+"""What a JSON this version cannot draw raises; the item keeps its text and says so."""
 
 
 @dataclass(frozen=True)
@@ -219,9 +45,11 @@ class Entry:
     Attributes:
         id, title: the item's. status: evidence (from the run), context (given by the user)
             or person (needs a person). text: the answer, or what is missing and why.
-        source: the file it came from, relative to the run; number: the number quoted.
+        source: the file it came from: relative to the run for evidence, the context file
+            as named for context. number: the key and value quoted from the run's file.
         given: the user's answer from the context file, shown beside any evidence.
         command: the command that would fill it from the run, when one would.
+        plot: the plot its file holds, as a PNG data URI; plot_note: why it was not drawn.
     """
 
     id: str
@@ -232,30 +60,43 @@ class Entry:
     number: str | None = None
     given: str | None = None
     command: str | None = None
+    plot: str | None = None
+    plot_note: str | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One point of the document as filled: its number, what it asks, and its entries."""
+
+    ref: str
+    asks: str
+    entries: tuple[Entry, ...]
 
 
 @dataclass(frozen=True)
 class Document:
-    """A filled template: its sections of entries, and the checks never run.
+    """A filled template: its sections of points, and the checks never run.
 
     Attributes:
         template, title: which document. run: the run directory as named.
-        sections: (title, entries) in the template's order.
+        sections: (title, parts) in the template's order.
         never_run: (check or verb, the command that runs it), in the audit's order.
+        context: the context file as named, if one was given.
         path: the HTML written; pdf: the PDF, when --pdf.
     """
 
     template: str
     title: str
     run: str
-    sections: tuple[tuple[str, tuple[Entry, ...]], ...]
+    sections: tuple[tuple[str, tuple[Part, ...]], ...]
     never_run: tuple[tuple[str, str], ...]
+    context: str | None = None
     path: Path | None = None
     pdf: Path | None = None
 
     @property
     def entries(self) -> tuple[Entry, ...]:
-        return tuple(e for _, entries in self.sections for e in entries)
+        return tuple(e for _, parts in self.sections for p in parts for e in p.entries)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -263,20 +104,39 @@ class Document:
         statuses = [e.status for e in self.entries]
         return {s: statuses.count(s) for s in ("evidence", "context", "person")}
 
+    @property
+    def filled_share(self) -> float:
+        """The share of items filled from evidence or the context, in [0, 1]."""
+        counts = self.counts
+        return (counts["evidence"] + counts["context"]) / max(1, sum(counts.values()))
+
     def to_dict(self) -> dict[str, Any]:
-        """The same items as the page, for other tools (`--json`)."""
+        """The same items as the page, for other tools (`--json`); a plot is named by
+        whether it was drawn, not embedded."""
         return {
             "template": self.template,
             "title": self.title,
             "run": self.run,
+            "context": self.context,
             "path": None if self.path is None else str(self.path),
             "pdf": None if self.pdf is None else str(self.pdf),
             "counts": self.counts,
             "never_run": [{"name": n, "command": c} for n, c in self.never_run],
             "sections": [
-                {"title": t, "items": [asdict(e) for e in entries]} for t, entries in self.sections
+                {
+                    "title": title,
+                    "points": [
+                        {"ref": p.ref, "asks": p.asks, "items": [_item(e) for e in p.entries]}
+                        for p in parts
+                    ],
+                }
+                for title, parts in self.sections
             ],
         }
+
+
+def _item(entry: Entry) -> dict[str, Any]:
+    return {**asdict(entry), "plot": entry.plot is not None}
 
 
 def read_context(path: str | Path | None) -> dict[str, str]:
@@ -307,11 +167,23 @@ def read_context(path: str | Path | None) -> dict[str, str]:
     return {str(k): str(v).strip() for k, v in raw.items() if v is not None and str(v).strip()}
 
 
-def build_document(ev: Evidence, template: DocumentTemplate, context: dict[str, str]) -> Document:
-    """Fill every item of `template` from the run and the context."""
-    title, sections = TEMPLATES[template]
-    filled = tuple((name, tuple(_entry(ev, i, context) for i in items)) for name, items in sections)
-    return Document(template, title, str(ev.path), filled, _never_run(ev))
+def build_document(
+    ev: Evidence,
+    template: DocumentTemplate,
+    context: dict[str, str],
+    context_file: str | None = None,
+) -> Document:
+    """Fill every item of `template` from the run and the context (read from `context_file`)."""
+    chosen = TEMPLATES[template]
+    sections = tuple(
+        (title, tuple(_part(ev, p, context, context_file) for p in points))
+        for title, points in chosen.sections
+    )
+    return Document(template, chosen.title, str(ev.path), sections, _never_run(ev), context_file)
+
+
+def _part(ev: Evidence, point: Point, context: dict[str, str], file: str | None) -> Part:
+    return Part(point.ref, point.asks, tuple(_entry(ev, i, context, file) for i in point.items))
 
 
 def _command(ev: Evidence, runs: str) -> str:
@@ -329,16 +201,41 @@ def _command(ev: Evidence, runs: str) -> str:
             return f"gradwise audit {run} --checks {runs}"
 
 
-def _entry(ev: Evidence, item: Item, context: dict[str, str]) -> Entry:
+def _entry(ev: Evidence, item: Item, context: dict[str, str], file: str | None) -> Entry:
     given = context.get(item.id)
     found = item.fill(ev) if item.fill is not None else None
     command = None if item.runs is None or found is not None else _command(ev, item.runs)
     if found is not None:
-        return Entry(item.id, item.title, "evidence", found.text, found.source, found.number, given)
+        plot, note = _plot(ev, item)
+        return Entry(
+            item.id,
+            item.title,
+            "evidence",
+            found.text,
+            found.source,
+            found.number,
+            given,
+            plot=plot,
+            plot_note=note,
+        )
     if given is not None:
-        return Entry(item.id, item.title, "context", given, given=given, command=command)
+        return Entry(item.id, item.title, "context", given, file, given=given, command=command)
     why = item.needs if command is None else f"not measured yet ({command}); {item.needs}"
     return Entry(item.id, item.title, "person", why, command=command)
+
+
+def _plot(ev: Evidence, item: Item) -> tuple[str | None, str | None]:
+    """The item's plot as a data URI; a JSON this version cannot draw gives a note instead
+    of no document."""
+    from gradwise.reporting.figures import data_uri
+
+    if item.draw is None:
+        return None, None
+    try:
+        fig = item.draw(ev)
+    except PLOT_ERRORS as exc:
+        return None, f"plot not drawn ({type(exc).__name__}: {exc})"
+    return (None if fig is None else data_uri(fig)), None
 
 
 def _never_run(ev: Evidence) -> tuple[tuple[str, str], ...]:
@@ -354,16 +251,20 @@ def _never_run(ev: Evidence) -> tuple[tuple[str, str], ...]:
 
 
 def render_document(document: Document, out: Path) -> str:
-    """The self-contained HTML page; links to the run's files are relative to `out`."""
+    """The self-contained HTML page; links to the run's files and to the context file are
+    relative to `out`."""
     from gradwise.reporting.render import environment
 
     run, folder = Path(document.run).resolve(), out.resolve().parent
 
-    def href(source: str) -> str:
-        return Path(os.path.relpath(run / source, folder)).as_posix()
+    def href(entry: Entry) -> str:
+        assert entry.source is not None  # only filled entries link
+        file = run / entry.source if entry.status == "evidence" else Path(entry.source).resolve()
+        return Path(os.path.relpath(file, folder)).as_posix()
 
     page = environment().get_template(DOCUMENT_FILE)
-    return page.render(doc=document, counts=document.counts, href=href)
+    share = f"{document.filled_share:.0%}"
+    return page.render(doc=document, counts=document.counts, share=share, href=href)
 
 
 def write_document(
@@ -384,7 +285,8 @@ def write_document(
     from gradwise.reporting.evidence import read_evidence
 
     answers = read_context(context)
-    document = build_document(read_evidence(run_dir), template, answers)
+    given = None if context is None else str(context)
+    document = build_document(read_evidence(run_dir), template, answers, given)
     path = Path(out) if out is not None else Path(run_dir) / f"{template}.html"
     atomic_write_text(path, render_document(document, path))
     printed = print_pdf(path) if pdf else None

@@ -29,8 +29,14 @@ from gradwise.training.checkpoint import (
 )
 from gradwise.training.diagnostics import dead_relu_fraction, layer_grad_norms
 from gradwise.training.early_stopping import EarlyStopping
+from gradwise.training.epochs import epochs_reason, resolved_epochs
 from gradwise.training.objectives import Objective
 from gradwise.training.optim import Schedule, decay_groups, make_optimizer
+from gradwise.training.precision import (
+    Bf16Weights,
+    cpu_has_native_bf16,
+    takes_bf16_weights,
+)
 from gradwise.training.transfer import unfreeze
 
 log = logging.getLogger("gradwise")
@@ -77,16 +83,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX). Without
-    it oneDNN emulates bf16 and a bf16 matmul runs several times slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: no way to tell, assume the user knows their CPU
-        return True
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
@@ -141,14 +137,14 @@ def fit(
     saver = _Saver(out, loop, past, tc) if out is not None and parallel.is_main else None
     early = loop.early
     stopped_early, stop_reason, last_epoch = early.should_stop, None, past.start_epoch - 1
-    for epoch in range(past.start_epoch, tc.epochs + 1) if not stopped_early else ():
+    for epoch in range(past.start_epoch, loop.epochs + 1) if not stopped_early else ():
         record = _one_epoch(loop, data, objective, tc, epoch, progress)
         _keep(record, epoch, loop, past, tc, out if saver else None)
         last_epoch = epoch
-        is_last = epoch == tc.epochs or early.should_stop
+        is_last = epoch == loop.epochs or early.should_stop
         if saver is not None and saver.is_due(is_last):
             saver.save(epoch)
-        log.info(_epoch_line(record, tc.epochs, early.metric))
+        log.info(_epoch_line(record, loop.epochs, early.metric))
         stop_reason = _epoch_end(on_epoch_end, record)
         if stop_reason is not None:
             if saver is not None and not is_last:  # the run ends here: saved as its last epoch
@@ -186,9 +182,11 @@ class _Loop:
     opt: torch.optim.Optimizer
     sched: Schedule
     early: EarlyStopping
+    epochs: int  # train.epochs, or what resolved_epochs chose for it
     order: torch.Generator  # the batch order
     noise: torch.Generator  # augmentation and the objective's noise, one stream per rank
     penalty: Callable[[], Tensor] | None
+    bf16: Bf16Weights | None  # bf16 copies of the weights (train.precision: bf16)
 
 
 @dataclass
@@ -218,6 +216,9 @@ def _set_up(model: nn.Module, data: Dataset, cfg: Config, parallel: Parallel) ->
     if tc.compile:
         forward = torch.compile(forward)  # type: ignore[assignment]
     amp = autocast_for(tc, device)
+    bf16 = _bf16_weights(model, tc, parallel)
+    if bf16 is not None:
+        forward = bf16.forward
     order = torch.Generator().manual_seed(cfg.seed)
     noise = torch.Generator().manual_seed(cfg.seed + 1 + parallel.rank)
     train_split = data.train
@@ -234,7 +235,10 @@ def _set_up(model: nn.Module, data: Dataset, cfg: Config, parallel: Parallel) ->
         world_size=parallel.world_size,
     )
     opt = make_optimizer(model, tc.optimizer)
-    steps_per_epoch = math.ceil(len(batches) / tc.accumulate)
+    steps = max(1, math.ceil(len(batches) / tc.accumulate))
+    epochs = resolved_epochs(tc, steps)
+    if tc.epochs is None:
+        log.info(epochs_reason(tc, steps))
     return _Loop(
         model=model,
         forward=forward,
@@ -245,11 +249,13 @@ def _set_up(model: nn.Module, data: Dataset, cfg: Config, parallel: Parallel) ->
         settings=EvalSettings(tc.eval_batch_size, device, amp, memory_format),
         batches=batches,
         opt=opt,
-        sched=Schedule(tc.schedule, tc.optimizer.lr, steps_per_epoch, steps_per_epoch * tc.epochs),
+        sched=Schedule(tc.schedule, tc.optimizer.lr, steps, steps * epochs),
         early=EarlyStopping.from_config(tc.early_stopping),
+        epochs=epochs,
         order=order,
         noise=noise,
         penalty=_penalty(model, tc),
+        bf16=bf16,
     )
 
 
@@ -263,7 +269,7 @@ def _start(loop: _Loop, tc: TrainConfig, out: Path | None, resume: bool, writes:
         )
         keep_best = tc.early_stopping.restore_best
         best = (best_state or _copy_state(loop.model)) if keep_best else None
-        log.info("resumed from epoch %d of %d", start_epoch - 1, tc.epochs)
+        log.info("resumed from epoch %d of %d", start_epoch - 1, loop.epochs)
         return _Past(records, best, start_epoch, wall_before)
     if writes:
         assert out is not None
@@ -297,6 +303,7 @@ def _one_epoch(
         loop.amp,
         loop.penalty,
         loop.ddp,
+        loop.bf16,
         _bind(progress, epoch),
     )
     _check_divergence(train_loss, max_norm, epoch, loop.sched, tc)
@@ -429,10 +436,13 @@ def _train_epoch(
     amp: Callable[[], Any],
     penalty: Callable[[], Tensor] | None,
     ddp: nn.parallel.DistributedDataParallel | None,
+    bf16: Bf16Weights | None,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[float, float | None, dict[str, float]]:
     """One pass over the training batches; returns mean loss, max gradient norm, layer norms."""
     model.train()
+    if bf16 is not None:  # the fp32 weights may have changed: a resume, an unfreeze
+        bf16.refresh()
     params = [p for p in model.parameters() if p.requires_grad]
     n_batches = len(batches)
     k = tc.accumulate
@@ -452,6 +462,8 @@ def _train_epoch(
                     loss = loss + penalty()
             # loss / 1 would add an op (and its backward) per step and change nothing
             (loss if group_size == 1 else loss / group_size).backward()
+            if bf16 is not None:
+                bf16.grads_to_master()
         losses.append(loss.detach())
         sizes.append(len(xb))
         if boundary:
@@ -463,6 +475,8 @@ def _train_epoch(
             sched.apply(opt)
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if bf16 is not None:
+                bf16.refresh()
             sched.step += 1
         if progress is not None and (i % report_every == 0 or i + 1 == n_batches):
             progress(i + 1, n_batches)
@@ -480,6 +494,15 @@ def _mean_loss(losses: list[Tensor], sizes: list[int]) -> float:
 def _no_sync(ddp: nn.parallel.DistributedDataParallel | None, boundary: bool) -> Any:
     # Accumulating micro-batches need no all-reduce until the step that uses them.
     return ddp.no_sync() if ddp is not None and not boundary else contextlib.nullcontext()
+
+
+def _bf16_weights(model: nn.Module, tc: TrainConfig, parallel: Parallel) -> Bf16Weights | None:
+    """bf16 copies of the weights beside the fp32 ones (train.precision: bf16), where they
+    apply: one process, no torch.compile, and a model without batch norm or recurrent layers;
+    elsewhere bf16 autocast alone."""
+    if tc.precision != "bf16" or tc.compile or parallel.world_size > 1:
+        return None
+    return Bf16Weights(model) if takes_bf16_weights(model) else None
 
 
 def _penalty(model: nn.Module, tc: TrainConfig) -> Callable[[], Tensor] | None:

@@ -45,6 +45,7 @@ def run_tune(
     budget_s bounds the whole call: the search starts no trial after BUDGET_SEARCH_SHARE of
     it (all of it with seeds=0), and the retrains after it run only as many as fit in the
     rest (`finish`). DIR/config.yaml records the config with the tune settings used."""
+    from gradwise.tuning.crossval import cv_plan
     from gradwise.tuning.finish import finish
     from gradwise.tuning.space import default_space, load_space
     from gradwise.tuning.study import search_settings
@@ -54,7 +55,11 @@ def run_tune(
     searched = load_space(settings.space, base) if settings.space else default_space(base)
     if settings.space is None:
         searched.check(base, "the default search space")
-    search = search_settings(settings, settings.metric or _default_metric(base), base)
+    data = _dataset(base)
+    cv = cv_plan(settings.cv, settings.cv_below, data)
+    metric = settings.metric or _default_metric(data)
+    search = search_settings(settings, metric, base, cv.folds, cv.rule)
+    log.info(cv.rule)
     budget_s, seeds = settings.budget_s, settings.seeds
     with _optuna_quiet():
         study, url = _open(folder, settings.storage, base, searched, search, settings)
@@ -91,13 +96,18 @@ def _optuna_quiet() -> Iterator[None]:
 # ------------------------------------------------------------------ set-up
 
 
-def _default_metric(base: Config) -> str:
-    """The task's primary metric on the validation split (accuracy, rmse, loss, ...)."""
+def _dataset(base: Config) -> Any:
+    """The base config's data, as its runs read it."""
     from gradwise.data.sources import load_dataset
-    from gradwise.evaluate.compare import PRIMARY
     from gradwise.training.transfer import source_tokenizer
 
-    data = load_dataset(base.data, base.seed, tokenizer=source_tokenizer(base))
+    return load_dataset(base.data, base.seed, tokenizer=source_tokenizer(base))
+
+
+def _default_metric(data: Any) -> str:
+    """The task's primary metric on the validation split (accuracy, rmse, loss, ...)."""
+    from gradwise.evaluate.compare import PRIMARY
+
     return f"val.{PRIMARY[data.schema.task]}"
 
 
@@ -111,7 +121,8 @@ def _open(
 ) -> Any:
     """Create or load the study (recording the config, space and settings in it), and
     write DIR/config.yaml (with the tune settings `used`) and DIR/space.yaml for the
-    reader."""
+    reader. A new study gets the base config's own values queued first (trial 0), so the
+    result measures the best against the config as given."""
     import optuna
     import yaml
 
@@ -134,12 +145,24 @@ def _open(
         seed = worker_seed(settings.sampler_seed, 0, existing.get(name, 0))
         study = load_study(rdb, name, settings, seed)
         store_setup(study, base, space, settings)
+        if not existing.get(name):
+            _queue_default(study, base, space)
     atomic_write_text(folder / "config.yaml", dump_config(base.model_copy(update={"tune": used})))
     space_yaml = yaml.safe_dump(space.to_dict(), sort_keys=False, default_flow_style=None)
     atomic_write_text(folder / "space.yaml", space_yaml)
     if existing.get(name):
         log.info("continuing study %r: %d trials so far", name, existing[name])
     return study, url
+
+
+def _queue_default(study: Any, base: Config, space: Any) -> None:
+    from gradwise.tuning.space import default_params
+
+    params, why = default_params(base, space)
+    if params is None:
+        log.info("the config as given is not trial 0: %s", why)
+        return
+    study.enqueue_trial(params, user_attrs={"default": True})
 
 
 # ------------------------------------------------------------------ searching

@@ -14,10 +14,13 @@ from optuna.trial import FrozenTrial, TrialState
 from gradwise.artifacts import atomic_write_text, write_json
 from gradwise.config import Config, dump_config
 from gradwise.errors import GradwiseError
+from gradwise.tuning.comparison import compare
+from gradwise.tuning.crossval import FoldScores
 from gradwise.tuning.importance import MIN_TRIALS, importance, plot_importance, plot_slices
 from gradwise.tuning.result import TUNE_FILE, TrialSummary, TuneResult
 from gradwise.tuning.sensitivity import sensitivity, train_seeds
 from gradwise.tuning.space import Space, best_config
+from gradwise.tuning.stability import top_agreement
 from gradwise.tuning.study import TRIALS_FOLDER, SearchSettings, is_interrupted, shown_url
 
 log = logging.getLogger("gradwise.tuning")
@@ -62,7 +65,9 @@ def finish(
             f"no trial of study {study.study_name!r} finished ({counts['pruned']} pruned, "
             f"{counts['failed']} failed{why}). See {folder / TRIALS_FOLDER}/<number>/train.log."
         )
-    best = study.best_trial
+    comparison = compare(trials, settings.metric, settings.direction == "maximize", settings.folds)
+    best = next(t for t in trials if t.number == comparison.best.trial)  # ties: the earliest
+    log.info(comparison.sentence)
     cfg = best_config(base, space, best.params)
     atomic_write_text(
         folder / "best.yaml",
@@ -101,8 +106,11 @@ def finish(
     imp = importance(study, settings.metric, seed=settings.sampler_seed)
     plots: dict[str, str] = {}
     steps: list[Any] = []
+    agreement = None
     if imp is not None:
         log.info(imp.sentence)
+        agreement = top_agreement(study, imp.params[0].name, seed=settings.sampler_seed)
+        log.info(agreement.sentence)
         plot_importance(imp, folder / "importance.png")
         important = [p.name for p in imp.important][:MAX_SENSITIVE]
         if seeds is not None:
@@ -157,6 +165,11 @@ def finish(
         wall_s=round(time.perf_counter() - started, 3),
         plots=plots,
         notes=tuple(notes),
+        folds=settings.folds,
+        cv_rule=settings.cv_rule,
+        best_se=comparison.best.se,
+        comparison=comparison,
+        top_agreement=agreement,
     )
     write_json(folder / TUNE_FILE, result.to_dict())
     return result
@@ -176,6 +189,7 @@ def _summary(t: FrozenTrial, space: Space) -> TrialSummary:
     note = str(t.user_attrs.get("error") or t.user_attrs.get("pruned") or "").split("\n")[0]
     if "retry_of" in t.user_attrs:
         note = (note + "; " if note else "") + f"retry of trial {t.user_attrs['retry_of']}"
+    folds = tuple(float(v) for v in t.user_attrs.get("folds", ()))
     return TrialSummary(
         number=t.number,
         state=state,
@@ -184,6 +198,9 @@ def _summary(t: FrozenTrial, space: Space) -> TrialSummary:
         epochs=t.user_attrs.get("epochs"),
         wall_s=wall,
         note=note,
+        folds=folds,
+        se=FoldScores(folds).se if len(folds) > 1 else None,
+        default=bool(t.user_attrs.get("default")),
     )
 
 

@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gradwise.tuning.comparison import Comparison
     from gradwise.tuning.importance import Importance
     from gradwise.tuning.sensitivity import SeedRuns, Step
+    from gradwise.tuning.stability import TopAgreement
 
 TUNE_FILE = "tune.json"
 SENSITIVITY_RULE = (
@@ -31,6 +33,9 @@ class TrialSummary:
     epochs: int | None
     wall_s: float | None
     note: str = ""  # why it was pruned or failed
+    folds: tuple[float, ...] = ()  # each fold's metric (cross-validated trials)
+    se: float | None = None  # standard error over folds
+    default: bool = False  # the config as given (trial 0)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,13 @@ class TuneResult:
         importance: fANOVA and PED-ANOVA importances; None below
             `gradwise.tuning.importance.MIN_TRIALS` (10) finished trials (`notes` says so).
         sensitivity: each important parameter one step either side of its best value.
+        folds, cv_rule: trials were scored over this many folds of train+val (0: on the
+            validation split), and the rule that chose it (tune.cv); best_se is the best
+            trial's standard error over folds.
+        comparison: the best against the config as given (trial 0) and the second best,
+            with the noise, and its sentence.
+        top_agreement: whether the top parameter by fANOVA holds over bootstrap resamples
+            of the trials; None without importance.
         search_wall_s: this call's wall time searching; trial_wall_s: every trial's
             training time added up (all workers, earlier calls included).
     """
@@ -74,6 +86,11 @@ class TuneResult:
     wall_s: float
     plots: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # what was not measured or cut, and why
+    folds: int = 0
+    cv_rule: str = ""
+    best_se: float | None = None
+    comparison: Comparison | None = None
+    top_agreement: TopAgreement | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -82,4 +99,7 @@ class TuneResult:
         out["importance"] = self.importance.to_dict() if self.importance is not None else None
         out["sensitivity"] = [s.to_dict() for s in self.sensitivity]
         out["sensitivity_rule"] = SENSITIVITY_RULE
+        out["comparison"] = self.comparison.to_dict() if self.comparison is not None else None
+        agreement = self.top_agreement
+        out["top_agreement"] = agreement.to_dict() if agreement is not None else None
         return out

@@ -382,3 +382,40 @@ def best_config(base: Config, space: Space, params: dict[str, Any]) -> Config:
     """The base config with the best trial's values, named NAME-tuned."""
     cfg = apply_overrides(base, space.overrides(space.values(params)), "the best trial")
     return cfg.model_copy(update={"name": f"{base.name}-tuned"})
+
+
+def default_params(base: Config, space: Space) -> tuple[dict[str, Any] | None, str]:
+    """The base config's own values as Optuna parameters (to queue as trial 0, so the
+    result compares the best against the config as given), or None and why not: a value
+    outside the space, or a list of unequal widths, cannot be drawn from it."""
+    config = base.model_dump(mode="json")
+    params: dict[str, Any] = {}
+    for p in space.params:
+        key = p.key if isinstance(p, ListParam) else p.name
+        value = _lookup(config, key)
+        if isinstance(p, ListParam):
+            if not isinstance(value, list) or not value or len(set(value)) != 1:
+                return None, f"{key} {value} is not a list of equal widths"
+            pairs = [(p.layers, len(value)), (p.width, value[0])]
+        else:
+            pairs = [(p, value)]
+        for param, v in pairs:
+            if not _inside(param, v):
+                return None, f"{param.name} {v!r} lies outside the space ({param.to_spec()})"
+            params[param.name] = _encode(v)
+    return params, ""
+
+
+def _lookup(config: dict[str, Any], key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _inside(param: Param, value: Any) -> bool:
+    if param.kind == "choice":
+        return value in param.choices
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return param.low <= value <= param.high

@@ -1,9 +1,11 @@
 """The study: Optuna storage (SQLite in the output folder, or any RDB URL), the trial budget
 shared by every worker, trials left running by a killed worker, and one worker's loop.
 
-Each trial is a normal run directory, DIR/trials/<number>/, trained by the pipeline; the
-per-epoch validation metric goes to Optuna's pruner through the loop's epoch callback, and
-a pruned trial stops like an early stop (`StopTraining`), so its run directory is complete.
+Each trial is scored by `gradwise.tuning.objective.objective`: a normal run directory,
+DIR/trials/<number>/ (with cross-validation, one per fold: DIR/trials/<number>/fold-<k>/),
+trained by the pipeline; the metric goes to Optuna's pruner through the loop's epoch callback
+(and after each fold), and a pruned trial stops like an early stop (`StopTraining`), so its
+run directory is complete.
 
 A worker (a `gradwise tune` process, or one of its `--nproc` workers) asks for a trial only
 while the study holds fewer than `trials` counted ones (finished, pruned, failed with an
@@ -33,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gradwise.config import VERB_SECTIONS, Config, TuneSettings, apply_overrides
 from gradwise.errors import ConfigError, GradwiseError
-from gradwise.training.loop import StopTraining
+from gradwise.tuning.objective import UnknownMetric, objective
 from gradwise.tuning.space import Space
 
 log = logging.getLogger("gradwise.tuning")
@@ -62,6 +64,8 @@ class SearchSettings:
         prune_warmup: the first epochs of every trial, never pruned (a trial in its
             learning-rate warm-up is not judged yet).
         sampler_seed: seed of the TPE sampler (each worker derives its own from it).
+        folds: score each trial over this many folds of train+val (0: the validation
+            split alone); `cv_rule` says which setting chose it and why.
     """
 
     trials: int
@@ -71,11 +75,16 @@ class SearchSettings:
     prune_startup: int = 5
     prune_warmup: int = 1
     sampler_seed: int = 0
+    folds: int = 0
+    cv_rule: str = ""
 
 
-def search_settings(settings: TuneSettings, metric: str, base: Config) -> SearchSettings:
+def search_settings(
+    settings: TuneSettings, metric: str, base: Config, folds: int = 0, cv_rule: str = ""
+) -> SearchSettings:
     """What the study's workers share, from the tune settings: the metric (`metric`, the
-    settings' or the task's primary one), the direction and the pruner's warm-up resolved."""
+    settings' or the task's primary one), the direction and the pruner's warm-up resolved,
+    and the folds `cv_plan` chose."""
     from gradwise.evaluate.metrics import lower_is_better
 
     direction: Direction
@@ -90,8 +99,10 @@ def search_settings(settings: TuneSettings, metric: str, base: Config) -> Search
         direction=direction,
         pruner=settings.pruner,
         prune_startup=settings.prune_startup,
-        prune_warmup=max(1, base.train.epochs // 10) if warmup is None else warmup,
+        prune_warmup=max(1, (base.train.epochs or 0) // 10) if warmup is None else warmup,
         sampler_seed=settings.sampler_seed,
+        folds=folds,
+        cv_rule=cv_rule,
     )
 
 
@@ -226,6 +237,12 @@ def store_setup(study: optuna.Study, base: Config, space: Space, settings: Searc
                     f"it cannot switch to {settings.metric} ({settings.direction}). Use the "
                     "same --metric/--direction, or another --out."
                 )
+        if old.get("folds", 0) != settings.folds:
+            raise ConfigError(
+                f"study {study.study_name!r} scores trials over {old.get('folds', 0)} folds "
+                f"(0: the validation split); it cannot switch to {settings.folds}. Use the same "
+                "tune.cv, or another --out."
+            )
     study.set_user_attr(ATTR, {**setup, "settings": asdict(settings)})
 
 
@@ -297,10 +314,16 @@ def fail_stale(study: optuna.Study) -> list[int]:
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             study.tell(t.number, state=TrialState.FAIL)
             if t.params:
-                study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
+                study.enqueue_trial(dict(t.params), user_attrs=retry_attrs(t.number, t.user_attrs))
             failed.append(t.number)
             log.info("trial %d was left running by a stopped worker: queued again", t.number)
     return failed
+
+
+def retry_attrs(number: int, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The user attributes of trial `number`'s retry: which trial it retries, and whether it
+    is the default config (which the result compares against)."""
+    return {"retry_of": number, **({"default": True} if attrs.get("default") else {})}
 
 
 def _alive(pid: int) -> bool:
@@ -363,28 +386,22 @@ class Worker:
         return n
 
     def run_trial(self, trial: optuna.Trial) -> FrozenTrial:
-        """Train one trial's config into DIR/trials/<number> and tell the study how it went.
+        """Train one trial's config into DIR/trials/<number> (`objective`) and tell the study
+        how it went.
 
         Raises:
             ConfigError: the metric is not among the ones the run logs (every trial would
                 fail the same way, so the search stops).
         """
-        from gradwise.pipeline import train_run
-
         started = time.perf_counter()
         values = self.space.suggest(trial)
-        reporter = _Reporter(trial, self.settings.metric, first_prunable_epoch(self.settings))
         with _heartbeat(trial):
             try:
                 cfg = apply_overrides(self.base, self.space.overrides(values), "the search space")
                 cfg = cfg.model_copy(update={"name": f"{self.base.name}-trial-{trial.number}"})
-                run = train_run(
-                    cfg,
-                    self.out / TRIALS_FOLDER / str(trial.number),
-                    overwrite=True,
-                    on_epoch_end=reporter,
-                )
-            except _UnknownMetric as exc:
+                run_dir = self.out / TRIALS_FOLDER / str(trial.number)
+                score = objective(cfg, trial, self.settings, run_dir)
+            except UnknownMetric as exc:
                 self._fail(trial, str(exc))
                 raise ConfigError(str(exc)) from None
             except GradwiseError as exc:  # this config diverged or cannot be built
@@ -392,15 +409,17 @@ class Worker:
                 return self._finished(trial, started, f"failed: {str(exc).splitlines()[0]}")
             except BaseException:  # stopped from outside: the trial is queued again
                 self.study.tell(trial, state=TrialState.FAIL)
-                self.study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+                attrs = retry_attrs(trial.number, trial.user_attrs)
+                self.study.enqueue_trial(dict(trial.params), user_attrs=attrs)
                 raise
-        trial.set_user_attr("epochs", int(run.metrics["epochs"]))
-        if reporter.pruned:
-            trial.set_user_attr("pruned", reporter.pruned)
+        trial.set_user_attr("epochs", score.epochs)
+        if score.folds:
+            trial.set_user_attr("folds", list(score.folds))
+        if score.pruned:
+            trial.set_user_attr("pruned", score.pruned)
             self.study.tell(trial, state=TrialState.PRUNED)
-            return self._finished(trial, started, reporter.pruned)
-        split, _, name = self.settings.metric.partition(".")
-        self.study.tell(trial, float(run.metrics[split][name]))
+            return self._finished(trial, started, score.pruned)
+        self.study.tell(trial, score.value)
         return self._finished(trial, started, "")
 
     def _fail(self, trial: optuna.Trial, error: str) -> None:
@@ -414,43 +433,6 @@ class Worker:
         what = " ".join(part for part in (value, note) if part)
         log.info("trial %d: %s (%.1f s)", trial.number, what, time.perf_counter() - started)
         return frozen
-
-
-class _UnknownMetric(ConfigError):
-    pass
-
-
-def first_prunable_epoch(settings: SearchSettings) -> float:
-    """The first epoch at which the pruner may stop a trial (asking it earlier costs a read of
-    the whole study per epoch for nothing)."""
-    match settings.pruner:
-        case "median":
-            return settings.prune_warmup + 1
-        case "halving":
-            return 1
-    return float("inf")
-
-
-class _Reporter:
-    """The epoch callback: reports the metric to the pruner and stops a pruned trial."""
-
-    def __init__(self, trial: optuna.Trial, metric: str, prune_from: float) -> None:
-        self.trial = trial
-        self.metric = metric
-        self.prune_from = prune_from
-        self.pruned = ""
-
-    def __call__(self, record: dict[str, float]) -> None:
-        if self.metric not in record:
-            logged = ", ".join(k for k in record if k.startswith("val."))
-            raise _UnknownMetric(
-                f"--metric {self.metric} is not logged by this run; it logs {logged}."
-            )
-        epoch, value = int(record["epoch"]), float(record[self.metric])
-        self.trial.report(value, epoch)
-        if epoch >= self.prune_from and self.trial.should_prune():
-            self.pruned = f"pruned after epoch {epoch} ({self.metric} {value:.4f})"
-            raise StopTraining(self.pruned)
 
 
 @contextlib.contextmanager
