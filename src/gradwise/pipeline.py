@@ -26,6 +26,7 @@ from gradwise.config import Config, DiffusionConfig, load_config, parse_override
 from gradwise.data.dataset import Dataset
 from gradwise.data.sources import load_dataset
 from gradwise.errors import ConfigError, GradwiseError
+from gradwise.evaluate.evaluator import predict_logits, regression_in_units
 from gradwise.logs import CONSOLE_HANDLER, LOG
 from gradwise.models import build_model
 from gradwise.run import Run, input_spec, write_config
@@ -298,6 +299,12 @@ def summarise(run: Run, data: Dataset, result: TrainResult) -> dict[str, Any]:
     summary: dict[str, Any] = {
         name: objective.metrics(run.model, part, run.eval_settings) for name, part in parts.items()
     }
+    series = run.schema.series
+    if series is not None and series.difference:  # R² of levels, not of changes
+        for name in ("val", "test"):
+            logits = predict_logits(run.model, parts[name].x, run.eval_settings)
+            last = torch.from_numpy(series.last_levels(data.raw_rows(name)))
+            summary[name].update(regression_in_units(logits, parts[name].y, run.schema, last))
     summary.update(
         task=run.schema.task,
         best_epoch=result.best_epoch,

@@ -130,7 +130,9 @@ _DIFFICULTY_KEYS = ("mean", "std", "coef", "intercept")
 
 
 def regression_outputs(run: Run, x: Any) -> np.ndarray:
-    """(N, m) predictions in the target's units."""
+    """(N, m) predictions in the target's units; for a forecaster of changes
+    (data.difference), the changes from each window's last value, whose residuals equal those
+    in levels (`prediction_intervals` adds the last value back)."""
     out = run.logits(x).double().numpy()
     return np.asarray(run.schema.target.decode(out), dtype=np.float64).reshape(len(out), -1)
 
@@ -160,11 +162,17 @@ def _stored(run: Run, task: str) -> dict[str, Any]:
     return conformal
 
 
-def prediction_intervals(run: Run, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def prediction_intervals(
+    run: Run, x: Any, last: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predictions and split-conformal intervals from the quantiles stored in the run.
 
     Args:
         x: raw inputs (as `Run.predict` takes) or model-ready tensors.
+        last: (N,) for a forecaster of changes (data.difference) given model-ready tensors,
+            each window's last target value (the tensors no longer hold it). None: raw input
+            gives levels (its last values are read from it); tensors give changes, in the
+            units of `regression_outputs` and `target_values` (as the audits compare them).
 
     Returns:
         (prediction, lower, upper), each (N,) for one output or (N, m) for m outputs, in the
@@ -177,6 +185,10 @@ def prediction_intervals(run: Run, x: Any) -> tuple[np.ndarray, np.ndarray, np.n
     conformal = _stored(run, "regression")
     xt = x if _is_tensor(x) else run.transform(x)
     pred = regression_outputs(run, xt)
+    if last is not None:  # changes back to levels (data.difference)
+        pred = pred + np.asarray(last, dtype=np.float64).reshape(-1, 1)
+    elif run.schema.series is not None and not _is_tensor(x):
+        pred = run.schema.series.to_levels(pred, x)
     q = np.asarray(conformal["quantile"], dtype=np.float64)
     if conformal["score"] == "normalised":
         difficulty = Difficulty.from_dict(conformal["difficulty"])
@@ -322,6 +334,10 @@ def selective_scores(
 
     Args:
         x: raw inputs (as `Run.predict` takes) or model-ready tensors.
+        last: (N,) for a forecaster of changes (data.difference) given model-ready tensors,
+            each window's last target value (the tensors no longer hold it). None: raw input
+            gives levels (its last values are read from it); tensors give changes, in the
+            units of `regression_outputs` and `target_values` (as the audits compare them).
     """
     xt = x if _is_tensor(x) else run.transform(x)
     if stored["task"] == "regression":

@@ -10,14 +10,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
+from sklearn.metrics import r2_score
+from torch.nn import functional as F
 from typer.testing import CliRunner
 
 import gradwise
+from gradwise.auditing import run_checks
 from gradwise.cli import app
 from gradwise.config import load_config
 from gradwise.data.timeseries import TREND_R2, choose_difference, trend_r2
 from gradwise.errors import ConfigError, DataError
+from gradwise.evaluate.evaluator import split_metrics
+from gradwise.run_conformal import prediction_intervals
 
 WINDOW, HORIZON = 12, 3
 SPLIT = {"val": 0.15, "test": 0.15}
@@ -166,3 +172,101 @@ def test_difference_applies_only_to_series():
         load_config(
             {"data": {"source": "builtin:digits", "difference": True}, "model": {"arch": "mlp"}}
         )
+
+
+def test_split_metrics_given_the_last_values_read_in_levels(differenced: gradwise.Run):
+    test = differenced.split("test")
+    raw = np.asarray(test.raw, dtype=np.float64)
+    series = differenced.schema.series
+    assert series is not None
+    last = torch.from_numpy(series.last_levels(raw))
+    logits = differenced.logits(test.x)
+    levels = split_metrics(logits, test.y, differenced.schema, F.mse_loss, last)
+    changes = split_metrics(logits, test.y, differenced.schema, F.mse_loss)
+    truth, pred = _test_truth(differenced), differenced.predict(raw)
+    assert levels["r2"] == pytest.approx(r2_score(truth, pred), rel=1e-6)
+    assert levels["r2"] != pytest.approx(changes["r2"], rel=1e-3)  # the spread of levels
+    assert levels["rmse"] == pytest.approx(changes["rmse"], rel=1e-9)
+
+
+def test_intervals_are_in_levels_around_the_forecast(differenced: gradwise.Run):
+    result = run_checks(differenced, ["uncertainty"])["uncertainty"]
+    run = gradwise.load(differenced.path)
+    raw = np.asarray(run.split("test").raw, dtype=np.float64)
+    pred, lower, upper = run.predict_intervals(raw)
+    np.testing.assert_allclose(pred, run.predict(raw), rtol=1e-6)
+    truth = _test_truth(run)
+    chosen = result.metrics[result.metrics["chosen"]]
+    assert np.mean((lower <= truth) & (truth <= upper)) == pytest.approx(chosen["coverage"])
+    assert np.mean(upper - lower) == pytest.approx(chosen["mean_width"])
+    x, last = run.split("test").x, run.schema.series.last_levels(raw)  # type: ignore[union-attr]
+    from_tensors = prediction_intervals(run, x, last)
+    for a, b in zip(from_tensors, (pred, lower, upper)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_the_server_answers_in_levels_with_intervals(differenced: gradwise.Run):
+    from fastapi.testclient import TestClient
+
+    import gradwise.serving
+
+    run_checks(differenced, ["uncertainty"])
+    run = gradwise.load(differenced.path)
+    raw = np.asarray(run.split("test").raw, dtype=np.float64)[:4]  # (4, T, 1)
+    body = {"instances": [{"window": [{"sales": v} for v in w[:, 0]]} for w in raw]}
+    with TestClient(gradwise.serving.app(run, store="off")) as c:
+        served = c.post("/v1/predict", json=body).json()["predictions"]
+    pred, lower, upper = run.predict_intervals(raw)
+    np.testing.assert_allclose([s["prediction"] for s in served], pred, rtol=1e-5)
+    np.testing.assert_allclose([s["interval"][0] for s in served], lower, rtol=1e-5)
+    np.testing.assert_allclose([s["interval"][1] for s in served], upper, rtol=1e-5)
+    null_last = {"instances": [{"window": [{"sales": 1.0}] * (WINDOW - 1) + [{"sales": None}]}]}
+    with TestClient(gradwise.serving.app(run, store="off")) as c:
+        refused = c.post("/v1/predict", json=null_last)
+    assert refused.status_code in (400, 422) and "send it" in refused.text
+
+
+def test_the_monitor_and_explanations_compare_levels(differenced: gradwise.Run):
+    from gradwise.explaining.explainer import explain_run
+    from gradwise.monitoring.baseline import build_baseline
+
+    val = np.asarray(differenced.split("val").raw, dtype=np.float64)
+    outputs = build_baseline(differenced).outputs
+    assert outputs is not None
+    np.testing.assert_allclose(outputs.x, differenced.predict(val), rtol=1e-5)
+    test = differenced.split("test")
+    rows = [int(r) for r in test.rows[:2]]
+    explained = explain_run(differenced, rows=rows, method="saliency")
+    levels = differenced.predict(np.asarray(test.raw, dtype=np.float64)[:2])[:, 0]
+    assert [r.prediction for r in explained.rows] == pytest.approx(levels, abs=1e-3)
+    assert "change of sales" in explained.rows[0].explained
+
+
+def test_the_baseline_check_compares_levels(differenced: gradwise.Run):
+    from sklearn.linear_model import RidgeCV
+
+    from gradwise.auditing.baseline_models import RIDGE_ALPHAS
+
+    result = run_checks(differenced, ["baseline"])["baseline"]
+    assert result.metrics["metric"] == "rmse"
+    train, test = differenced.split("train"), differenced.split("test")
+    raw = np.asarray(test.raw, dtype=np.float64)
+    truth = _test_truth(differenced)
+
+    def rmse(pred: np.ndarray) -> float:
+        return float(np.sqrt(((pred - truth) ** 2).mean()))
+
+    spec = differenced.schema.target
+    changes = train.y.double().numpy() * np.array(spec.std) + np.array(spec.mean)
+    ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(train.x.flatten(1).double().numpy(), changes)
+    ridge_levels = ridge.predict(test.x.flatten(1).double().numpy()) + raw[:, -1:, 0]
+    by_name = {r["name"]: r["mean"] for r in result.metrics["baselines"]}
+    assert by_name["last value"] == pytest.approx(rmse(np.repeat(raw[:, -1:, 0], HORIZON, 1)))
+    assert by_name["ridge on lags"] == pytest.approx(rmse(ridge_levels), rel=1e-6)
+    assert result.metrics["network"] == pytest.approx(rmse(differenced.predict(raw)), rel=1e-5)
+
+
+def test_r2_in_the_metrics_is_that_of_the_levels(differenced: gradwise.Run):
+    raw = np.asarray(differenced.split("test").raw, dtype=np.float64)
+    truth, pred = _test_truth(differenced), differenced.predict(raw)
+    assert differenced.metrics["test"]["r2"] == pytest.approx(r2_score(truth, pred), rel=1e-5)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradwise.auditing.base import AuditContext, CheckResult, NotApplicable, Verdict, task_name
+from gradwise.auditing.baseline_models import level_offset
 from gradwise.auditing.classical import ClassicalBaseline
 
 if TYPE_CHECKING:
@@ -256,7 +257,7 @@ def _truth(run: Run, split: SplitView) -> np.ndarray:
     if run.schema.task == "classification":
         return split.y.numpy()
     enc = split.y.double().numpy().reshape(len(split.y), -1)
-    return np.asarray(run.schema.target.decode(enc), dtype=np.float64)
+    return np.asarray(run.schema.target.decode(enc), dtype=np.float64) + level_offset(run, split)
 
 
 def _network_predictions(run: Run, split: SplitView) -> np.ndarray:
@@ -268,7 +269,7 @@ def _network_predictions(run: Run, split: SplitView) -> np.ndarray:
     if run.schema.task == "classification":
         return run.probabilities(logits, calibrated=False).argmax(axis=1)
     out = logits.numpy().reshape(len(logits), -1)
-    return np.asarray(run.schema.target.decode(out), dtype=np.float64)
+    return np.asarray(run.schema.target.decode(out), dtype=np.float64) + level_offset(run, split)
 
 
 def _verdict(margin: float, noise: float, margin_warn: float) -> Verdict:

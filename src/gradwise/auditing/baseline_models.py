@@ -44,6 +44,16 @@ def _targets(run: Run, split: SplitView) -> np.ndarray:
     return np.asarray(run.schema.target.decode(enc), dtype=np.float64)
 
 
+def level_offset(run: Run, split: SplitView) -> np.ndarray:
+    """(N, 1) what turns a split's decoded targets and outputs into the target's units: each
+    window's last value for a forecaster of changes (data.difference), else 0; so the
+    network, the baselines and the truth are compared in levels."""
+    series = run.schema.series
+    if series is None or not series.difference:
+        return np.zeros((len(split), 1))
+    return series.last_levels(np.asarray(split.raw))[:, None]
+
+
 def _boosting_is_random(n: int) -> bool:
     """HistGradientBoosting draws at random only for its early-stopping split (on by default
     above 10,000 rows) and its binning subsample (above 200,000): below, every seed fits the
@@ -153,20 +163,25 @@ def text_baselines(
 def forecasting_baselines(
     run: Run, settings: BaselineAudit, train: SplitView, test: SplitView
 ) -> tuple[list[ClassicalBaseline], Notes]:
-    """Last value, seasonal naive and ridge on the lags, for windows of a series."""
+    """Last value, seasonal naive and ridge on the lags, for windows of a series; their
+    forecasts in the target's units (ridge, like the run, fits changes under data.difference
+    and adds each window's last value back)."""
     from sklearn.linear_model import RidgeCV
 
     series = run.schema.series
     assert series is not None
     horizon, window = run.schema.n_outputs, series.window
     cols = series.features.columns
-    y_train = _targets(run, train)
+    y_train = _targets(run, train)  # changes from the window's last value under difference
     x_lags = train.x.flatten(1).double().numpy()
     x_lags_test = test.x.flatten(1).double().numpy()
+    offset_test = level_offset(run, test)
     out = [
         ClassicalBaseline(
             "ridge on lags",
-            lambda seed: RidgeCV(alphas=RIDGE_ALPHAS).fit(x_lags, y_train).predict(x_lags_test),
+            lambda seed: (
+                RidgeCV(alphas=RIDGE_ALPHAS).fit(x_lags, y_train).predict(x_lags_test) + offset_test
+            ),
             stochastic=False,
         )
     ]
@@ -180,7 +195,8 @@ def forecasting_baselines(
     raw_test = _raw_series_column(run, test.raw, series.target)  # (N, T)
     last = raw_test[:, -1:]
     out.insert(0, ClassicalBaseline("last value", lambda seed: np.repeat(last, horizon, 1), False))
-    period, how = _season(settings.season, y_train[:, 0], window)
+    levels = y_train[:, 0] + level_offset(run, train)[:, 0]  # the series, one step ahead
+    period, how = _season(settings.season, levels, window)
     notes["season"] = how
     if period is not None:
         # step k ahead takes the value a whole number of seasons back, inside the window

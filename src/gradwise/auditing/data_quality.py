@@ -28,22 +28,31 @@ import numpy as np
 import pandas as pd
 
 from gradwise.auditing.base import AuditContext, CheckResult, NotApplicable, Verdict, grade
+from gradwise.auditing.head_retrain import TRADE, head_record, retrain_mode
 from gradwise.auditing.quality_scans import (
     Pairs,
     duplicate_groups,
     fold_plan,
+    head_out_of_fold_probabilities,
     label_issues,
     near_duplicate_pairs,
     out_of_fold_probabilities,
     outlier_scores,
     row_keys,
 )
+from gradwise.auditing.retrain_budget import FOLD_PLANS, FoldPlan
 from gradwise.config import DataQualityAudit, DiffusionConfig
 from gradwise.data.leakage import block_length, cross_split, window_blocks
 from gradwise.run import Run, SplitView
 
 _ORDER = {"pass": 0, "warn": 1, "fail": 2}
-_USED = {"folds": "folds", "epochs": "epochs_per_fold"}
+_USED = {  # settings key: labels key, what the out-of-fold retrains used
+    "folds": "folds",
+    "epochs": "epochs_per_fold",
+    "retrain_used": "retrain_used",
+    "head": "head",
+    "trade": "trade",
+}
 _WEAK = 0.9  # out-of-fold accuracy below which the summary warns that flags are unreliable
 _OVERLAPPING = "the windows of a series share all but one step with their neighbours"
 
@@ -66,7 +75,7 @@ def check(run: Run, settings: DataQualityAudit, ctx: AuditContext) -> CheckResul
     findings: list[tuple[Verdict, str]] = []
     metrics: dict[str, Any] = {"n_train": len(train), "row_numbers": "0-based source rows"}
     if run.schema.task == "classification":
-        metrics["labels"], found = _labels(run, train, settings, ctx.seed)
+        metrics["labels"], found = _labels(run, train, emb["train"], settings, ctx.seed)
         findings.append(found)
         metrics["classes"], found = _imbalance(run, train, settings)
         findings.append(found)
@@ -107,7 +116,7 @@ def check(run: Run, settings: DataQualityAudit, ctx: AuditContext) -> CheckResul
         metrics=metrics,
         settings={  # the folds and epochs the retrains used, in place of null (auto)
             **settings.model_dump(mode="json"),
-            **{k: metrics["labels"][m] for k, m in _USED.items() if "labels" in metrics},
+            **{k: metrics["labels"][m] for k, m in _USED.items() if m in metrics.get("labels", {})},
         },
     )
 
@@ -126,11 +135,18 @@ def _inputs(run: Run, split: SplitView) -> Any:
 
 
 def _labels(
-    run: Run, train: SplitView, settings: DataQualityAudit, seed: int
+    run: Run, train: SplitView, emb: np.ndarray, settings: DataQualityAudit, seed: int
 ) -> tuple[dict[str, Any], tuple[Verdict, str]]:
+    """Likely label errors from out-of-fold probabilities: full retrains of the run's
+    config, or fresh heads on the frozen training embeddings `emb` (settings.retrain)."""
     y = train.y.numpy()
-    plan = fold_plan(run, settings)  # fewer folds or epochs when 5 would not fit budget_s
-    probs, _ = out_of_fold_probabilities(run, plan.folds, plan.epochs, seed, plan.fold_s)
+    mode = retrain_mode(run, settings.retrain, "audit.data_quality.retrain")
+    if mode == "head":  # heads cost next to nothing: all settings.folds (null: 5), no epochs
+        plan = FoldPlan(settings.folds or FOLD_PLANS[0], 0, 0.0)
+        probs, _ = head_out_of_fold_probabilities(run, emb, plan.folds, seed)
+    else:
+        plan = fold_plan(run, settings)  # fewer folds or epochs when 5 would not fit budget_s
+        probs, _ = out_of_fold_probabilities(run, plan.folds, plan.epochs, seed, plan.fold_s)
     issues = label_issues(y, probs)
     share = len(issues) / len(y)
     decode = run.schema.target.decode
@@ -150,7 +166,8 @@ def _labels(
         "share": share,
         "out_of_fold_accuracy": oof_accuracy,
         "folds": plan.folds,
-        "epochs_per_fold": plan.epochs,
+        "epochs_per_fold": plan.epochs if mode == "full" else None,
+        **head_record(mode),
         "reduced": plan.reduced,
         "method": "cleanlab find_label_issues (prune_by_noise_rate, ranked by self_confidence)",
         "rows": [int(train.rows[i]) for i in issues],
@@ -172,6 +189,8 @@ def _labels(
         )
     if plan.reduced:
         text += f" (out-of-fold retrains: {plan.reduced})"
+    if mode == "head":
+        text += f" (head-only out-of-fold retrains: {TRADE})"
     return metrics, (verdict, text)
 
 

@@ -27,6 +27,16 @@ import numpy as np
 
 from gradwise.auditing import progress
 from gradwise.auditing.base import AuditContext, CheckResult, Verdict, grade
+from gradwise.auditing.head_retrain import (
+    HEAD,
+    TRADE,
+    RetrainMode,
+    embeddings,
+    head_curve_value,
+    head_plan,
+    head_record,
+    retrain_mode,
+)
 from gradwise.auditing.retrain_budget import CurvePlan, plan_curve, retrain_epochs, run_pace
 from gradwise.evaluate.compare import PRIMARY
 from gradwise.evaluate.metrics import lower_is_better
@@ -133,11 +143,20 @@ def check(run: Run, settings: GeneralisationAudit, ctx: AuditContext) -> CheckRe
     turn = _turn(run)
     curve: dict[str, Any] | None = None
     plots: tuple[str, ...] = ()
-    plan = plan_curve(run_pace(run), settings) if settings.learning_curve else None
+    mode = retrain_mode(run, settings.retrain, "audit.generalisation.retrain")
+    plan = None
+    if settings.learning_curve:
+        plan = head_plan(settings) if mode == "head" else plan_curve(run_pace(run), settings)
     if plan is not None and plan.skipped is None:
-        points = learning_curve_points(run, plan, settings, metric)
+        if mode == "head":
+            points = head_curve_points(run, plan)
+        else:
+            points = learning_curve_points(run, plan, settings, metric)
         curve, laws = _read_curve(points, metric, int(summary_metrics["n_train"]), ctx.seed)
         curve["plan"] = _plan_record(plan)
+        curve["retrain"] = mode
+        if mode == "head":
+            curve["trade"] = TRADE
         if curve.get("fit"):
             _plot_curve(ctx.out / PLOT, points, curve, laws, metric)
             plots = (PLOT,)
@@ -166,18 +185,31 @@ def check(run: Run, settings: GeneralisationAudit, ctx: AuditContext) -> CheckRe
             **settings.model_dump(mode="json"),
             **_resolved(plan),
             "metric": f"{metric} (the task's primary metric, from metrics.json)",
-            "retrains": "pipeline.train_run into a temporary folder; the run's split (val and "
-            "test unchanged), data.split.train_fraction = fraction, seed = the run's seed + k "
-            "(k < seeds at fractions below 0.5, else k = 0), epochs scaled by the run's "
-            "fraction / fraction when scale_epochs; the point at the run's own fraction is "
-            "the run itself (unless epochs is set); null fractions and seeds: as many as "
-            "fit budget_s at the run's own pace (metrics.json wall_s / epochs / n_train)",
+            **head_record(mode),
+            "retrains": _retrains_text(mode),
             "fit": "error = a * n^-b + c, least squares (scipy curve_fit); error = 1 - "
             "accuracy for accuracy, else the metric",
             "band": f"5-95% of {BOOTSTRAP} residual-bootstrap refits",
             "multiples": list(MULTIPLES),
         },
         plots=plots,
+    )
+
+
+def _retrains_text(mode: RetrainMode) -> str:
+    if mode == "head":
+        return (
+            f"{HEAD}, fitted on fraction / the run's data.split.train_fraction of the training "
+            "rows (numpy default_rng(the run's seed + k) draws them; k < seeds at fractions "
+            "below 0.5, else k = 0), scored on the test split; every point is a head fit"
+        )
+    return (
+        "pipeline.train_run into a temporary folder; the run's split (val and "
+        "test unchanged), data.split.train_fraction = fraction, seed = the run's seed + k "
+        "(k < seeds at fractions below 0.5, else k = 0), epochs scaled by the run's "
+        "fraction / fraction when scale_epochs; the point at the run's own fraction is "
+        "the run itself (unless epochs is set); null fractions and seeds: as many as "
+        "fit budget_s at the run's own pace (metrics.json wall_s / epochs / n_train)"
     )
 
 
@@ -289,6 +321,23 @@ def learning_curve_points(
     return points
 
 
+def head_curve_points(run: Run, plan: CurvePlan) -> list[Point]:
+    """The learning curve in head mode: the run embeds its training and test rows once, and
+    each point fits a fresh head on its fraction of the training embeddings (see
+    `gradwise.auditing.head_retrain`); the value is the head's test accuracy."""
+    cfg = run.config
+    progress.report(progress.Step("generalisation", 0, 1, "embedding train and test", None))
+    train, test = embeddings(run, "train"), embeddings(run, "test")
+    points = []
+    for p in plan.points:
+        seed = cfg.seed + p.seed_offset
+        share = p.fraction / cfg.data.split.train_fraction
+        n_train, value = head_curve_value(train, test, share, seed)
+        points.append(Point(p.fraction, seed, n_train, value, False))
+    progress.report(progress.Step("generalisation", 1, 1, "fitting the curve", 0.0))
+    return points
+
+
 @contextlib.contextmanager
 def _console_silenced() -> Iterator[None]:
     """The retrains' own log lines (epochs, summaries) stay off the audit's console."""
@@ -379,6 +428,8 @@ def _sentence(
         )
     elif curve is not None:
         parts.append(f"no learning curve: {curve.get('why_no_fit')}")
+    if curve and curve.get("trade"):
+        parts.append(f"head-only retrains: {curve['trade']}")
     if curve and curve.get("plan", {}).get("reduced"):
         parts.append(f"the curve ran {curve['plan']['reduced']}")
     return "; ".join(parts) + "."

@@ -2,6 +2,7 @@
 
 fold_plan(run, settings)                               folds and epochs that fit the budget
 out_of_fold_probabilities(run, folds, epochs, seed)   k-fold retrains of the run's config
+head_out_of_fold_probabilities(run, emb, folds, seed)  k-fold heads on frozen embeddings
 label_issues(labels, probs)                            cleanlab over those probabilities
 row_keys(raw)                                          a 64-bit hash of each raw sample
 duplicate_groups(keys)                                 samples that are exactly equal
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from gradwise.auditing import progress
+from gradwise.auditing.head_retrain import head_out_of_fold
 from gradwise.auditing.retrain_budget import FoldPlan, plan_folds, run_pace
 from gradwise.config import DataQualityAudit
 from gradwise.data.leakage import sample_keys
@@ -77,6 +79,31 @@ def out_of_fold_probabilities(
     what = "duplicates, leakage, outliers"
     progress.report(progress.Step("data_quality", len(folds_of), len(folds_of), what, None))
     return probs, fold_of
+
+
+def head_out_of_fold_probabilities(
+    run: Run, emb: np.ndarray, folds: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n_train, K) probabilities of each training sample from a fresh head fitted on the
+    frozen embeddings of the other folds (`gradwise.auditing.head_retrain`): the folds are
+    those `out_of_fold_probabilities` retrains on, but the encoder saw every row.
+
+    Args:
+        emb: (n_train, D) embeddings of the training split by the run's trained encoder.
+
+    Returns:
+        The probabilities, and each sample's fold.
+    """
+    from gradwise.data.split import fold_splits
+
+    train = run.split("train")
+    y = train.y.numpy()
+    data = run.dataset()
+    folds_of = fold_splits(data.split_rule, data.fold_key, train.rows, y, folds, seed)
+    progress.report(progress.Step("data_quality", 0, 1, f"{folds} head-only folds", None))
+    found = head_out_of_fold(emb, y, folds_of, run.schema.n_outputs)
+    progress.report(progress.Step("data_quality", 1, 1, "duplicates, leakage, outliers", None))
+    return found
 
 
 def fold_plan(run: Run, settings: DataQualityAudit) -> FoldPlan:

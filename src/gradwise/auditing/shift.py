@@ -39,6 +39,7 @@ from gradwise.data.tabular import TabularPreprocessor
 from gradwise.data.text import PAD
 from gradwise.errors import DataError
 from gradwise.run import Run
+from gradwise.run_predict import BATCH_ROWS
 
 PLOT = "shift_power.png"
 TABLE = "shift_power.txt"
@@ -90,10 +91,11 @@ def check(run: Run, settings: ShiftAudit, ctx: AuditContext) -> CheckResult:
         metrics["train_vs_test"] = split.to_dict()
         verdict, headline, summary = _power_verdict(power, drift, space.kind, split)
     else:
-        report = detect(prepare(reference, space.detector_categorical), current, drift, seed=rng)
-        metrics["against"] = {"data": ctx.against, **report.to_dict()}
+        rows, n_rows = current
+        report = detect(prepare(reference, space.detector_categorical), rows, drift, seed=rng)
+        metrics["against"] = {"data": ctx.against, "rows": n_rows, **report.to_dict()}
         metrics["most_drifted"] = _most_drifted(report, view.names)
-        verdict, headline, summary = _against_verdict(report, settings, ctx.against, view)
+        verdict, headline, summary = _against_verdict(report, settings, ctx.against, view, n_rows)
     return CheckResult(
         check="shift",
         verdict=verdict,
@@ -309,27 +311,41 @@ def series_inputs(m: np.ndarray, prep: TabularPreprocessor) -> np.ndarray:
 
 def against_sample(
     run: Run, view: View, location: str, size: int, rng: np.random.Generator
-) -> np.ndarray:
-    """At most `size` rows of the --against data as the detectors see them.
+) -> tuple[np.ndarray, int]:
+    """A uniform sample of at most `size` rows of the --against data as the detectors see
+    them, and the rows the data held. A table (file, folder of shards or glob) is streamed:
+    memory holds the sample plus one batch, not the table. Other data is read whole.
 
     Raises:
-        DataError: the data cannot be read, or does not have the run's columns or shape.
+        DataError: the data cannot be read, lacks the run's columns or shape, or holds
+            fewer than 2 samples.
     """
-    from gradwise.data.readers import load_labelled, read_inputs
+    from gradwise.data.readers import load_labelled, model_columns, read_inputs
+    from gradwise.data.stream import sample_table
 
     schema, cfg = run.schema, run.config.data
-    if view.from_inputs is None:
-        assert schema.tabular is not None
-        raw = read_inputs(location, schema, cfg)
-        rows = table_matrix(raw, schema.tabular)
-        return rows[_sample(len(rows), size, rng)]
-    try:
-        x = load_labelled(location, schema, cfg, flag="--against").x
-    except DataError:
-        x = run.transform(read_inputs(location, schema, cfg))
-    if len(x) < 2:
-        raise DataError(f"--against {location} holds {len(x)} samples; give at least 2.")
-    return view.from_inputs(x[torch.from_numpy(_sample(len(x), size, rng))])
+    if view.from_inputs is not None:
+        try:
+            x = load_labelled(location, schema, cfg, flag="--against").x
+        except DataError:
+            x = run.transform(read_inputs(location, schema, cfg))
+        if len(x) < 2:
+            raise DataError(f"--against {location} holds {len(x)} samples; give at least 2.")
+        return view.from_inputs(x[torch.from_numpy(_sample(len(x), size, rng))]), len(x)
+    assert schema.tabular is not None
+    sampled = sample_table(location, cfg, model_columns(schema), size, rng, BATCH_ROWS)
+    if sampled is None:  # not a table by its name (an .npz, say): read whole
+        whole = read_inputs(location, schema, cfg)
+        if not isinstance(whole, pd.DataFrame):
+            raise DataError(
+                f"--against {location} is an array, but this run reads a table (columns "
+                f"{', '.join(model_columns(schema) or [])}); give a CSV or parquet table."
+            )
+        sampled = whole.iloc[_sample(len(whole), size, rng)], len(whole)
+    raw, n_rows = sampled
+    if n_rows < 2:
+        raise DataError(f"--against {location} holds {n_rows} rows; give at least 2.")
+    return table_matrix(raw, schema.tabular), n_rows
 
 
 def _sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -340,8 +356,9 @@ def _sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _against_verdict(
-    report: DriftReport, settings: ShiftAudit, location: str, view: View
+    report: DriftReport, settings: ShiftAudit, location: str, view: View, n_rows: int = 0
 ) -> tuple[Verdict, str, str]:
+    """Verdict, headline, summary; `n_rows`: rows --against held (report.n_current sampled)."""
     psi, auc, mmd = report.get("psi"), report.get("domain_auc"), report.get("mmd")
     verdict: Verdict = "warn" if report.drifted else "pass"
     psi_fails = (
@@ -367,7 +384,8 @@ def _against_verdict(
     if mmd is not None:
         on = "" if view.from_inputs is None else " on embeddings"
         summary += f"; MMD{on} {_p_text(mmd.p_value)}, MMD^2 {mmd.effect:.4f}"
-    summary += f" ({report.n_reference} vs {report.n_current} rows)."
+    drawn = f" of {n_rows}" if n_rows > report.n_current else ""
+    summary += f" ({report.n_reference} vs {report.n_current}{drawn} rows)."
     parts = [f"{top[0]} PSI {top[1]:.2f}" if top else f"0/{report.n_features} drifted"]
     if auc is not None:
         parts.append(f"AUC {auc.effect:.2f}")

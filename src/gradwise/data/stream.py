@@ -295,3 +295,37 @@ def _arrow_table(frame: pd.DataFrame, schema: pa.Schema, out: Path) -> pa.Table:
             f"Cannot append rows to {out}: a column's type changed between batches ({exc}); "
             "write CSV instead (--out FILE.csv), or give that column one type in every shard."
         ) from None
+
+
+def sample_table(
+    location: str,
+    cfg: DataConfig,
+    expected: list[str] | None,
+    n: int,
+    rng: np.random.Generator,
+    batch_rows: int,
+) -> tuple[pd.DataFrame, int] | None:
+    """A uniform sample of at most `n` rows of a table (file, folder of shards or glob; see
+    `table_shards`), read `batch_rows` at a time, and the rows the table held: memory holds
+    the sample plus one batch. For `audit --against`, which states its sample as n of N rows.
+
+    Returns:
+        None when `location` names no table (the in-memory readers handle it).
+
+    Raises:
+        DataError: as `table_shards` and `stream_table` (unreadable shard, missing column,
+            no rows).
+    """
+    shards = table_shards(location)
+    if shards is None:
+        return None
+    n_rows = 0
+
+    def counted() -> Iterator[pd.DataFrame]:
+        nonlocal n_rows
+        for frame in stream_table(shards, cfg, None, expected, batch_rows):
+            n_rows += len(frame)
+            yield frame
+
+    sample = sample_rows(counted(), n, rng)
+    return sample, n_rows

@@ -70,17 +70,41 @@ def task_metric_names(schema: Schema) -> tuple[str, ...]:
 
 
 def split_metrics(
-    logits: Tensor, y: Tensor, schema: Schema, loss_fn: Callable[[Tensor, Tensor], Tensor]
+    logits: Tensor,
+    y: Tensor,
+    schema: Schema,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    last: Tensor | None = None,
 ) -> dict[str, float]:
-    """The loss plus the task's metrics (regression in the target's own units)."""
+    """The loss plus the task's metrics (regression in the target's own units; `last` as
+    `regression_in_units` takes it)."""
     out = {"loss": loss_fn(logits, y).item()}
     if schema.task == "classification":
         out.update(classification_metrics(logits, y))
     elif schema.task in ("lm", "seq2seq", "mlm"):
         out.update(language_model_metrics(logits, y))
     else:
-        spec = schema.target
-        mean = torch.tensor(spec.mean, dtype=torch.float64)
-        std = torch.tensor(spec.std, dtype=torch.float64)
-        out.update(regression_metrics(logits.double() * std + mean, y.double() * std + mean))
+        out.update(regression_in_units(logits, y, schema, last))
     return out
+
+
+def regression_in_units(
+    logits: Tensor, y: Tensor, schema: Schema, last: Tensor | None = None
+) -> dict[str, float]:
+    """RMSE, MAE and R² of the decoded outputs against the decoded targets.
+
+    Args:
+        last: (N,) for a forecaster of changes (data.difference), each window's last target
+            value (`SeriesPreprocessor.last_levels` of the split's raw windows): added to both
+            so that the metrics read in levels. RMSE and MAE are the same either way; R² is
+            not (the spread of levels, not of changes, is what the model explains). None: the
+            decoded outputs as they are.
+    """
+    spec = schema.target
+    mean = torch.tensor(spec.mean, dtype=torch.float64)
+    std = torch.tensor(spec.std, dtype=torch.float64)
+    pred, truth = logits.double() * std + mean, y.double() * std + mean
+    if last is not None:  # changes -> levels
+        base = last.double().reshape(-1, 1)
+        pred, truth = pred + base, truth + base
+    return regression_metrics(pred, truth)

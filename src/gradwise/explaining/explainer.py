@@ -165,17 +165,22 @@ def _positions(view: SplitView, rows: list[int] | None, split: str) -> np.ndarra
     return np.array([where[r] for r in rows])
 
 
-def _prediction(run: Run, logits: Tensor) -> tuple[Any, str]:
-    """The decoded prediction of one row's logits (1, K) and what its attributions explain."""
+def _prediction(run: Run, logits: Tensor, raw: Any) -> tuple[Any, str]:
+    """The decoded prediction of one row's logits (1, K) and what its attributions explain;
+    a forecaster of changes (data.difference) adds back the last value of its raw window."""
     task, classes = run.schema.task, run.schema.classes
     if task == "classification" and classes is not None:
         label = run.schema.target.decode(run.probabilities(logits, False).argmax(axis=1))[0]
         if logits.shape[1] == 1:
             return _plain(label), f"logit of class {classes[1]}"
         return _plain(label), f"logit of class {label}"
-    value = run.schema.target.decode(logits.numpy())[0, 0]
+    value = run.schema.target.decode(logits.numpy())
     name = run.schema.target.name or "the target"
-    return round(float(value), 4), f"standardised prediction of {name}"
+    series = run.schema.series
+    if series is not None and series.difference:
+        level = series.to_levels(value, np.asarray(raw)[None])[0, 0]
+        return round(float(level), 4), f"standardised change of {name} from the window's last value"
+    return round(float(value[0, 0]), 4), f"standardised prediction of {name}"
 
 
 def _input_rows(
@@ -185,7 +190,7 @@ def _input_rows(
     names, values = _named_values(run, view, positions, a.values)
     out = []
     for i, pos in enumerate(positions):
-        prediction, explained = _prediction(run, logits[i : i + 1])
+        prediction, explained = _prediction(run, logits[i : i + 1], _window(run, view, pos))
         order = np.argsort(-np.abs(values[i]))[:N_TOP]
         out.append(
             RowExplanation(
@@ -198,6 +203,12 @@ def _input_rows(
             )
         )
     return tuple(out)
+
+
+def _window(run: Run, view: SplitView, pos: int) -> Any:
+    """(T, F) a forecaster's raw window at `pos` (a forecaster of changes adds its last value
+    back); None for other runs."""
+    return None if run.schema.series is None else np.asarray(view.raw[pos])
 
 
 def _named_values(
@@ -241,7 +252,7 @@ def _token_rows(
     logits = run.logits(ids)
     out = []
     for i, pos in enumerate(positions):
-        prediction, explained = _prediction(run, logits[i : i + 1])
+        prediction, explained = _prediction(run, logits[i : i + 1], None)
         real = [j for j, t in enumerate(ids[i].tolist()) if t not in specials]
         scores = a.values[i]
         order = sorted(real, key=lambda j: -abs(float(scores[j])))[:N_TOP]

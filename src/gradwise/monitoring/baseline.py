@@ -128,6 +128,8 @@ def build_baseline(run: Run, max_rows: int = 5000, seed: int = 0) -> Baseline:
             trust(run),
         )
     values = np.asarray(schema.target.decode(logits.numpy()), dtype=np.float64)
+    if schema.series is not None:  # changes back to levels (data.difference), as served
+        values = schema.series.to_levels(values, np.asarray(val.raw))
     return Baseline(
         raw, names, embed, prepare(values.reshape(len(values), -1)), False, None, None, None
     )

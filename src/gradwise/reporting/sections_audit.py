@@ -128,7 +128,8 @@ def _caption(result: CheckResult) -> str:
 
 
 _CAPTIONS = {
-    "generalisation": "Left: test metric of retrains on fractions of the training data, the "
+    "generalisation": "Left: test metric of retrains on fractions of the training data (or, "
+    "with retrain=head, of fresh heads on the trained encoder's frozen embeddings), the "
     "fitted power law and its reads at larger sizes (90% bands). Right: the run's metric per "
     "split.",
     "baseline": "Error bars: for the network the comparison noise (test bootstrap and the "

@@ -106,12 +106,16 @@ class Predictor:
             outputs = self._warned([{"prediction": str(t)} for t in texts], flat)
             return self._split(batch, outputs, [None] * len(flat))
         x = torch.as_tensor(raw) if self.codec.model_ready else self.run.transform(raw)
+        last = self._last_levels(flat)
         logits = self._forward(x)
         finite = np.isfinite(logits.numpy()).all(axis=1)
-        outputs, confidence = self._outputs(logits)
+        outputs, confidence = self._outputs(logits, last)
         if self.conformal is not None and finite.any():
             keep = np.flatnonzero(finite)
-            for row, more in zip(keep.tolist(), self.conformal(x[torch.from_numpy(keep)])):
+            more_rows = self.conformal(
+                x[torch.from_numpy(keep)], None if last is None else last[keep]
+            )
+            for row, more in zip(keep.tolist(), more_rows):
                 outputs[row].update(more)
         is_answer = self._decide(outputs, x, logits)
         answers = self._split(batch, self._warned(outputs, flat), confidence)
@@ -179,7 +183,32 @@ class Predictor:
                     self.on_warnings(found)
         return outputs
 
-    def _outputs(self, logits: torch.Tensor) -> tuple[list[dict[str, Any]], list[float | None]]:
+    def _last_levels(self, instances: list[BaseModel]) -> np.ndarray | None:
+        """(N,) for a forecaster of changes (data.difference), each window's last target
+        value, which its forecast and interval are added to (the model-ready windows no
+        longer hold it); None for any other run.
+
+        Raises:
+            DataError: a window's last target value is null (it cannot be imputed: the
+                forecast is a change from it).
+        """
+        series = self.run.schema.series
+        if series is None or not series.difference:
+            return None
+        last = [inst.window[-1].model_dump(by_alias=True)[series.target] for inst in instances]  # type: ignore[attr-defined]
+        missing = [i for i, v in enumerate(last) if v is None]
+        if missing:
+            raise DataError(
+                f"instances.{missing[0]}: the window's last {series.target!r} is null; this "
+                "forecaster predicts changes from that value, so send it."
+            )
+        return np.asarray(last, dtype=np.float64)
+
+    def _outputs(
+        self, logits: torch.Tensor, last: np.ndarray | None = None
+    ) -> tuple[list[dict[str, Any]], list[float | None]]:
+        """Per-row answers and confidences; `last` (data.difference) turns a forecaster's
+        changes into levels."""
         run = self.run
         if self.task == "classification":
             probs = run.probabilities(logits)  # rows that are not finite fail their request
@@ -199,6 +228,7 @@ class Predictor:
             conf_list: list[float | None] = [float(c) for c in confidence]
         else:
             values = np.asarray(run.schema.target.decode(logits.numpy()), dtype=np.float64)
+            values = values if last is None else values + last[:, None]
             outputs = [
                 {"prediction": float(v[0]) if len(v) == 1 else [float(a) for a in v]}
                 for v in values
@@ -225,7 +255,9 @@ class Predictor:
         return answers
 
 
-def conformal_maker(run: Run) -> Callable[[torch.Tensor], list[dict[str, Any]]] | None:
+def conformal_maker(
+    run: Run,
+) -> Callable[[torch.Tensor, np.ndarray | None], list[dict[str, Any]]] | None:
     """A function from a batch's model-ready inputs to per-row conformal outputs, when the
     run has quantiles stored by the uncertainty audit; None otherwise.
 
@@ -239,14 +271,14 @@ def conformal_maker(run: Run) -> Callable[[torch.Tensor], list[dict[str, Any]]] 
     conformal = importlib.import_module("gradwise.run_conformal")
     classes = run.schema.classes or []
 
-    def outputs(x: torch.Tensor) -> list[dict[str, Any]]:
+    def outputs(x: torch.Tensor, last: np.ndarray | None) -> list[dict[str, Any]]:
         if run.schema.task == "classification":
             member = np.asarray(conformal.prediction_sets(run, x), dtype=bool)  # (N, K)
             return [
                 {"prediction_set": [_plain(classes[j]) for j in np.flatnonzero(row)]}
                 for row in member
             ]
-        _, lower, upper = conformal.prediction_intervals(run, x)
+        _, lower, upper = conformal.prediction_intervals(run, x, last)
         lo = np.asarray(lower, dtype=np.float64).reshape(len(x), -1)
         hi = np.asarray(upper, dtype=np.float64).reshape(len(x), -1)
         if lo.shape[1] == 1:
