@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test matrix lint docs bench examples clean
+.PHONY: demo test test-ray matrix lint docs bench examples clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# the Ray backend (tests/backends): each file starts a local 2-CPU Ray cluster; CI runs it
+test-ray: $(STAMP)
+	$(BIN)/python -m pytest tests/backends -m ray
 
 # the whole flow on every shared and awkward data set (tests/test_flow_matrix.py; CI runs it)
 matrix: $(STAMP)

@@ -425,10 +425,15 @@ class Run:
         Raises:
             GradwiseError: no quantiles are stored (run `gradwise audit RUN --checks
                 uncertainty`), or the run is no regression.
+            DataError: a forecaster of changes (data.difference) given model-ready tensors,
+                which no longer hold the level to add back.
         """
         from gradwise.run_conformal import prediction_intervals
 
         self.check_predicts()
+        series = self.schema.series
+        if series is not None and series.difference and isinstance(x, Tensor):
+            series.last_levels(x)  # raises: tensors no longer hold the level
         return prediction_intervals(self, x)
 
     def forecast_positions(self, x: Any) -> Any:

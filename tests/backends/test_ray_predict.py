@@ -15,6 +15,7 @@ from gradwise.errors import GradwiseError
 from gradwise.run_predict import predict_file
 from tests.conftest import tiny_config
 
+pytestmark = pytest.mark.ray  # make test-ray (CI runs it): a local cluster takes minutes
 pytest.importorskip("ray", reason="the Ray extra is not installed (gradwise[ray])")
 
 from gradwise.backends.ray_predict import evaluate_ray, predict_ray  # noqa: E402

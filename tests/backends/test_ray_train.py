@@ -16,6 +16,7 @@ import yaml
 import gradwise
 from tests.conftest import tiny_config
 
+pytestmark = pytest.mark.ray  # make test-ray (CI runs it): a local cluster takes minutes
 pytest.importorskip("ray", reason="the Ray extra is not installed (gradwise[ray])")
 
 from gradwise.backends.ray_train import train_ray  # noqa: E402

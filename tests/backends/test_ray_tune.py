@@ -13,6 +13,7 @@ from gradwise.config import TuneSettings, load_config
 from gradwise.tuning import run_tune
 from tests.conftest import tiny_config
 
+pytestmark = pytest.mark.ray  # make test-ray (CI runs it): a local cluster takes minutes
 pytest.importorskip("ray", reason="the Ray extra is not installed (gradwise[ray])")
 
 from gradwise.backends.ray_tune import tune_ray  # noqa: E402

@@ -195,6 +195,8 @@ def test_intervals_are_in_levels_around_the_forecast(differenced: gradwise.Run):
     raw = np.asarray(run.split("test").raw, dtype=np.float64)
     pred, lower, upper = run.predict_intervals(raw)
     np.testing.assert_allclose(pred, run.predict(raw), rtol=1e-6)
+    with pytest.raises(DataError, match="give raw windows"):  # tensors lost the level
+        run.predict_intervals(run.split("test").x)
     truth = _test_truth(run)
     chosen = result.metrics[result.metrics["chosen"]]
     assert np.mean((lower <= truth) & (truth <= upper)) == pytest.approx(chosen["coverage"])
