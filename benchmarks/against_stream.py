@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine import cpu_flags  # benchmarks/machine.py (scripts run from this folder)
 
 SHARD_ROWS = 500_000
 WHOLE = """
@@ -64,14 +65,6 @@ def _peak_mib(cmd: list[str]) -> float:
     return usage.ru_maxrss / 1024
 
 
-def _cpu_flags() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "fma")
-            return " ".join(f for f in line.split(":")[1].split() if f in wanted)
-    return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=4_000_000)
@@ -96,7 +89,7 @@ def main() -> None:
         streamed_small = _peak_mib([*audit, str(small)])
         streamed = _peak_mib([*audit, str(large)])
         whole = _peak_mib([sys.executable, "-c", WHOLE, str(large), str(work / "run")])
-        print(f"# {datetime.date.today()}, {os.cpu_count()} CPUs, flags: {_cpu_flags()}")
+        print(f"# {datetime.date.today()}, {os.cpu_count()} CPUs, flags: {cpu_flags()}")
         print(f"streamed audit, {args.rows // 10} rows: peak {streamed_small:.0f} MiB")
         print(f"streamed audit, {args.rows} rows: peak {streamed:.0f} MiB")
         print(f"  ratio large / small: {streamed / streamed_small:.2f}x (claim <= 1.2x)")

@@ -26,20 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_flags  # benchmarks/machine.py (scripts run from this folder)
+
 import gradwise
-
-
-def cpu_flags() -> str:
-    """The CPU model and the flags that decide matrix speed."""
-    model, flags = "unknown CPU", set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name") and model == "unknown CPU":
-            model = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return f"{model}; flags: {' '.join(f for f in wanted if f in flags) or 'none'}"
-
 
 ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "data_quality head": ("data_quality", {"retrain": "head", "folds": 3}),

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import cpu_flags  # benchmarks/machine.py (scripts run from this folder)
 
 import gradwise
 from gradwise.config import load_config
@@ -40,20 +41,6 @@ CASES = {
     "digits-mlp": ("examples/digits-mlp.yaml", "accuracy", False),
 }
 DESCRIBES = ("source", "target", "task", "split", "columns", "features", "window", "horizon")
-
-
-def cpu_flags() -> str:
-    """The CPU model and the flags that decide matrix speed."""
-    model, flags = "unknown CPU", set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name") and model == "unknown CPU":
-            model = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return (
-        f"{model}; flags: {' '.join(f for f in wanted if f in flags) or 'none of ' + str(wanted)}"
-    )
 
 
 def defaults_config(example: Path) -> dict[str, Any]:

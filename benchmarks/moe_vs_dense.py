@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import cpu_flags  # benchmarks/machine.py (scripts run from this folder)
 
 import gradwise
 from gradwise.config import GPTConfig
@@ -62,18 +63,6 @@ def config(name: str, moe: dict | None, epochs: int, limit: int) -> dict:
             "early_stopping": {"patience": None},
         },
     }
-
-
-def cpu_flags() -> str:
-    """The CPU model and the flags that decide matrix speed."""
-    model, flags = "unknown CPU", set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name") and model == "unknown CPU":
-            model = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return f"{model}; flags: {' '.join(f for f in wanted if f in flags) or 'none'}"
 
 
 def timing(steps: int = 30, clock: str = "wall") -> dict[str, float]:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine import cpu_flags  # benchmarks/machine.py (scripts run from this folder)
 
 import gradwise
 
@@ -94,16 +95,6 @@ def stream_cmd(run: Path, source: Path, out: Path, args: argparse.Namespace) -> 
         sys.executable, "-m", "gradwise", "predict", str(run), str(source), "--out", str(out),
         "--keep", "id", "--batch-rows", str(args.batch_rows), "--threads", str(args.threads),
     ]  # fmt: skip
-
-
-def cpu_flags() -> str:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = set(re.search(r"^flags\s*:(.*)$", text, re.M)[1].split()) if "flags" in text else set()
-    model = re.search(r"^model name\s*:(.*)$", text, re.M)
-    wanted = ("avx2", "avx512f", "avx512_vnni", "amx_tile", "fma")
-    return f"{model[1].strip() if model else '?'}; {os.cpu_count()} cores; " + " ".join(
-        f for f in wanted if f in flags
-    )
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine import cpu_flags  # benchmarks/machine.py (scripts run from this folder)
 
 import gradwise
 from gradwise.backends.ray_predict import predict_ray
@@ -31,18 +32,6 @@ def _table(n: int, seed: int) -> pd.DataFrame:
     frame["color"] = rng.choice(["red", "green", "blue"], n)
     frame["label"] = np.where(frame["x0"] + (frame["color"] == "red") > 0.5, "yes", "no")
     return frame
-
-
-def _cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    flags = next(
-        (line.split(":", 1)[1].split() for line in text.splitlines() if "flags" in line), []
-    )
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "fma")
-    return f"{os.cpu_count()} CPUs; " + " ".join(f for f in wanted if f in flags)
 
 
 def main() -> None:
@@ -83,7 +72,7 @@ def main() -> None:
     finally:
         ray.shutdown()
     local, on_ray = statistics.median(local_s), statistics.median(ray_s)
-    print(f"cpu: {_cpu_flags()}")
+    print(f"cpu: {cpu_flags()}")
     print(f"rows: {args.rows:,}; repeats: {args.repeats} (medians; outputs identical)")
     print(f"local streaming predict: {local:.2f} s ({args.rows / local:,.0f} rows/s)")
     print(f"ray predict (2 CPUs):    {on_ray:.2f} s ({args.rows / on_ray:,.0f} rows/s)")

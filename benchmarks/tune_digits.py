@@ -33,22 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import cpu_flags  # benchmarks/machine.py (scripts run from this folder)
 
 import gradwise
 from gradwise.config import load_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "digits-mlp.yaml"
-
-
-def cpu_flags() -> str:
-    """The CPU's vector and matrix extensions (what the timings depend on)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.machine()
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if "flags" in ln), [])
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")
-    return " ".join(f for f in wanted if f in flags) or "none of avx2/avx512/amx"
 
 
 def example_over_seeds(out: Path, seeds: int) -> list[float]:
