@@ -3,7 +3,8 @@ reports no slice on at least 95% of 100 tables with none; the same through embed
 on images with a planted slice; the check takes under 30 s on a 30,000-row table (2 cores).
 
 1. Tables, the statistical core (`gradwise.auditing.slice_candidates`: the check's own
-   candidates, two-half test and listing), on generated held-out tables: 3 category columns
+   candidates, two-half test and listing; their conditions in `slice_conditions`), on
+   generated held-out tables: 3 category columns
    (3, 6 and 10 values, uneven shares) and 4 number columns (one with 5% missing). Each
    row's error is drawn as 0/1 with probability `base` (uniform in 0.05..0.25), and base +
    delta inside the planted slice: half the time a category value holding 5-25% of the rows,
@@ -49,14 +50,8 @@ import torch
 import gradwise
 from gradwise.audit_config import SlicesAudit
 from gradwise.auditing.base import AuditContext, CheckResult
-from gradwise.auditing.slice_candidates import (
-    Conditions,
-    cluster_conditions,
-    column_conditions,
-    halves,
-    redundant,
-    search,
-)
+from gradwise.auditing.slice_candidates import halves, redundant, search
+from gradwise.auditing.slice_conditions import Conditions, cluster_conditions, column_conditions
 from gradwise.auditing.slices import check
 from gradwise.run_conformal import class_probabilities
 

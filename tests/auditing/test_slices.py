@@ -17,13 +17,11 @@ from gradwise.audit_config import SlicesAudit
 from gradwise.auditing import run_checks
 from gradwise.auditing.base import AuditContext, NotApplicable
 from gradwise.auditing.calibration import expected_calibration_error
-from gradwise.auditing.slice_candidates import (
-    benjamini_hochberg,
+from gradwise.auditing.slice_candidates import benjamini_hochberg, one_sided_p, redundant
+from gradwise.auditing.slice_conditions import (
     column_conditions,
-    one_sided_p,
     over_represented_labels,
     over_represented_words,
-    redundant,
 )
 from gradwise.auditing.slices import check
 from tests.conftest import tiny_config

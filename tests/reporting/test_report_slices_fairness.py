@@ -14,7 +14,7 @@ from gradwise.auditing import read_audit
 from gradwise.auditing.base import CheckResult
 from gradwise.reporting import write_report
 from gradwise.reporting.blocks import num
-from gradwise.reporting.plots_audit import plot_fairness, plot_slices
+from gradwise.reporting.plots_audit_data import plot_fairness, plot_slices
 from tests.auditing.test_fairness import _unfair_table
 from tests.conftest import tiny_config
 from tests.reporting.page import Page, png_of, read_page
