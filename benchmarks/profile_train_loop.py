@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import inspect
 import json
 import os
 import pstats
 import statistics
 import tempfile
 import time
+import types
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,19 +54,22 @@ import gradwise.pipeline
 from gradwise.config import load_config
 from gradwise.data.batcher import Batcher
 from gradwise.pipeline import prepare
-from gradwise.training import loop
+from gradwise.training import checkpoint, loop
+from gradwise.training import epoch as epoch_module
 from gradwise.training.checkpoint import pack_optimizer, save_tensors, save_weights
+from gradwise.training.epoch import train_epoch
 from gradwise.training.losses import make_loss
 from gradwise.training.objectives import Supervised
 from gradwise.training.optim import Schedule, make_optimizer
+from gradwise.training.position import Position, loss_sum
 
 # What fit calls once per epoch, as (label, owner, attribute). The loop module is edited often:
 # a name that is gone is reported as skipped rather than guessed at.
 SECTIONS: tuple[tuple[str, Any, str], ...] = (
-    ("_train_epoch (all steps)", loop, "_train_epoch"),
+    ("train_epoch (all steps)", loop, "train_epoch"),
     ("_check_divergence", loop, "_check_divergence"),
     ("validation: objective.metrics(val)", Supervised, "metrics"),
-    ("layer_grad_norms (diagnostics)", loop, "layer_grad_norms"),
+    ("layer_grad_norms (diagnostics)", epoch_module, "layer_grad_norms"),
     ("dead_relu_fraction (diagnostics)", loop, "dead_relu_fraction"),
     ("expert_shares", loop, "expert_shares"),
     ("_copy_state (best weights in memory)", loop, "_copy_state"),
@@ -202,7 +205,7 @@ def step_ladder(setup: Setup, epochs: int, runs: int) -> None:
                 opt.zero_grad(set_to_none=True)
                 if sched is not None:
                     sched.step += 1
-            loop._mean_loss(losses, sizes)
+            loss_sum(losses, sizes)
 
         return epoch
 
@@ -228,13 +231,16 @@ def step_ladder(setup: Setup, epochs: int, runs: int) -> None:
     }
 
     def gradwise_epoch(diagnostics: bool) -> Callable[[], None]:
-        args = {**available, "tc": tc.model_copy(update={"diagnostics": diagnostics})}
-        params = inspect.signature(loop._train_epoch).parameters
-        unknown = [name for name in params if name not in args]
-        if unknown:
-            raise SystemExit(f"loop._train_epoch now takes {unknown}; teach step_ladder them.")
-        bound = {name: args[name] for name in params}
-        return lambda: loop._train_epoch(**bound)
+        tc_now = tc.model_copy(update={"diagnostics": diagnostics})
+        state = types.SimpleNamespace(  # the fields of epoch.Loop that train_epoch reads
+            **{k: available[k] for k in ("forward", "model", "batches", "opt", "sched", "amp")},
+            noise=available["gen"],
+            penalty=None,
+            ddp=None,
+            bf16=None,
+        )
+        objective = available["objective"]
+        return lambda: train_epoch(state, objective, tc_now, None, Position(1))  # type: ignore[arg-type]
 
     ladder: list[tuple[str, Callable[[], None]]] = [
         ("hand loop: Adam (for-loop), index per batch", plain(one_group(False), index_batches)),
@@ -243,8 +249,8 @@ def step_ladder(setup: Setup, epochs: int, runs: int) -> None:
         ("  + make_optimizer's param groups", plain(grouped, batches)),
         ("  + per-batch losses kept for the epoch's mean", with_losses(grouped, None)),
         ("  + sched.apply per step", with_losses(grouped, sched)),
-        ("gradwise _train_epoch, diagnostics off", gradwise_epoch(False)),
-        ("gradwise _train_epoch (as run)", gradwise_epoch(True)),
+        ("gradwise train_epoch, diagnostics off", gradwise_epoch(False)),
+        ("gradwise train_epoch (as run)", gradwise_epoch(True)),
     ]
     for _, epoch in ladder:  # warm up every variant once
         epoch()
@@ -288,7 +294,7 @@ def checkpoint_anatomy(setup: Setup, tmp: Path, runs: int) -> None:
         opt_tensors, _ = pack_optimizer(opt)
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         tensors.update(opt_tensors)
-        tensors.update(loop._rng_tensors(order, noise))
+        tensors.update(checkpoint._rng_tensors(order, noise))
         return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
     plain = gather()

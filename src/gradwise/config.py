@@ -121,6 +121,10 @@ _KEY_KINDS: dict[str, tuple[str, ...]] = {
     "horizon": ("timeseries",),
     "fill": ("timeseries",),
     "difference": ("timeseries",),
+    "stream": ("csv", "parquet"),
+    "stream_buffer": ("csv", "parquet"),
+    "stream_sample": ("csv", "parquet"),
+    "stream_holdout": ("csv", "parquet"),
 }
 _SOURCE_KEYS_KINDS = ("builtin", "csv", "parquet", "npz", "images", "idx", "text", "timeseries")
 
@@ -140,11 +144,13 @@ class SplitConfig(_Strict):
         "patient, customer, store; it is then not a feature) or, for npz, `groups` (an array "
         "in the archive, used by default when present)",
     )
-    order: Literal["auto", "random", "time"] = Field(
+    order: Literal["auto", "random", "time", "hash"] = Field(
         "auto",
         description="random: shuffled (stratified for classes), exact copies kept together; "
-        "time: chronological, test last, with a gap; auto: time for overlapping windows "
-        "without groups, random otherwise",
+        "time: chronological, test last, with a gap; hash: each row's split from a stable hash "
+        "of its `by` group (or its row position) and the split seed, the same rows whether the "
+        "table is read whole or streamed (data.stream always splits so); auto: time for "
+        "overlapping windows without groups, random otherwise",
     )
     time: str | None = Field(
         None,
@@ -268,6 +274,27 @@ class DataConfig(_Strict):
         "variance of the training part (R² >= 0.5); the choice is in model.json",
     )
     limit: int | None = Field(None, ge=1, description="use only the first N rows/samples")
+    # tables bigger than memory
+    stream: bool = Field(
+        False,
+        description="read a csv/parquet table (a file, a folder of shards or a glob) as a "
+        "stream: training rows are never all in memory; the split is data.split.order: hash",
+    )
+    stream_buffer: int = Field(
+        65_536, ge=1, description="stream: rows shuffled together (shards come in a new order)"
+    )
+    stream_sample: int = Field(
+        200_000,
+        ge=1,
+        description="stream: the training rows (a uniform sample) that preprocessing "
+        "statistics and class weights are fitted on",
+    )
+    stream_holdout: int = Field(
+        200_000,
+        ge=1,
+        description="stream: at most this many validation and as many test rows held in memory "
+        "(a uniform sample of each when there are more; metrics say n of N)",
+    )
 
     @model_validator(mode="after")
     def _keys_apply_to_the_source(self) -> DataConfig:

@@ -88,7 +88,7 @@ def train_run(
         torch.manual_seed(cfg.seed)
         data, loss_name, model, notes = prepare(cfg, data)
         warnings = advice(cfg, data)
-        notes = [*notes, epochs_reason(cfg.train, steps_per_epoch(len(data.train), cfg.train))]
+        notes = [*notes, epochs_reason(cfg.train, steps_per_epoch(data.n_train, cfg.train))]
         cfg = resolved(cfg, data, loss_name)
         objective = run_objective(cfg, data.schema, loss_name, model, data.train.y)
         EarlyStopping.from_config(cfg.train.early_stopping).check_metric(logged_metrics(objective))
@@ -142,7 +142,7 @@ def _fit_and_save(
         "%s on %s: %d train / %d val / %d test samples, %s parameters",
         cfg.model.arch,
         cfg.data.source,
-        len(data.train),
+        data.n_train,
         len(data.val),
         len(data.test),
         f"{sum(p.numel() for p in model.parameters()):,}",
@@ -214,7 +214,7 @@ def resolved(cfg: Config, data: Dataset, loss_name: str) -> Config:
             "data.task": data.schema.task,
             "data.split.seed": cfg.seed if cfg.data.split.seed is None else cfg.data.split.seed,
             "train.loss.name": loss_name,
-            "train.epochs": resolved_epochs(cfg.train, steps_per_epoch(len(data.train), cfg.train)),
+            "train.epochs": resolved_epochs(cfg.train, steps_per_epoch(data.n_train, cfg.train)),
             "train.device": resolve_device(cfg.train.device).type,
             "train.early_stopping.mode": mode,
         },
@@ -314,7 +314,7 @@ def summarise(run: Run, data: Dataset, result: TrainResult) -> dict[str, Any]:
         restored_best=result.restored_best,
         wall_s=round(result.wall_s, 3),
         n_params=sum(p.numel() for p in run.model.parameters()),
-        n_train=len(data.train),
+        n_train=data.n_train,
         n_val=len(data.val),
         n_test=len(data.test),
         environment=environment(run.config.train.device),

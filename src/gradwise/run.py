@@ -250,7 +250,7 @@ class Run:
         if stored.is_file() and data.rows:
             saved = read_json(stored)
             for name in SPLITS:
-                if saved[name] != data.rows[name].tolist():
+                if saved[name] != data.source_rows(name).tolist():
                     raise DataError(
                         f"The {name} split of {self.config.data.source} no longer matches "
                         f"{stored} (another scikit-learn version may split differently); the "
@@ -268,7 +268,7 @@ class Run:
             raise ConfigError(f"split must be train, val or test, not {name!r}.")
         data = self.dataset()
         part = data.part(name)
-        return SplitView(name, data.raw_rows(name), part.x, part.y, data.rows[name])
+        return SplitView(name, data.raw_rows(name), part.x, part.y, data.source_rows(name))
 
     # ------------------------------------------------------------ predicting
 

@@ -44,6 +44,12 @@ class Batcher:
         self.noise = noise
         self.rank, self.world_size = rank, world_size
 
+    def begin(self, epoch: int, skip: int = 0) -> None:
+        """Nothing to choose per epoch: the `order` generator carries from one to the next
+        (a streamed table's batcher draws each epoch's order from its number). An epoch in
+        memory is checkpointed at its end only, so it never starts part-done."""
+        assert skip == 0, "an epoch in memory resumes from its start"
+
     def __len__(self) -> int:
         n_batches = -(-len(self.x) // self.batch_size)
         last = len(self.x) - (n_batches - 1) * self.batch_size
@@ -63,7 +69,7 @@ class Batcher:
                 if len(xb) < self.world_size:
                     break  # every rank needs a share, or DDP waits forever
                 # shares differ by at most one sample, so no rank is left empty
-                start_r, stop_r = _share(len(xb), self.rank, self.world_size)
+                start_r, stop_r = share_of(len(xb), self.rank, self.world_size)
                 xb, yb = xb[start_r:stop_r], yb[start_r:stop_r]
             if self.augment is not None:
                 assert self.noise is not None
@@ -71,7 +77,7 @@ class Batcher:
             yield xb, yb
 
 
-def _share(n: int, rank: int, world_size: int) -> tuple[int, int]:
+def share_of(n: int, rank: int, world_size: int) -> tuple[int, int]:
     """Start and stop of `rank`'s slice of n samples; the first n % world_size get one more."""
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)

@@ -21,6 +21,8 @@ from gradwise.data.builtin import load_builtin
 from gradwise.data.dataset import Dataset, Split
 from gradwise.data.images import idx_files, read_idx, read_image_folder
 from gradwise.data.registry import check_present
+from gradwise.data.stream import stream_table, table_shards
+from gradwise.data.stream_train import build_stream
 from gradwise.data.tabular import build_tabular, read_table
 from gradwise.data.text import Tokenizer, build_text_source, build_text_table
 from gradwise.data.timeseries import build_timeseries
@@ -37,6 +39,7 @@ SOURCE_KINDS = (
     "timeseries",
     "memory",  # arrays held in memory (gradwise.data.memory): written nowhere, never re-read
 )
+STREAM_ROWS = 262_144  # rows per read when a folder of shards is read whole
 
 
 def parse_source(source: str, key: str = "data.source") -> tuple[str, str]:
@@ -62,7 +65,7 @@ def load_dataset(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = None)
         DataError: the source is missing, unreadable, or does not fit the task.
     """
     split_seed = seed if cfg.split.seed is None else cfg.split.seed
-    data = _build(cfg, split_seed, tokenizer)
+    data = _build(cfg, split_seed, tokenizer, seed)
     schema = dataclasses.replace(data.schema, sha256=source_hash(cfg.source, data))
     data = dataclasses.replace(data, schema=schema)
     if cfg.split.train_fraction < 1.0:
@@ -70,7 +73,16 @@ def load_dataset(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = None)
     return data
 
 
-def _build(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None) -> Dataset:
+def _read_whole(path: Path, kind: str, cfg: DataConfig) -> pd.DataFrame:
+    """A table in memory: one file, or a folder of shards or a glob read shard by shard."""
+    shards = None if path.is_file() else table_shards(f"{kind}:{path}")
+    if shards is None:
+        return read_table(path, kind, cfg)  # type: ignore[arg-type]
+    df = pd.concat(stream_table(shards, cfg, None, None, STREAM_ROWS))
+    return df.iloc[: cfg.limit] if cfg.limit is not None else df
+
+
+def _build(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None, run_seed: int = 0) -> Dataset:
     kind, location = parse_source(cfg.source)
     check_present(kind, location)  # a missing example data set names the command that gets it
     path = Path(location)
@@ -87,8 +99,10 @@ def _build(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None) -> Dataset:
                 )
             x, y = loaded
             return build_arrays(x, y, cfg, seed)
+        case "csv" | "parquet" if cfg.stream:
+            return build_stream(cfg, seed, run_seed)
         case "csv" | "parquet":
-            df = read_table(path, kind, cfg)
+            df = _read_whole(path, kind, cfg)
             if cfg.text_column is not None:
                 return build_text_table(df, cfg, seed, tokenizer)
             if cfg.task in ("seq2seq", "mlm"):
@@ -139,6 +153,13 @@ def source_hash(source: str, data: Dataset | None = None) -> str:
                 digest.update(pd.util.hash_pandas_object(raw, index=True).to_numpy().tobytes())
             else:
                 digest.update(np.ascontiguousarray(raw).tobytes())
+        case "csv" | "parquet" if not Path(location).is_file():
+            shards = table_shards(source)
+            if shards is None:
+                raise DataError(f"data.source {source}: no csv or parquet table there.")
+            for f in shards.files:  # a folder of shards or a glob: names and bytes
+                digest.update(f.name.encode())
+                _update_file(digest, f)
         case _:
             _update_file(digest, Path(location))
     return digest.hexdigest()

@@ -27,6 +27,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from gradwise.config import SplitConfig
+from gradwise.data.hash_split import hash_indices
 from gradwise.data.leakage import (
     Crossing,
     block_length,
@@ -106,14 +107,21 @@ def split_samples(
     steps = int(np.asarray(inputs).shape[1]) if blocks is not None else 0
     notes: list[str] = []
     fold_key: np.ndarray | None = None
-    if groups is not None:
+    rule: dict[str, Any]
+    if cfg.order == "hash":
+        by = pd.Series(groups) if groups is not None else None
+        idx = _checked(hash_indices(n, by, seed, cfg.val, cfg.test), n)
+        rule = {"method": "hash", "by": group_name or "row position", "seed": seed}
+        if groups is not None:
+            fold_key = np.unique(groups.astype(str), return_inverse=True)[1]
+    elif groups is not None:
         if cfg.order == "time":
             raise DataError(
                 "data.split.by and data.split.order: time are two rules; choose one (by keeps "
                 "each group in one split, time splits chronologically)."
             )
         result = _by_group(n, cfg, seed, groups)
-        rule: dict[str, Any] = {"method": "group", "by": group_name, **result[1]}
+        rule = {"method": "group", "by": group_name, **result[1]}
         idx = result[0]
         fold_key = np.unique(groups.astype(str), return_inverse=True)[1]
     elif cfg.order == "time" or (cfg.order == "auto" and windows):
@@ -149,6 +157,19 @@ def split_samples(
     rule["leaky"] = leak_share >= LEAK_SHARE
     rule["leak"] = worst.to_dict() if rule["leaky"] and worst is not None else None
     return SplitResult(*idx, rule=rule, notes=tuple(notes), fold_key=fold_key)
+
+
+def _checked(
+    idx: tuple[np.ndarray, np.ndarray, np.ndarray], n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A hash split's positions, or a DataError when one split drew no sample."""
+    empty = [name for name, part in zip(("train", "val", "test"), idx) if len(part) == 0]
+    if empty:
+        raise DataError(
+            f"data.split.order: hash put no sample of {n:,} in {' or '.join(empty)}; hash "
+            "splits need more samples (or larger data.split fractions), or use order: random."
+        )
+    return idx
 
 
 def leak_warning(rule: dict[str, Any]) -> str | None:

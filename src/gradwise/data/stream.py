@@ -92,6 +92,7 @@ def stream_table(
     header: bool | None,
     expected: list[str] | None,
     batch_rows: int,
+    allow_empty: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """The table's rows in frames of exactly `batch_rows` rows (the last may hold fewer),
     indexed by row position in the whole table (0-based, across shards).
@@ -100,6 +101,7 @@ def stream_table(
         cfg: the run's data config (how its training file was read).
         header: whether each CSV's first row names the columns (None: as `csv_reading`).
         expected: the columns the run reads; a shard lacking one is refused by name.
+        allow_empty: a table without rows yields nothing (one shard of many may be empty).
 
     Raises:
         DataError: a shard cannot be read (the message names it), lacks a column the run
@@ -110,7 +112,7 @@ def stream_table(
         frame.index = pd.RangeIndex(n_rows, n_rows + len(frame))
         n_rows += len(frame)
         yield frame
-    if n_rows == 0:
+    if n_rows == 0 and not allow_empty:
         raise DataError(f"{shards.location} holds no rows.")
 
 
@@ -169,8 +171,17 @@ def _parquet_pieces(
     dataset = ds.dataset(path, format="parquet")
     _check_columns(dataset.schema.names, path, expected)
     # one batch read ahead keeps the disk busy while the model works, and memory at a batch
-    # (plus the row group being decoded) rather than pyarrow's default of 16 batches
-    for batch in dataset.to_batches(batch_size=batch_rows, batch_readahead=1, fragment_readahead=1):
+    # (plus the row group being decoded) rather than pyarrow's default of 16 batches; without
+    # pre-buffering, which reads a file's column chunks ahead in bulk (it pays on object
+    # stores, and took 1.7x the file's size in memory on a local disk)
+    unbuffered = ds.ParquetFragmentScanOptions(pre_buffer=False)
+    batches = dataset.to_batches(
+        batch_size=batch_rows,
+        batch_readahead=1,
+        fragment_readahead=1,
+        fragment_scan_options=unbuffered,
+    )
+    for batch in batches:
         if batch.num_rows:
             yield batch.to_pandas()
 
@@ -205,28 +216,51 @@ def _rebatch(pieces: Iterable[pd.DataFrame], batch_rows: int) -> Iterator[pd.Dat
 
 def sample_rows(frames: Iterable[pd.DataFrame], n: int, rng: np.random.Generator) -> pd.DataFrame:
     """A uniform sample of at most `n` rows of a stream, without replacement, in the stream's
-    order, holding at most `n` rows plus one batch (bottom-k sampling: each row draws a
-    uniform key and the `n` smallest keys win, so every subset of `n` rows is equally likely,
-    as with a reservoir). For `audit --against` and monitor replays over tables bigger than
-    memory.
+    order, holding at most `n` rows plus one batch (see `BottomK`). For `audit --against` and
+    monitor replays over tables bigger than memory.
 
     Args:
         frames: the table's batches (`stream_table`), indexed by row position.
         rng: the source of the keys (the caller's seed).
     """
-    kept: pd.DataFrame | None = None
-    keys = np.empty(0)
+    sample = BottomK(n, rng)
     for frame in frames:
-        joined = frame if kept is None else pd.concat([kept, frame])
-        keys = np.concatenate([keys, rng.random(len(frame))])
-        if len(joined) > n:
-            best = np.argpartition(keys, n - 1)[:n] if n else np.empty(0, dtype=np.int64)
+        sample.add(frame)
+    return sample.rows()
+
+
+class BottomK:
+    """A uniform sample of at most `n` rows of a stream, without replacement: each row draws a
+    uniform key and the `n` smallest keys win, so every subset of `n` rows is equally likely,
+    as with a reservoir. Holds at most `n` rows plus the frame being added."""
+
+    def __init__(self, n: int, rng: np.random.Generator) -> None:
+        self.n, self.rng = n, rng
+        self.kept: pd.DataFrame | None = None
+        self.keys = np.empty(0)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        drawn = self.rng.random(len(frame))
+        if self.kept is not None and len(self.kept) >= self.n:
+            # a full sample keeps only keys below its largest: the rest never enter, and
+            # leaving them out before joining saves copying the sample for every frame
+            enter = drawn < self.keys.max() if self.n else np.zeros(len(frame), bool)
+            frame, drawn = frame[enter], drawn[enter]
+            if len(frame) == 0:
+                return
+        joined = frame if self.kept is None else pd.concat([self.kept, frame])
+        keys = np.concatenate([self.keys, drawn])
+        if len(joined) > self.n:
+            best = np.argpartition(keys, self.n - 1)[: self.n] if self.n else np.empty(0, int)
             joined, keys = joined.iloc[best], keys[best]
-        kept = joined
-    if kept is None:
-        return pd.DataFrame()
-    order = np.argsort(kept.index.to_numpy(), kind="stable")
-    return kept.iloc[order]
+        self.kept, self.keys = joined, keys
+
+    def rows(self) -> pd.DataFrame:
+        """The sample in the stream's order (by index: the rows' positions)."""
+        if self.kept is None:
+            return pd.DataFrame()
+        order = np.argsort(self.kept.index.to_numpy(), kind="stable")
+        return self.kept.iloc[order]
 
 
 @contextlib.contextmanager

@@ -296,16 +296,36 @@ def _is_number(text: str) -> bool:
 # ------------------------------------------------------------------ building a dataset
 
 
+TRANSFORM_ROWS = 65_536  # rows transformed at a time: float64 temporaries of that many rows
+
+
+def transform_in_chunks(prep: TabularPreprocessor, x_df: pd.DataFrame) -> np.ndarray:
+    """`prep.transform` of every row, a chunk at a time (rows are transformed one by one, so
+    the result is the same): memory holds the float32 result, not float64 copies of all."""
+    n = len(x_df)
+    if n <= TRANSFORM_ROWS:
+        return prep.transform(x_df)
+    out = np.empty((n, prep.n_features), dtype=np.float32)
+    for start in range(0, n, TRANSFORM_ROWS):
+        out[start : start + TRANSFORM_ROWS] = prep.transform(
+            x_df.iloc[start : start + TRANSFORM_ROWS]
+        )
+    return out
+
+
 def build_tabular(
     df: pd.DataFrame,
     cfg: DataConfig,
     seed: int,
     indices: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    classes: np.ndarray | None = None,
 ) -> Dataset:
     """A table: the target column's classes or values from the other columns.
 
     Args:
         indices: the train, val and test row positions; None: drawn from cfg.split.
+        classes: the target's classes when `df` holds a sample of the table (a stream's
+            held rows); None: the classes in `df`.
 
     Raises:
         DataError: the target or a dropped column is missing, or the target has gaps.
@@ -341,11 +361,11 @@ def build_tabular(
         for col, n in prep.count_missing(x_df).items()
     )
     spec = (
-        TargetSpec.fit_classes(y_raw, target)
+        TargetSpec.fit_classes(y_raw if classes is None else classes, target)
         if task == "classification"
         else TargetSpec.fit_regression(y_raw[tr], target)
     )
-    x = prep.transform(x_df)
+    x = transform_in_chunks(prep, x_df)
     y = spec.encode(y_raw)
     schema = Schema(
         kind="tabular",

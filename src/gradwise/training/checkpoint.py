@@ -137,12 +137,15 @@ def save_checkpoint(
     noise: torch.Generator,
     history: list[dict[str, float]],
     wall_s: float,
+    within: dict[str, Any] | None = None,
 ) -> None:
     """Everything needed to continue exactly where this epoch ended, in one atomic file.
 
     Args:
         best_state: the best epoch's weights when they are not the model's current ones
             (restore_best and an earlier best epoch); None otherwise.
+        within: the position inside the epoch after the last complete one
+            (`gradwise.training.position.Position`), for a checkpoint between steps.
     """
     opt_tensors, opt_meta = pack_optimizer(opt)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -151,7 +154,8 @@ def save_checkpoint(
     tensors.update(opt_tensors)
     tensors.update(_rng_tensors(order, noise))
     meta = {
-        "epoch": int(history[-1]["epoch"]),
+        "epoch": int(history[-1]["epoch"]) if history else 0,
+        "within": within,
         "optimizer": opt_meta,
         "schedule": sched.state_dict(),
         "early_stopping": early.state_dict(),
@@ -169,12 +173,13 @@ def restore_checkpoint(
     early: EarlyStopping,
     order: torch.Generator,
     noise: torch.Generator,
-) -> tuple[int, float, list[dict[str, float]], dict[str, Tensor]]:
+) -> tuple[int, float, list[dict[str, float]], dict[str, Tensor], dict[str, Any] | None]:
     """Load a checkpoint into the model, optimizer, schedule, early stopping and generators.
 
     Returns:
-        The epoch to start from, the wall time so far, the history, and the best epoch's
-        weights when they differ from the model's (empty: the checkpoint's epoch was best).
+        The epoch to start from, the wall time so far, the history, the best epoch's
+        weights when they differ from the model's (empty: the checkpoint's epoch was best),
+        and the position inside the epoch to start from (None: its start).
     """
     path = out / CHECKPOINT
     if not path.is_file():
@@ -197,4 +202,5 @@ def restore_checkpoint(
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     # Without best.* tensors the checkpoint's epoch was the best one (or restore_best is off).
     best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-    return int(meta["epoch"]) + 1, float(meta["wall_s"]), history, best_state
+    within = meta.get("within")
+    return int(meta["epoch"]) + 1, float(meta["wall_s"]), history, best_state, within

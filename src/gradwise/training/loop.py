@@ -19,6 +19,7 @@ from gradwise.config import Config, TrainConfig
 from gradwise.data.augment import make_augment
 from gradwise.data.batcher import Batcher
 from gradwise.data.dataset import Dataset
+from gradwise.data.stream_train import StreamBatcher
 from gradwise.errors import ConfigError, TrainingDiverged
 from gradwise.evaluate.evaluator import EvalSettings
 from gradwise.models.moe import expert_shares
@@ -27,11 +28,13 @@ from gradwise.training.checkpoint import (
     save_checkpoint,
     save_tensors,
 )
-from gradwise.training.diagnostics import dead_relu_fraction, layer_grad_norms
+from gradwise.training.diagnostics import dead_relu_fraction
 from gradwise.training.early_stopping import EarlyStopping
+from gradwise.training.epoch import Loop, train_epoch
 from gradwise.training.epochs import epochs_reason, resolved_epochs
 from gradwise.training.objectives import Objective
 from gradwise.training.optim import Schedule, decay_groups, make_optimizer
+from gradwise.training.position import Position, SaveWithin
 from gradwise.training.precision import (
     Bf16Weights,
     cpu_has_native_bf16,
@@ -137,8 +140,10 @@ def fit(
     saver = _Saver(out, loop, past, tc) if out is not None and parallel.is_main else None
     early = loop.early
     stopped_early, stop_reason, last_epoch = early.should_stop, None, past.start_epoch - 1
+    within = _within_saver(saver, loop)
     for epoch in range(past.start_epoch, loop.epochs + 1) if not stopped_early else ():
-        record = _one_epoch(loop, data, objective, tc, epoch, progress)
+        start, past.within = past.within, None
+        record = _one_epoch(loop, data, objective, tc, epoch, progress, start, within)
         _keep(record, epoch, loop, past, tc, out if saver else None)
         last_epoch = epoch
         is_last = epoch == loop.epochs or early.should_stop
@@ -167,26 +172,17 @@ def fit(
     )
 
 
-@dataclass
-class _Loop:
-    """What `fit` sets up once and every epoch uses."""
+def _within_saver(saver: _Saver | None, loop: Loop) -> SaveWithin | None:
+    """Checkpoints inside an epoch, every train.checkpoint_every_s seconds: for a streamed
+    table only (an epoch in memory is short, and its order is drawn once at its start)."""
+    if saver is None or not saver.tc.checkpoint or not isinstance(loop.batches, StreamBatcher):
+        return None
 
-    model: nn.Module
-    forward: nn.Module  # the model, wrapped for DDP and torch.compile when asked
-    ddp: nn.parallel.DistributedDataParallel | None
-    device: torch.device
-    memory_format: torch.memory_format | None
-    amp: Callable[[], Any]
-    settings: EvalSettings
-    batches: Batcher
-    opt: torch.optim.Optimizer
-    sched: Schedule
-    early: EarlyStopping
-    epochs: int  # train.epochs, or what resolved_epochs chose for it
-    order: torch.Generator  # the batch order
-    noise: torch.Generator  # augmentation and the objective's noise, one stream per rank
-    penalty: Callable[[], Tensor] | None
-    bf16: Bf16Weights | None  # bf16 copies of the weights (train.precision: bf16)
+    def save_within(position: Callable[[], Position]) -> None:
+        if saver.is_due(False):
+            saver.save(None, position())
+
+    return save_within
 
 
 @dataclass
@@ -197,10 +193,11 @@ class _Past:
     best_state: dict[str, Tensor] | None  # a copy of the best epoch's weights
     start_epoch: int
     wall_before: float  # training seconds before a resume
+    within: Position | None = None  # a part-done epoch to finish first (a resume)
     started: float = field(default_factory=time.perf_counter)
 
 
-def _set_up(model: nn.Module, data: Dataset, cfg: Config, parallel: Parallel) -> _Loop:
+def _set_up(model: nn.Module, data: Dataset, cfg: Config, parallel: Parallel) -> Loop:
     """Move the model to its device and build the batches, optimizer and schedule."""
     tc = cfg.train
     device = resolve_device(tc.device)
@@ -221,25 +218,13 @@ def _set_up(model: nn.Module, data: Dataset, cfg: Config, parallel: Parallel) ->
         forward = bf16.forward
     order = torch.Generator().manual_seed(cfg.seed)
     noise = torch.Generator().manual_seed(cfg.seed + 1 + parallel.rank)
-    train_split = data.train
-    if device.type != "cpu":
-        train_split = type(train_split)(train_split.x.to(device), train_split.y.to(device))
-    batches = Batcher(
-        train_split,
-        tc.batch_size,
-        shuffle=True,
-        order=order,
-        augment=make_augment(cfg.data.augment, data.schema.kind),
-        noise=noise,
-        rank=parallel.rank,
-        world_size=parallel.world_size,
-    )
+    batches = _batches(data, cfg, device, order, noise, parallel)
     opt = make_optimizer(model, tc.optimizer)
     steps = max(1, math.ceil(len(batches) / tc.accumulate))
     epochs = resolved_epochs(tc, steps)
     if tc.epochs is None:
         log.info(epochs_reason(tc, steps))
-    return _Loop(
+    return Loop(
         model=model,
         forward=forward,
         ddp=ddp,
@@ -259,18 +244,48 @@ def _set_up(model: nn.Module, data: Dataset, cfg: Config, parallel: Parallel) ->
     )
 
 
-def _start(loop: _Loop, tc: TrainConfig, out: Path | None, resume: bool, writes: bool) -> _Past:
+def _batches(
+    data: Dataset,
+    cfg: Config,
+    device: torch.device,
+    order: torch.Generator,
+    noise: torch.Generator,
+    parallel: Parallel,
+) -> Batcher | StreamBatcher:
+    """The training batches: slices of the tensors in memory, or a streamed table's rows."""
+    augment = make_augment(cfg.data.augment, data.schema.kind)
+    rank, world = parallel.rank, parallel.world_size
+    if data.stream is not None:
+        bs = cfg.train.batch_size
+        return StreamBatcher(data.stream, bs, cfg.seed, device, augment, noise, rank, world)
+    train_split = data.train
+    if device.type != "cpu":
+        train_split = type(train_split)(train_split.x.to(device), train_split.y.to(device))
+    return Batcher(train_split, cfg.train.batch_size, True, order, augment, noise, rank, world)
+
+
+def _start(loop: Loop, tc: TrainConfig, out: Path | None, resume: bool, writes: bool) -> _Past:
     """The state to start from: the checkpoint's (resume), or nothing (metrics.jsonl is
     emptied when this process writes)."""
     if resume:
         assert out is not None
-        start_epoch, wall_before, records, best_state = restore_checkpoint(
+        start_epoch, wall_before, records, best_state, within = restore_checkpoint(
             out, loop.model, loop.opt, loop.sched, loop.early, loop.order, loop.noise
         )
         keep_best = tc.early_stopping.restore_best
         best = (best_state or _copy_state(loop.model)) if keep_best else None
-        log.info("resumed from epoch %d of %d", start_epoch - 1, loop.epochs)
-        return _Past(records, best, start_epoch, wall_before)
+        at = Position.from_dict(within)
+        if at is not None:
+            log.info(
+                "resumed in epoch %d of %d after batch %d of %d",
+                at.epoch,
+                loop.epochs,
+                at.batches,
+                len(loop.batches),
+            )
+        else:
+            log.info("resumed from epoch %d of %d", start_epoch - 1, loop.epochs)
+        return _Past(records, best, start_epoch, wall_before, at)
     if writes:
         assert out is not None
         (out / "metrics.jsonl").write_text("")
@@ -278,33 +293,26 @@ def _start(loop: _Loop, tc: TrainConfig, out: Path | None, resume: bool, writes:
 
 
 def _one_epoch(
-    loop: _Loop,
+    loop: Loop,
     data: Dataset,
     objective: Objective,
     tc: TrainConfig,
     epoch: int,
     progress: ProgressFn | None,
+    start: Position | None = None,
+    save_within: SaveWithin | None = None,
 ) -> dict[str, float]:
-    """Train one epoch and validate: the epoch's record (metrics.jsonl's line)."""
+    """Train one epoch (or the rest of one, from `start`) and validate: the epoch's record
+    (metrics.jsonl's line)."""
     t0 = time.perf_counter()
     if tc.unfreeze_epoch is not None and epoch >= tc.unfreeze_epoch and tc.freeze:
         unfreeze(loop.model)
         if epoch == tc.unfreeze_epoch:
             log.info("epoch %d: unfroze %s", epoch, ", ".join(tc.freeze))
-    train_loss, max_norm, grad_norms = _train_epoch(
-        loop.forward,
-        loop.model,
-        loop.batches,
-        loop.opt,
-        loop.sched,
-        objective,
-        loop.noise,
-        tc,
-        loop.amp,
-        loop.penalty,
-        loop.ddp,
-        loop.bf16,
-        _bind(progress, epoch),
+    start = start or Position(epoch)
+    loop.batches.begin(epoch, start.batches)
+    train_loss, max_norm, grad_norms = train_epoch(
+        loop, objective, tc, _bind(progress, epoch), start, save_within
     )
     _check_divergence(train_loss, max_norm, epoch, loop.sched, tc)
     val = objective.metrics(loop.model, data.val, loop.settings)
@@ -329,7 +337,7 @@ def _one_epoch(
 def _keep(
     record: dict[str, float],
     epoch: int,
-    loop: _Loop,
+    loop: Loop,
     past: _Past,
     tc: TrainConfig,
     out: Path | None,
@@ -349,7 +357,7 @@ class _Saver:
     """Writes the weights and the checkpoint of a run directory (rank 0), and says when they
     are due: after the last epoch, and every `train.checkpoint_every_s` seconds."""
 
-    def __init__(self, out: Path, loop: _Loop, past: _Past, tc: TrainConfig) -> None:
+    def __init__(self, out: Path, loop: Loop, past: _Past, tc: TrainConfig) -> None:
         self.out, self.loop, self.past, self.tc = out, loop, past, tc
         self.saved_at = past.started
         self.weights_epoch = -1  # the best epoch whose weights model.safetensors holds
@@ -357,17 +365,17 @@ class _Saver:
     def is_due(self, is_last: bool) -> bool:
         return is_last or time.perf_counter() - self.saved_at >= self.tc.checkpoint_every_s
 
-    def save(self, epoch: int) -> None:
+    def save(self, epoch: int | None, within: Position | None = None) -> None:
         """model.safetensors holds the weights the run would end with now: the best epoch's
         (restore_best; written again only when a new epoch is best) or the latest; then the
-        checkpoint."""
+        checkpoint (`within`: inside an epoch, at that position; `epoch` is then None)."""
         loop, past, early = self.loop, self.past, self.loop.early
         if past.best_state is None or self.weights_epoch != early.best_epoch:
             weights = loop.model.state_dict() if past.best_state is None else past.best_state
             save_tensors(self.out / "model.safetensors", weights)
             self.weights_epoch = early.best_epoch
         if self.tc.checkpoint:
-            best_apart = past.best_state if early.best_epoch != epoch else None
+            best_apart = past.best_state if epoch is None or early.best_epoch != epoch else None
             wall_s = past.wall_before + time.perf_counter() - past.started
             save_checkpoint(
                 self.out,
@@ -380,6 +388,7 @@ class _Saver:
                 loop.noise,
                 past.records,
                 wall_s,
+                within.to_dict() if within is not None else None,
             )
         self.saved_at = time.perf_counter()
 
@@ -395,7 +404,7 @@ def _log_early_stop(early: EarlyStopping, epoch: int) -> None:
     )
 
 
-def _restore_best(loop: _Loop, past: _Past, last_epoch: int) -> bool:
+def _restore_best(loop: Loop, past: _Past, last_epoch: int) -> bool:
     """Load the best epoch's weights when training ended on another; whether it did."""
     early = loop.early
     if past.best_state is None or early.best_epoch == last_epoch:
@@ -422,78 +431,6 @@ def _epoch_end(
     except StopTraining as stop:
         return str(stop) or "stopped by the epoch callback"
     return None
-
-
-def _train_epoch(
-    forward: nn.Module,
-    model: nn.Module,
-    batches: Batcher,
-    opt: torch.optim.Optimizer,
-    sched: Schedule,
-    objective: Objective,
-    gen: torch.Generator,
-    tc: TrainConfig,
-    amp: Callable[[], Any],
-    penalty: Callable[[], Tensor] | None,
-    ddp: nn.parallel.DistributedDataParallel | None,
-    bf16: Bf16Weights | None,
-    progress: Callable[[int, int], None] | None,
-) -> tuple[float, float | None, dict[str, float]]:
-    """One pass over the training batches; returns mean loss, max gradient norm, layer norms."""
-    model.train()
-    if bf16 is not None:  # the fp32 weights may have changed: a resume, an unfreeze
-        bf16.refresh()
-    params = [p for p in model.parameters() if p.requires_grad]
-    n_batches = len(batches)
-    k = tc.accumulate
-    losses: list[Tensor] = []  # one per batch, summed after the epoch: no arithmetic per step
-    sizes: list[int] = []
-    max_norm: Tensor | None = None
-    grad_norms: dict[str, float] = {}
-    report_every = max(1, n_batches // 50)
-    for i, (xb, yb) in enumerate(batches):
-        group_start = (i // k) * k
-        group_size = min(k, n_batches - group_start)
-        boundary = i - group_start + 1 == group_size
-        with _no_sync(ddp, boundary):
-            with amp():
-                loss = objective.loss(forward, xb, yb, gen)
-                if penalty is not None:
-                    loss = loss + penalty()
-            # loss / 1 would add an op (and its backward) per step and change nothing
-            (loss if group_size == 1 else loss / group_size).backward()
-            if bf16 is not None:
-                bf16.grads_to_master()
-        losses.append(loss.detach())
-        sizes.append(len(xb))
-        if boundary:
-            if tc.diagnostics and i + 1 == n_batches:
-                grad_norms = layer_grad_norms(model)
-            if tc.grad_clip:  # 0 or None: no clipping
-                norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-                max_norm = norm if max_norm is None else torch.maximum(max_norm, norm)
-            sched.apply(opt)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if bf16 is not None:
-                bf16.refresh()
-            sched.step += 1
-        if progress is not None and (i % report_every == 0 or i + 1 == n_batches):
-            progress(i + 1, n_batches)
-    return _mean_loss(losses, sizes), None if max_norm is None else float(max_norm), grad_norms
-
-
-def _mean_loss(losses: list[Tensor], sizes: list[int]) -> float:
-    """The size-weighted mean of per-batch losses, summed in float64 in batch order."""
-    total = 0.0
-    for loss, n in zip(torch.stack(losses).tolist() if losses else [], sizes):
-        total += loss * n
-    return total / max(sum(sizes), 1)
-
-
-def _no_sync(ddp: nn.parallel.DistributedDataParallel | None, boundary: bool) -> Any:
-    # Accumulating micro-batches need no all-reduce until the step that uses them.
-    return ddp.no_sync() if ddp is not None and not boundary else contextlib.nullcontext()
 
 
 def _bf16_weights(model: nn.Module, tc: TrainConfig, parallel: Parallel) -> Bf16Weights | None:
