@@ -6,7 +6,7 @@ import pytest
 import torch
 from pydantic import TypeAdapter
 
-from gradwise.config import Augment
+from gradwise.config.data import Augment
 from gradwise.data.augment import make_augment
 from gradwise.errors import ConfigError
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradwise.config import (
+from gradwise.config.data import (
     Augment,
     CropAugment,
     FlipAugment,
