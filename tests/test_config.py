@@ -109,3 +109,15 @@ def test_csv_separator_is_one_character_and_a_written_tab_escape_means_tab():
         load_config({"data": {**csv, "separator": ";;"}})
     with pytest.raises(ConfigError, match=r"data.quoting: .*'minimal' or 'none'"):
         load_config({"data": {**csv, "quoting": "all"}})
+
+
+def test_the_config_names_where_the_work_runs_and_a_flag_overrides_it():
+    from gradwise.api import _where
+
+    cfg = load_config({"backend": "ray", "address": "10.0.0.1:6379"})
+    assert _where(None, None, cfg) == ("ray", "10.0.0.1:6379")
+    assert _where("local", None, cfg)[0] == "local"
+    assert _where(None, "auto", cfg) == ("ray", "auto")
+    assert _where(None, None, load_config({})) == ("local", None)
+    with pytest.raises(ConfigError, match="backend"):
+        load_config({"backend": "spark"})

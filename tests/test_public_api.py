@@ -39,6 +39,7 @@ EXPECTED_ALL = [
     "compare",
     "evaluate_file",
     "explain",
+    "explain_file",
     "load",
     "lr_find",
     "monitor",

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from gradwise.deploy.cost import BenchReport
     from gradwise.deploy.tradeoff import TradeOff
     from gradwise.evaluate.compare import Comparison
-    from gradwise.explaining import Explanation
+    from gradwise.explaining import Explanation, StreamExplanation
     from gradwise.monitoring import MonitorReport, WindowResult
     from gradwise.reporting import Report
     from gradwise.reporting.documents import Document, DocumentTemplate
@@ -45,6 +45,7 @@ __all__ = [
     "compare",
     "evaluate_file",
     "explain",
+    "explain_file",
     "load",
     "lr_find",
     "monitor",
@@ -75,7 +76,7 @@ def train(
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     progress: ProgressFn | None = None,
     parallel: Parallel | None = None,
-    backend: Backend = "local",
+    backend: Backend | None = None,
     address: str | None = None,
     workers: int = 2,
     **overrides: Any,
@@ -91,9 +92,10 @@ def train(
         quiet: no log lines on stderr (the run's train.log is always written).
         on_epoch_end: called with each epoch's record (a dict of floats).
         backend: "ray" trains with Ray Train's TorchTrainer on `workers` workers, through
-            the same DDP path as torchrun, into the same run directory.
-        address: with backend "ray", the cluster (or "auto"); None: RAY_ADDRESS, else a
-            local cluster started and stopped for the call.
+            the same DDP path as torchrun, into the same run directory; None: the
+            config's `backend:` key (default local).
+        address: with backend "ray", the cluster (or "auto"); None: the config's
+            `address:`, else RAY_ADDRESS, else a local cluster started and stopped for the call.
         **overrides: dotted keys, e.g. `**{"train.epochs": 5}`.
 
     Returns:
@@ -107,7 +109,8 @@ def train(
     from gradwise.training.loop import Parallel
 
     cfg = load_config(config, overrides)
-    if _backend(backend) == "ray":
+    where, address = _where(backend, address, cfg)
+    if where == "ray":
         from gradwise.backends.ray_train import train_ray
 
         return train_ray(
@@ -261,6 +264,39 @@ def explain(
     )
 
 
+def explain_file(
+    run: Run | str | Path,
+    data: str,
+    out: str | Path,
+    *,
+    method: str | None = None,
+    header: bool | None = None,
+    batch_rows: int = 4096,
+    progress: Callable[[int], None] | None = None,
+) -> StreamExplanation:
+    """Attribute every row of a CSV or parquet table (a file, a folder of shards or a glob)
+    into `out` (parquet when it ends in .parquet, else CSV): per row its position, prediction
+    and one attribution per raw column, `batch_rows` rows at a time (rounded up to a multiple
+    of train.eval_batch_size), so memory holds one batch. The importance over all rows (mean
+    |attribution| per column) goes to RUN/explain/stream.json.
+
+    Args:
+        run: a Run or its directory, trained on a table.
+        data: the table, as `gradwise predict` takes it (csv:PATH, a path, a glob).
+        method: ig (integrated gradients) or saliency; None: the run's `explain.method`.
+        header: whether each CSV's first row names the columns (None: as the training file).
+        progress: called with the number of rows done after each batch.
+
+    Returns:
+        A StreamExplanation: rows written, the importance per column, wall time.
+    """
+    from gradwise.explaining import explain_file as explain_rows
+
+    loaded = _run(run)
+    chosen = method or loaded.config.explain.method
+    return explain_rows(loaded, data, Path(out), chosen, header, batch_rows, progress)
+
+
 def tune(
     config: ConfigSource,
     out: str | Path | None = None,
@@ -268,7 +304,7 @@ def tune(
     *,
     overrides: dict[str, Any] | list[str] | None = None,
     progress: TuneProgress | None = None,
-    backend: Backend = "local",
+    backend: Backend | None = None,
     address: str | None = None,
     **changes: Any,
 ) -> TuneResult:
@@ -289,9 +325,10 @@ def tune(
             `["train.epochs=20", "tune.trials=10"]` (as --set gives them).
         progress: called with (trials done, budget, best value so far) as trials finish.
         backend: "ray" runs the trials as Ray Tune trials driven by the same Optuna sampler
-            (one at a time unless `nproc` > 1: then the same best trial is not promised).
-        address: with backend "ray", the cluster (or "auto"); None: RAY_ADDRESS, else a
-            local cluster started and stopped for the call.
+            (one at a time unless `nproc` > 1: then the same best trial is not promised);
+            None: the config's `backend:` key (default local).
+        address: with backend "ray", the cluster (or "auto"); None: the config's
+            `address:`, else RAY_ADDRESS, else a local cluster started and stopped for the call.
         **changes: TuneSettings fields to change (`trials=10`, `pruner="none"`,
             `budget_s=600`, ...); dotted keys change the config itself first, e.g.
             `**{"train.epochs": 20}` (and `**{"tune.trials": 10}` its tune: section).
@@ -310,7 +347,8 @@ def tune(
     cfg = load_config(config, {**parse_overrides(overrides), **dotted})
     plain = {k: v for k, v in changes.items() if "." not in k}
     chosen = settings_with(settings or cfg.tune, "tune", plain)
-    if _backend(backend) == "ray":
+    where, address = _where(backend, address, cfg)
+    if where == "ray":
         from gradwise.backends.ray_tune import tune_ray
 
         return tune_ray(cfg, out, chosen, address=address, concurrent=chosen.nproc)
@@ -421,6 +459,8 @@ def monitor(
     run: Run | str | Path,
     settings: MonitorSettings | None = None,
     *,
+    replay: str | None = None,
+    labels: str | None = None,
     on_window: Callable[[WindowResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     **changes: Any,
@@ -433,6 +473,10 @@ def monitor(
 
     Args:
         settings: a MonitorSettings; default: the run's config `monitor:` section.
+        replay: instead of the store, a CSV or parquet table (a file, a folder of shards or a
+            glob), predicted and watched window by window as if it had been served; memory
+            holds about a window, not the table. Windows count instances.
+        labels: with `replay`: the table's column of true labels (the feedback).
         on_window: called with each window as it is evaluated.
         should_stop: with `follow`: polled after each pass; True ends the watch.
         **changes: MonitorSettings fields to change: `store` (default
@@ -442,12 +486,27 @@ def monitor(
 
     Returns:
         A MonitorReport (`.alerted` is True when a threshold was crossed).
+
+    Raises:
+        ConfigError: `labels` without `replay`, or `replay` with `follow` or `store`.
     """
-    from gradwise.monitoring import watch
+    from gradwise.errors import ConfigError
+    from gradwise.monitoring import replay_table, watch
 
     loaded = _run(run)
     chosen = settings_with(settings or loaded.config.monitor, "monitor", changes)
-    return watch(loaded, chosen, on_window=on_window, should_stop=should_stop)
+    if replay is None:
+        if labels is not None:
+            raise ConfigError(
+                f"--labels {labels} names the label column of a --replay table; served "
+                "traffic's labels are the feedback in its store."
+            )
+        return watch(loaded, chosen, on_window=on_window, should_stop=should_stop)
+    if chosen.follow or changes.get("store") is not None:
+        raise ConfigError(
+            "--replay reads a table instead of the store, once: drop --follow and --store."
+        )
+    return replay_table(loaded, chosen, replay, labels, on_window=on_window)
 
 
 @overload
@@ -533,7 +592,7 @@ def predict_file(
     header: bool | None = None,
     batch_rows: int = 65536,
     progress: Callable[[int], None] | None = None,
-    backend: Backend = "local",
+    backend: Backend | None = None,
     address: str | None = None,
 ) -> PredictSummary:
     """Predict every row of `source` into `out` (parquet when it ends in .parquet, else CSV),
@@ -551,23 +610,26 @@ def predict_file(
         header: whether each CSV's first row names the columns (None: as the training file).
         progress: called with the number of rows done after each batch.
         backend: "ray" maps the batches over a Ray cluster's actors (one model each), in
-            input order, with the same output (a headed CSV or parquet table only).
-        address: with backend "ray", the cluster (or "auto"); None: RAY_ADDRESS, else a
-            local cluster started and stopped for the call.
+            input order, with the same output (a headed CSV or parquet table only); None:
+            the run's config `backend:` key (default local).
+        address: with backend "ray", the cluster (or "auto"); None: the run's config
+            `address:`, else RAY_ADDRESS, else a local cluster started and stopped for the call.
 
     Returns:
         Rows written, wall time, whether the input was streamed, rows answered (abstain).
     """
     from gradwise.run_predict import predict_file as predict_rows
 
-    if _backend(backend) == "ray":
+    loaded = _run(run)
+    where, address = _where(backend, address, loaded.config)
+    if where == "ray":
         from gradwise.backends.ray_predict import predict_ray_summary
 
         return predict_ray_summary(
-            _run(run), source, Path(out), keep or [], intervals, abstain, batch_rows, address
+            loaded, source, Path(out), keep or [], intervals, abstain, batch_rows, address
         )
     return predict_rows(
-        _run(run), source, Path(out), keep or [], intervals, abstain, header, batch_rows, progress
+        loaded, source, Path(out), keep or [], intervals, abstain, header, batch_rows, progress
     )
 
 
@@ -577,7 +639,7 @@ def evaluate_file(
     *,
     header: bool | None = None,
     batch_rows: int = 65536,
-    backend: Backend = "local",
+    backend: Backend | None = None,
     address: str | None = None,
 ) -> dict[str, float]:
     """Metrics of the run on new labelled data (a table, file, folder of shards or glob, read
@@ -586,17 +648,22 @@ def evaluate_file(
     on a Ray cluster (`address` as for `predict_file`) and the metrics here."""
     from gradwise.run_predict import evaluate_file as evaluate_rows
 
-    if _backend(backend) == "ray":
+    loaded = _run(run)
+    where, address = _where(backend, address, loaded.config)
+    if where == "ray":
         from gradwise.backends.ray_predict import evaluate_ray
 
-        return evaluate_ray(_run(run), source, address=address, batch_rows=batch_rows)
-    return evaluate_rows(_run(run), source, header, batch_rows)
+        return evaluate_ray(loaded, source, address=address, batch_rows=batch_rows)
+    return evaluate_rows(loaded, source, header, batch_rows)
 
 
-def _backend(backend: str) -> str:
-    if backend not in ("local", "ray"):
-        raise GradwiseError(f"backend {backend!r} is not known: use local or ray.")
-    return backend
+def _where(backend: str | None, address: str | None, cfg: Config) -> tuple[str, str | None]:
+    """The backend and cluster address a verb uses: the arguments, else the config's
+    `backend:` and `address:` keys."""
+    chosen = backend if backend is not None else cfg.backend
+    if chosen not in ("local", "ray"):
+        raise GradwiseError(f"backend {chosen!r} is not known: use local or ray.")
+    return chosen, address if address is not None else cfg.address
 
 
 def _run(run: Run | str | Path) -> Run:

@@ -114,3 +114,27 @@ def test_the_cli_runs_predict_and_evaluate_on_ray(ray_cluster: Any, trained: Any
         app, ["evaluate", str(run.path), "--data", str(folder / "cli.csv"), "--backend", "ray"]
     )
     assert evaluated.exit_code == 0, evaluated.output
+
+
+def test_a_run_whose_config_says_ray_predicts_on_ray_unless_the_flag_says_local(
+    ray_cluster: Any, trained: Any, tmp_path: Path
+) -> None:
+    import shutil
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from gradwise.cli import app
+
+    run, folder = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    (copy / "config.yaml").write_text(yaml.safe_dump({**cfg, "backend": "ray"}))
+    _table(50, 5).to_csv(folder / "cfg.csv", index=False)
+    args = ["predict", str(copy), str(folder / "cfg.csv"), "--out"]
+    on_ray = CliRunner().invoke(app, [*args, str(tmp_path / "a.csv")])
+    assert on_ray.exit_code == 0 and "on Ray" in on_ray.output, on_ray.output
+    local = CliRunner().invoke(app, [*args, str(tmp_path / "b.csv"), "--backend", "local"])
+    assert local.exit_code == 0 and "on Ray" not in local.output, local.output
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()

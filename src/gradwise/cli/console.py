@@ -92,12 +92,12 @@ QuietOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="print JSON")]
 BackendOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--backend",
         metavar="local|ray",
         help="where the work runs: this process (local) or a Ray cluster (ray; pip install "
-        "'gradwise[ray]')",
+        "'gradwise[ray]'); default: the config's backend: key (local)",
     ),
 ]
 AddressOpt = Annotated[

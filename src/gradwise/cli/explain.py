@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from gradwise.cli.console import JsonOpt, RunArg, SetOpt, handles_errors, out_console, verb_changes
+from gradwise.cli.console import (
+    JsonOpt,
+    RunArg,
+    SetOpt,
+    err_console,
+    handles_errors,
+    out_console,
+    verb_changes,
+)
+from gradwise.cli.predict import HeaderOpt
+from gradwise.errors import ConfigError
+
+STREAM_BATCH_ROWS = 4096
 
 
 @handles_errors
@@ -32,19 +48,51 @@ def explain(
     split: Annotated[
         str | None, typer.Option(metavar="SPLIT", help="train, val or test (default test)")
     ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TABLE",
+            help="explain every row of this CSV/parquet table (a file, a folder of shards or a "
+            "glob such as 'data/*.parquet'), streamed in batches into --out",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="with --data: write one row of attributions per input row here (parquet if "
+            "it ends in .parquet, else CSV)",
+        ),
+    ] = None,
+    batch_rows: Annotated[
+        int,
+        typer.Option(
+            "--batch-rows",
+            min=1,
+            metavar="N",
+            help="with --data: rows read, attributed and written at a time (rounded up to a "
+            "multiple of train.eval_batch_size); memory grows with N, not with the table",
+        ),
+    ] = STREAM_BATCH_ROWS,
+    header: HeaderOpt = None,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Why the run decides what it decides: attributions, importance, attention, activations.
 
     Attributions per row, feature importance (tables), attention maps (transformers) and
-    activation statistics; writes RUN/explain/explain.json and its pictures.
+    activation statistics; writes RUN/explain/explain.json and its pictures. With --data TABLE
+    --out FILE, attributes every row of a table in batches and writes the importance over
+    all rows to RUN/explain/stream.json.
     """
     import json
 
     import gradwise
 
     changes = verb_changes("explain", set_, rows=rows, method=method, split=split)
+    if data is not None or out is not None:
+        _explain_table(run_dir, data, out, changes, header, batch_rows, as_json)
+        return
     result = gradwise.explain(run_dir, **changes)
     if as_json:
         out_console.print_json(json.dumps(result.to_dict(), default=str))
@@ -58,6 +106,87 @@ def explain(
     out_console.print(
         f"wrote {run_dir}/explain/: {', '.join(result.files)}", highlight=False, soft_wrap=True
     )
+
+
+def _explain_table(
+    run_dir: Path,
+    data: str | None,
+    out: Path | None,
+    changes: dict[str, Any],
+    header: bool | None,
+    batch_rows: int,
+    as_json: bool,
+) -> None:
+    """`--data TABLE --out FILE`: every row attributed into FILE, a live rows-per-second line
+    on a terminal, the importance table and one closing line."""
+    import json
+
+    import gradwise
+
+    if data is None or out is None:
+        given, needed = ("--data", "--out FILE.csv") if out is None else ("--out", "--data TABLE")
+        raise ConfigError(f"{given} explains a whole table into a file: add {needed}.")
+    if {"rows", "split"} & changes.keys():
+        raise ConfigError(
+            "--rows and --split pick rows of the run's own splits; --data explains every row "
+            "of TABLE: give one or the other."
+        )
+    with _rate_line() as progress:
+        result = gradwise.explain_file(
+            run_dir,
+            data,
+            out,
+            method=changes.get("method"),
+            header=header,
+            batch_rows=batch_rows,
+            progress=progress,
+        )
+    if as_json:
+        out_console.print_json(json.dumps(result.to_dict()))
+        return
+    out_console.print(stream_importance_table(result))
+    for note in result.notes:
+        out_console.print(f"note: {note}", highlight=False)
+    out_console.print(
+        f"{result.rows} explanations written to {out} in {result.wall_s:.1f} s "
+        f"({result.rows_per_s:,.0f} rows/s, streamed); importance: "
+        f"{run_dir}/explain/stream.json",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@contextlib.contextmanager
+def _rate_line() -> Iterator[Callable[[int], None]]:
+    """A progress callback: on a terminal, one stderr line rewritten with rows done and rows
+    per second; elsewhere (a log, a pipe) silent, the closing line says it all."""
+    started = time.perf_counter()
+    if not err_console.is_terminal:
+        yield lambda rows: None
+        return
+    with err_console.status("explaining") as status:
+
+        def show(rows: int) -> None:
+            rate = rows / max(time.perf_counter() - started, 1e-9)
+            status.update(f"explained {rows:,} rows ({rate:,.0f} rows/s)")
+
+        yield show
+
+
+def stream_importance_table(result: Any) -> Table:
+    """Mean |attribution| of each raw column over every row of the table, largest first."""
+    table = Table(
+        title=f"feature importance over all {result.rows} rows of {result.source}",
+        title_justify="left",
+    )
+    table.add_column("feature")
+    table.add_column(f"mean |{result.method}|", justify="right")
+    values = result.mean_abs_attribution
+    for i in sorted(range(len(values)), key=lambda i: -values[i])[:15]:
+        table.add_row(result.features[i], f"{values[i]:.4f}")
+    if len(values) > 15:
+        table.caption = f"the 15 largest of {len(values)} columns; all in stream.json"
+    return table
 
 
 def rows_table(result: Any) -> Table:

@@ -51,6 +51,18 @@ def monitor(
         float | None,
         typer.Option(metavar="S", help="with --follow: seconds between reads (default 10)"),
     ] = None,
+    replay: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TABLE",
+            help="instead of the store: a CSV or parquet table (file, folder of shards or "
+            "glob), predicted and watched window by window as if served",
+        ),
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(metavar="COLUMN", help="with --replay: the table's column of true labels"),
+    ] = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -58,29 +70,35 @@ def monitor(
     """Compare served traffic with the training data, window by window: input drift (raw
     features and embeddings), predictions and confidence, estimated and measured accuracy.
     Thresholds: --set monitor.accuracy_drop=0.02 (or the config's monitor: section).
-    Exit code 3 when an alert fired."""
+    --replay TABLE watches a table instead (one line per window). Exit code 3 when an alert
+    fired."""
     import json
 
     import gradwise
     from gradwise.config import settings_with
+    from gradwise.errors import ConfigError
     from gradwise.monitoring import ALERT_EXIT_CODE
 
+    if replay is not None and store is not None:
+        raise ConfigError("--replay reads a table instead of the store, once: drop --store.")
     run = gradwise.load(run_dir)
     changes = verb_changes(
         "monitor", set_, store=store, window=window, follow=follow, webhook=webhook, poll_s=poll_s
     )
     settings = settings_with(run.config.monitor, "monitor", changes)
 
+    by_line = settings.follow or replay is not None  # windows shown as they are judged
+
     def show(w: Any) -> None:
-        if settings.follow and not as_json:
+        if by_line and not as_json:
             out_console.print(_window_line(w), highlight=False)
 
     with console_logging(quiet=quiet or as_json, progress=False):
-        report = gradwise.monitor(run, settings, on_window=show)
+        report = gradwise.monitor(run, settings, replay=replay, labels=labels, on_window=show)
     if as_json:
         out_console.print_json(json.dumps(report.to_dict(), default=str))
     else:
-        if not settings.follow:
+        if not by_line:
             out_console.print(window_table(report))
         _summary(report)
     if report.alerted:

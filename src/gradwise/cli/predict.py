@@ -61,7 +61,7 @@ def evaluate(
     ] = None,
     header: HeaderOpt = None,
     batch_rows: BatchRowsOpt = BATCH_ROWS,
-    backend: BackendOpt = "local",
+    backend: BackendOpt = None,
     address: AddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -71,7 +71,7 @@ def evaluate(
     from gradwise.api import evaluate_file
 
     run = gradwise.load(run_dir)
-    if data is None and backend != "local":
+    if data is None and backend not in (None, "local"):
         raise GradwiseError(
             f"--backend {backend} evaluates --data TABLE; drop it for the run's own splits."
         )
@@ -143,7 +143,7 @@ def predict(
         ),
     ] = False,
     batch_rows: BatchRowsOpt = BATCH_ROWS,
-    backend: BackendOpt = "local",
+    backend: BackendOpt = None,
     address: AddressOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -160,7 +160,7 @@ def predict(
 
     run = gradwise.load(run_dir)
     run.check_predicts()
-    if backend != "local" and out is None:
+    if backend not in (None, "local") and out is None:
         raise GradwiseError(
             f"--backend {backend} writes its predictions to a file: add --out "
             "FILE.csv or --out FILE.parquet."
@@ -213,7 +213,7 @@ def _predict_to_file(
     abstain: bool,
     header: bool | None,
     batch_rows: int,
-    backend: str,
+    backend: str | None,
     address: str | None,
 ) -> None:
     """Predict into `out`, batch by batch for a table; a live rows-per-second line on a
@@ -221,6 +221,7 @@ def _predict_to_file(
     from gradwise.api import predict_file
     from gradwise.run_predict import abstention_summary
 
+    backend = backend or run.config.backend  # the run's config says where, unless the flag does
     with _rate_line() as progress:
         summary = predict_file(
             run,

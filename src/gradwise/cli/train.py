@@ -51,7 +51,7 @@ def train(
         str | None, typer.Option("--master", metavar="HOST:PORT", help="address of node 0")
     ] = None,
     threads: TrainThreadsOpt = None,
-    backend: BackendOpt = "local",
+    backend: BackendOpt = None,
     address: AddressOpt = None,
     workers: Annotated[
         int, typer.Option("--workers", min=1, metavar="N", help="with --backend ray: workers")
@@ -64,6 +64,8 @@ def train(
     from gradwise.config import load_config
 
     overrides = list(set_ or []) + ([f"train.threads={threads}"] if threads else [])
+    if backend is None:
+        backend = load_config(config, overrides).backend
     if backend != "local":
         run = gradwise.train(
             config,

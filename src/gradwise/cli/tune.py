@@ -92,7 +92,7 @@ def tune(
         str | None,
         typer.Option(metavar="median|halving|none", help="stop poor trials early (default median)"),
     ] = None,
-    backend: BackendOpt = "local",
+    backend: BackendOpt = None,
     address: AddressOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,

@@ -236,6 +236,18 @@ VERB_SECTIONS = ("audit", "explain", "optimize", "bench", "serve", "monitor", "t
 class Config(_Strict):
     name: str = Field("run", min_length=1)
     seed: int = Field(0, ge=0)
+    backend: Literal["local", "ray"] = Field(
+        "local",
+        description="where train, tune, predict --out, evaluate --data and audit do their work: "
+        "local (this machine; torchrun for train --nproc) or ray (a Ray cluster; pip install "
+        "'gradwise[ray]'); a verb's --backend overrides it",
+    )
+    address: str | None = Field(
+        None,
+        description="backend: ray - the cluster to join (HOST:PORT, or auto: the one this "
+        "machine joined with ray start); null: RAY_ADDRESS, else a local cluster is started "
+        "for the command",
+    )
     data: DataConfig = DataConfig()
     model: ModelConfig = MLPConfig()
     train: TrainConfig = TrainConfig()

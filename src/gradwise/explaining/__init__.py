@@ -2,6 +2,8 @@
 
     gradwise explain RUN [--rows 0,5,17] [--method ig|gradshap|kernelshap|saliency] [--split test]
     gradwise.explain(run, rows=[0, 5, 17], method="ig")
+    gradwise explain RUN --data TABLE --out FILE [--batch-rows N]     (every row, streamed)
+    gradwise.explain_file(run, "new.parquet", "attributions.csv")
 
 Attributions through Captum for chosen rows (integrated gradients, GradientSHAP, saliency;
 KernelSHAP for tables), global feature importance for tables (mean |attribution| and
@@ -21,6 +23,7 @@ from gradwise.explaining.base import (
     RowExplanation,
 )
 from gradwise.explaining.explainer import EXPLAIN_FOLDER, explain_run
+from gradwise.explaining.stream import StreamExplanation, explain_file
 from gradwise.run import Run
 
 __all__ = [
@@ -31,6 +34,8 @@ __all__ = [
     "HeadAttention",
     "LayerActivity",
     "RowExplanation",
+    "StreamExplanation",
+    "explain_file",
     "explain_run",
     "explain_with",
 ]

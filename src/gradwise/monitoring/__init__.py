@@ -17,8 +17,10 @@ from pathlib import Path
 from gradwise.config import MonitorSettings
 from gradwise.errors import ConfigError
 from gradwise.monitoring.alerts import ALERT_EXIT_CODE, Alert, announce
-from gradwise.monitoring.report import MonitorReport, Retrain, write_outputs, write_retrain
-from gradwise.monitoring.watch import Monitor, WindowResult, check_monitorable
+from gradwise.monitoring.replay import replay_table
+from gradwise.monitoring.report import MonitorReport, build_report, write_outputs
+from gradwise.monitoring.results import WindowResult
+from gradwise.monitoring.watch import Monitor, check_monitorable
 from gradwise.run import Run
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "MonitorReport",
     "MonitorSettings",
     "WindowResult",
+    "replay_table",
     "watch",
 ]
 
@@ -60,7 +63,7 @@ def watch(
     follow = settings.follow
     monitor = Monitor(run, url, settings)
     alerts: list[Alert] = []
-    report = _report(monitor, url, redact_url(url), alerts, final=not follow)
+    report = build_report(monitor, redact_url(url), alerts, final=not follow)
     try:
         while True:
             new = monitor.update(final=not follow)
@@ -70,53 +73,10 @@ def watch(
             for w in new:
                 if on_window is not None:
                     on_window(w)
-            report = _report(monitor, url, redact_url(url), alerts, final=not follow, extra=new)
+            report = build_report(monitor, redact_url(url), alerts, final=not follow, extra=new)
             write_outputs(report, Path(run.path))
             if not follow or (should_stop is not None and should_stop()):
                 return report
             time.sleep(settings.poll_s)
     except KeyboardInterrupt:
         return report
-
-
-def _report(
-    monitor: Monitor,
-    url: str,
-    shown: str,
-    alerts: list[Alert],
-    final: bool,
-    extra: list[WindowResult] | None = None,
-) -> MonitorReport:
-    from gradwise.monitoring.stream import counts, read_feedback
-
-    served = monitor.served
-    windows = list(monitor.windows)
-    if final and extra:  # the open window, evaluated at the end of a one-shot watch
-        windows += [w for w in extra if not w.complete]
-    retrain: Retrain | None = None
-    found = monitor.retrain_window()
-    files = [
-        str(Path(monitor.run.path) / "monitor" / n)
-        for n in ("report.json", "windows.json", "timeline.png")
-    ]
-    if found is not None and monitor.codec is not None:
-        retrain = write_retrain(monitor, *found, read_feedback(monitor.engine))
-        files.append(retrain.file)
-    base = monitor.baseline
-    return MonitorReport(
-        run=str(monitor.run.path),
-        store=shown,
-        settings={**monitor.settings.model_dump(mode="json"), "window": str(monitor.window)},
-        served=len(served),
-        replicas=counts(served.replica_id) if len(served) else {},
-        versions=counts(served.model_version) if len(served) else {},
-        val_confidence=None if base is None else base.val_confidence,
-        val_accuracy=None if base is None else base.val_accuracy,
-        trust=None if base is None else base.trust,
-        guarantee=monitor.guarantee(windows),
-        windows=tuple(windows),
-        alerts=tuple(alerts),
-        retrain=retrain,
-        files=tuple(files),
-        groups=monitor.group_summary(),
-    )

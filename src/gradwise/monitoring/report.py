@@ -16,8 +16,10 @@ from gradwise.config import Config, DataConfig, SplitConfig, dump_config
 from gradwise.monitoring.alerts import Alert
 from gradwise.monitoring.baseline import Trust
 from gradwise.monitoring.groups import groups_line
+from gradwise.monitoring.results import WindowResult
 from gradwise.monitoring.selective import GuaranteeReport
-from gradwise.monitoring.watch import Monitor, WindowResult
+from gradwise.monitoring.stream import labels_for
+from gradwise.monitoring.watch import Monitor
 from gradwise.run import Run
 
 FOLDER = "monitor"
@@ -107,6 +109,50 @@ class MonitorReport:
         }
 
 
+def build_report(
+    monitor: Monitor,
+    shown: str,
+    alerts: list[Alert],
+    final: bool,
+    extra: list[WindowResult] | None = None,
+) -> MonitorReport:
+    """The report of the watch so far (writing RUN/monitor/retrain.* when drift persists).
+
+    Args:
+        shown: where the traffic came from, as the report names it (the store, redacted).
+        alerts: every alert fired so far.
+        final: the watch ends here: include the open window evaluated last (in `extra`).
+    """
+    tally = monitor.tally
+    windows = list(monitor.windows)
+    if final and extra:  # the open window, evaluated at the end of a one-shot watch
+        windows += [w for w in extra if not w.complete]
+    retrain: Retrain | None = None
+    found = monitor.retrain_window()
+    files = [str(Path(monitor.run.path) / FOLDER / n) for n in (REPORT, WINDOWS, TIMELINE)]
+    if found is not None and monitor.codec is not None:
+        retrain = write_retrain(monitor, *found, monitor.labels)
+        files.append(retrain.file)
+    base = monitor.baseline
+    return MonitorReport(
+        run=str(monitor.run.path),
+        store=shown,
+        settings={**monitor.settings.model_dump(mode="json"), "window": str(monitor.window)},
+        served=tally.n,
+        replicas=dict(sorted(tally.replicas.items())),
+        versions=dict(sorted(tally.versions.items())),
+        val_confidence=None if base is None else base.val_confidence,
+        val_accuracy=None if base is None else base.val_accuracy,
+        trust=None if base is None else base.trust,
+        guarantee=monitor.guarantee(windows),
+        windows=tuple(windows),
+        alerts=tuple(alerts),
+        retrain=retrain,
+        files=tuple(files),
+        groups=monitor.group_summary(),
+    )
+
+
 def write_retrain(
     monitor: Monitor, first: int, last: int, labels: dict[tuple[str, int], Any]
 ) -> Retrain:
@@ -115,10 +161,10 @@ def write_retrain(
     (retrain-unlabelled.csv / X_unlabelled) for labelling."""
     w0, w1 = monitor.windows[first], monitor.windows[last]
     a, b = w0.start, w1.end
-    served, run, codec = monitor.served, monitor.run, monitor.codec
+    served, run, codec = monitor.rows(a, b), monitor.run, monitor.codec
     assert codec is not None
-    truth = [labels.get((served.request_id[i], served.row[i])) for i in range(a, b)]
-    raw = codec.to_raw(served.instances[a:b])
+    truth = labels_for(served, 0, len(served), labels)
+    raw = codec.to_raw(served.instances)
     folder = Path(run.path) / FOLDER
     target = run.schema.target.name or "target"
     known = [i for i, t in enumerate(truth) if t is not None]

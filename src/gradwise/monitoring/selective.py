@@ -24,7 +24,7 @@ import numpy as np
 from gradwise.errors import GradwiseError
 from gradwise.monitoring.alerts import Alert
 from gradwise.monitoring.guarantee import METHOD, ErrorSequence, abstention_p_value
-from gradwise.monitoring.stream import Served
+from gradwise.monitoring.stream import Ledger, Tally
 from gradwise.run import Run
 from gradwise.run_conformal import selective_guarantee
 
@@ -130,20 +130,20 @@ class Answers:
 
 
 def labelled_answers(
-    served: Served, labels: dict[tuple[str, int], Any], promise: Promise
+    ledger: Ledger, labels: dict[tuple[str, int], Any], promise: Promise
 ) -> Answers:
-    """The answered instances of `served` with a label in `labels` (ordered by arrival)."""
+    """The answered instances of `ledger` with a label in `labels` (ordered by arrival)."""
     answered = {
         (r, i): k
-        for k, (r, i, d) in enumerate(zip(served.request_id, served.row, served.decision))
+        for k, (r, i, d) in enumerate(zip(ledger.request_id, ledger.row, ledger.decision))
         if d == "answer"
     }
     index, errors = [], []
     for key, label in labels.items():
         k = answered.get(key)
         if k is not None:
-            index.append(k)
-            errors.append(promise.wrong(served.prediction[k], label))
+            index.append(ledger.index[k])
+            errors.append(promise.wrong(ledger.prediction[k], label))
     sequence = ErrorSequence(np.asarray(errors, dtype=bool), promise.alpha, promise.delta)
     return Answers(np.asarray(index, dtype=np.int64), sequence, sequence.crossing())
 
@@ -314,7 +314,7 @@ class GuaranteeReport:
 def guarantee_report(
     promise: Promise | None,
     reason: str,
-    served: Served,
+    served: Tally,
     answers: Answers | None,
     windows: list[tuple[int, dict[str, Any] | None]],
     broken: dict[str, Any] | None,
@@ -323,17 +323,17 @@ def guarantee_report(
 
     Args:
         reason: why `promise` is None.
+        served: the counts of the instances served (and of their decisions).
         windows: (index, `window_guarantee`) of each window.
         broken: where the bound first reached alpha, or None.
     """
-    decided = sum(d is not None for d in served.decision)
-    abstained = sum(d == "abstain" for d in served.decision)
+    decided, abstained = served.decided, served.abstained
     void = tuple(i for i, w in windows if w and w["status"] == "void")
     rise = tuple(i for i, w in windows if w and w["abstention_rise"])
     if decided == 0:
         why = "" if promise is not None else f" (and no guarantee applies: {reason})"
         sentence = (
-            f"abstention was off: none of the {len(served)} served instances carries a decision "
+            f"abstention was off: none of the {served.n} served instances carries a decision "
             f"(the server ran without --abstain), so there is no certified error rate to "
             f"watch{why}"
         )

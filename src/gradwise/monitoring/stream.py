@@ -7,7 +7,9 @@ split into instances again, with the feedback that arrived for them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -49,20 +51,77 @@ class Served:
         return len(self.time)
 
     def extend(self, other: Served) -> None:
-        for name in (
-            "time",
-            "request_id",
-            "row",
-            "replica_id",
-            "model_version",
-            "confidence",
-            "prediction",
-            "decision",
-            "instances",
-        ):
+        for name in _COLUMNS:
             getattr(self, name).extend(getattr(other, name))
         self.last_id = max(self.last_id, other.last_id)
         self.n_unreadable += other.n_unreadable
+
+    def between(self, start: int, end: int) -> Served:
+        """The instances start..end (a copy of those columns; counters not carried)."""
+        return Served(**{name: getattr(self, name)[start:end] for name in _COLUMNS})
+
+    def drop_first(self, n: int) -> None:
+        """Forget the first `n` instances (the monitor's look-backs no longer need them)."""
+        for name in _COLUMNS:
+            del getattr(self, name)[:n]
+
+
+_COLUMNS = tuple(f.name for f in fields(Served) if f.name not in ("last_id", "n_unreadable"))
+
+
+@dataclass
+class Tally:
+    """Running counts over every instance served so far (report.json's totals), kept instead
+    of the instances themselves."""
+
+    n: int = 0
+    replicas: Counter[str] = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)
+    decided: int = 0  # instances carrying a decision (served with --abstain)
+    abstained: int = 0
+
+    def add(self, served: Served) -> None:
+        self.n += len(served)
+        self.replicas.update(served.replica_id)
+        self.versions.update(served.model_version)
+        self.decided += sum(d is not None for d in served.decision)
+        self.abstained += sum(d == "abstain" for d in served.decision)
+
+
+@dataclass
+class Ledger:
+    """What a label arriving late needs of a served instance, without its inputs: which
+    instance it is, what was served and decided (`monitoring.selective.labelled_answers`,
+    the groups' accuracy over the whole watch). Entries are in served order.
+
+    Attributes:
+        index: each entry's served instance (0-based over the whole watch).
+    """
+
+    index: list[int] = field(default_factory=list)
+    request_id: list[str] = field(default_factory=list)
+    row: list[int] = field(default_factory=list)
+    prediction: list[Any] = field(default_factory=list)
+    decision: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, served: Served, start: int, keep: list[bool]) -> None:
+        """Enter the instances of `served` (the first is instance `start`) where `keep`."""
+        for i, kept in enumerate(keep):
+            if kept:
+                self.index.append(start + i)
+                self.request_id.append(served.request_id[i])
+                self.row.append(served.row[i])
+                self.prediction.append(served.prediction[i])
+                self.decision.append(served.decision[i])
+
+    def key_of(self, instance: int) -> tuple[str, int]:
+        """(request id, row) of served instance `instance` (it must be entered)."""
+        at = bisect_left(self.index, instance)
+        assert self.index[at] == instance
+        return self.request_id[at], self.row[at]
 
 
 def read_served(engine: sa.Engine, codec: InstanceCodec | None, after_id: int = 0) -> Served:

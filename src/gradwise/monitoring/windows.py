@@ -46,13 +46,21 @@ def parse_window(text: str | int) -> WindowSpec:
 
 
 def window_bounds(
-    times: list[float], spec: WindowSpec, start: int = 0, open_min: int | None = None
+    times: list[float],
+    spec: WindowSpec,
+    start: int = 0,
+    open_min: int | None = None,
+    origin: float | None = None,
 ) -> list[tuple[int, int, bool]]:
     """(start, end, complete) index ranges of the windows of `times` (sorted) from `start`.
 
     A count window is complete with `size` instances; a time window once an instance
     arrives after its end. The newest, still open window is included (complete=False) only
     when `open_min` is given and it holds at least that many instances.
+
+    Args:
+        origin: where time windows start counting (the first instance ever served); None:
+            `times[0]` (the monitor passes it once it has forgotten the first instances).
     """
     bounds: list[tuple[int, int, bool]] = []
     if spec.size is not None:
@@ -66,7 +74,7 @@ def window_bounds(
     assert spec.seconds is not None
     if start >= len(times):
         return bounds
-    origin = times[0]
+    origin = times[0] if origin is None else origin
     a = start
     while a < len(times):
         slot = math.floor((times[a] - origin) / spec.seconds)
