@@ -67,7 +67,7 @@ from gradwise.training.position import Position, loss_sum
 # a name that is gone is reported as skipped rather than guessed at.
 SECTIONS: tuple[tuple[str, Any, str], ...] = (
     ("train_epoch (all steps)", loop, "train_epoch"),
-    ("_check_divergence", loop, "_check_divergence"),
+    ("check_divergence", loop, "check_divergence"),
     ("validation: objective.metrics(val)", Supervised, "metrics"),
     ("layer_grad_norms (diagnostics)", epoch_module, "layer_grad_norms"),
     ("dead_relu_fraction (diagnostics)", loop, "dead_relu_fraction"),

@@ -8,12 +8,11 @@ call `train_run`; `python -m gradwise.pipeline` is the per-rank worker that
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from gradwise.data.dataset import Dataset
 from gradwise.data.sources import load_dataset
 from gradwise.errors import ConfigError, GradwiseError
 from gradwise.evaluate.evaluator import predict_logits, regression_in_units
-from gradwise.logs import CONSOLE_HANDLER, LOG
+from gradwise.logs import CONSOLE_HANDLER, LOG, run_logging
 from gradwise.models import build_model
 from gradwise.run import Run, input_spec, write_config
 from gradwise.training.denoising import denoising_loss_name
@@ -408,44 +407,6 @@ def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> dict[str, t
         elif va != vb:
             out[f"{prefix}{key}"] = (va, vb)
     return out
-
-
-@contextlib.contextmanager
-def run_logging(path: Path | None, quiet: bool) -> Iterator[None]:
-    """Log to the run's train.log (and to stderr unless quiet, or unless the CLI already
-    prints log lines) for the length of a run."""
-    handlers: list[logging.Handler] = []
-    if path is not None:
-        handlers.append(logging.FileHandler(path, encoding="utf-8"))
-        handlers[-1].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    console = [h for h in log.handlers if h.get_name() == CONSOLE_HANDLER]
-    if not quiet and not console:
-        handlers.append(logging.StreamHandler(sys.stderr))
-        handlers[-1].setFormatter(logging.Formatter("%(message)s"))
-    hush = _WarningsOnly()
-    for h in console if quiet else []:  # a quiet run inside a CLI verb (audit retrains, tune)
-        h.addFilter(hush)
-    previous = log.level
-    log.setLevel(logging.INFO)
-    for h in handlers:
-        log.addHandler(h)
-    try:
-        yield
-    except GradwiseError as exc:
-        log.error("error: %s", exc)  # the run's log says why it stopped
-        raise
-    finally:
-        for h in handlers:
-            log.removeHandler(h)
-            h.close()
-        for h in console:
-            h.removeFilter(hush)
-        log.setLevel(previous)
-
-
-class _WarningsOnly(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
 
 
 # ------------------------------------------------------------------ the per-rank worker

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gradwise.artifacts import read_json, write_json
+from gradwise.artifacts import read_json
 from gradwise.config import (
     Config,
     DiffusionConfig,
@@ -28,7 +27,7 @@ from gradwise.config import (
 )
 from gradwise.data.dataset import SPLITS, SPLITS_FILE, Dataset, Split
 from gradwise.data.schema import Schema
-from gradwise.data.sources import load_dataset, parse_source
+from gradwise.data.sources import load_dataset
 from gradwise.errors import ConfigError, DataError, GradwiseError, NotTrainedError
 from gradwise.evaluate.evaluator import EvalSettings, eval_batches
 from gradwise.logs import LOG
@@ -39,11 +38,14 @@ from gradwise.run_files import (
     ENCODER_FOLDER,
     FORMAT_VERSION,
     Calibration,
+    SplitView,
+    check_same_source,
     input_spec,
     load_run_weights,
     read_model_json,
     require,
     write_config,
+    write_model_json,
 )
 from gradwise.training.checkpoint import save_weights
 from gradwise.training.objectives import Objective, run_objective
@@ -54,34 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["FORMAT_VERSION", "Calibration", "Run", "SplitView", "input_spec", "write_config"]
 
 log = logging.getLogger(LOG)
-
-
-@dataclass(frozen=True)
-class SplitView:
-    """One split exactly as training used it.
-
-    Attributes:
-        name: train, val or test.
-        raw: the samples as read from the source, before preprocessing (a DataFrame for
-            tables and labelled text, an array for arrays, images and series windows, token
-            windows for a corpus), in the order of `x`.
-        x: model-ready inputs; y: encoded targets (class indices, standardised values).
-        rows: each sample's position among the source's samples (0-based row numbers of a
-            table), to point a person at the original rows.
-    """
-
-    name: str
-    raw: Any
-    x: Tensor
-    y: Tensor
-    rows: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    @property
-    def tensors(self) -> Split:
-        return Split(self.x, self.y)
 
 
 class Run:
@@ -164,17 +138,9 @@ class Run:
         save_weights(self.path / "model.safetensors", self.model)
 
     def _write_model_json(self) -> None:
-        meta = {
-            "format": FORMAT_VERSION,
-            "model": self.config.model.model_dump(mode="json"),
-            "input": asdict(input_spec(self.schema, self.loss)),
-            "loss": self.loss,
-            "schema": self.schema.to_dict(),
-            "calibration": asdict(self.calibration),
-        }
-        if self.backend is not None:
-            meta["backend"] = self.backend
-        write_json(self.path / "model.json", meta)
+        write_model_json(
+            self.path, self.config, self.schema, self.loss, self.calibration, self.backend
+        )
 
     def set_temperature(self, temperature: float | None) -> None:
         """Store a fitted temperature in model.json; `predict_proba` divides the logits by it.
@@ -233,29 +199,9 @@ class Run:
         """
         if self._data is None:
             data = load_dataset(self.config.data, self.config.seed, tokenizer=self.schema.tokenizer)
-            self._check_same_source(data)
+            check_same_source(self.path, self.schema, self.config, data)
             self._data = data
         return self._data
-
-    def _check_same_source(self, data: Dataset) -> None:
-        then, now = self.schema.sha256, data.schema.sha256
-        if then and now and then != now:
-            _, location = parse_source(self.config.data.source)
-            raise DataError(
-                f"{location} changed since this run was trained: its sha256 was {then}, it is "
-                f"now {now}. Restore the data the run was trained on, or retrain on the new "
-                "data."
-            )
-        stored = self.path / SPLITS_FILE
-        if stored.is_file() and data.rows:
-            saved = read_json(stored)
-            for name in SPLITS:
-                if saved[name] != data.source_rows(name).tolist():
-                    raise DataError(
-                        f"The {name} split of {self.config.data.source} no longer matches "
-                        f"{stored} (another scikit-learn version may split differently); the "
-                        "run's evidence cannot be reproduced on it. Retrain the run."
-                    )
 
     def split(self, name: str) -> SplitView:
         """The raw samples, model-ready tensors and targets of exactly split `name`.

@@ -7,16 +7,19 @@ when the files do, and a newer or unknown one is refused with the reason.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import TypeAdapter, ValidationError
-from torch import nn
+from torch import Tensor, nn
 
-from gradwise.artifacts import atomic_write_text
+from gradwise.artifacts import atomic_write_text, read_json, write_json
 from gradwise.config import Config, ModelConfig, dump_config
+from gradwise.data.dataset import SPLITS, SPLITS_FILE, Dataset, Split
 from gradwise.data.schema import Schema
+from gradwise.data.sources import parse_source
 from gradwise.data.stored_schema import schema_from_dict
 from gradwise.errors import DataError, NotTrainedError
 from gradwise.models import InputSpec
@@ -153,3 +156,80 @@ def load_run_weights(path: Path, model: nn.Module, version: int) -> None:
             f"{path} does not match the model in model.json (missing: {', '.join(missing[:5])}; "
             f"unexpected: {', '.join(unexpected[:5])}); the run directory is inconsistent."
         )
+
+
+@dataclass(frozen=True)
+class SplitView:
+    """One split exactly as training used it.
+
+    Attributes:
+        name: train, val or test.
+        raw: the samples as read from the source, before preprocessing (a DataFrame for
+            tables and labelled text, an array for arrays, images and series windows, token
+            windows for a corpus), in the order of `x`.
+        x: model-ready inputs; y: encoded targets (class indices, standardised values).
+        rows: each sample's position among the source's samples (0-based row numbers of a
+            table), to point a person at the original rows.
+    """
+
+    name: str
+    raw: Any
+    x: Tensor
+    y: Tensor
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def tensors(self) -> Split:
+        return Split(self.x, self.y)
+
+
+def check_same_source(path: Path, schema: Schema, config: Config, data: Dataset) -> None:
+    """Refuse data whose content hash or splits differ from the run's (RUN/splits.json).
+
+    Raises:
+        DataError: the source changed since training, or its split no longer matches.
+    """
+    then, now = schema.sha256, data.schema.sha256
+    if then and now and then != now:
+        _, location = parse_source(config.data.source)
+        raise DataError(
+            f"{location} changed since this run was trained: its sha256 was {then}, it is "
+            f"now {now}. Restore the data the run was trained on, or retrain on the new "
+            "data."
+        )
+    stored = path / SPLITS_FILE
+    if stored.is_file() and data.rows:
+        saved = read_json(stored)
+        for name in SPLITS:
+            if saved[name] != data.source_rows(name).tolist():
+                raise DataError(
+                    f"The {name} split of {config.data.source} no longer matches "
+                    f"{stored} (another scikit-learn version may split differently); the "
+                    "run's evidence cannot be reproduced on it. Retrain the run."
+                )
+
+
+def write_model_json(
+    path: Path,
+    config: Config,
+    schema: Schema,
+    loss: str,
+    calibration: Calibration,
+    backend: dict[str, Any] | None,
+) -> None:
+    """RUN/model.json: the format, the model's config and inputs, the loss, the schema, the
+    calibration and (an optimised variant) its engine."""
+    meta: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "model": config.model.model_dump(mode="json"),
+        "input": asdict(input_spec(schema, loss)),
+        "loss": loss,
+        "schema": schema.to_dict(),
+        "calibration": asdict(calibration),
+    }
+    if backend is not None:
+        meta["backend"] = backend
+    write_json(path / "model.json", meta)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from gradwise.config import TrainConfig
 from gradwise.data.batcher import Batcher
 from gradwise.data.stream_train import StreamBatcher
+from gradwise.errors import TrainingDiverged
 from gradwise.evaluate.evaluator import EvalSettings
 from gradwise.training.diagnostics import layer_grad_norms
 from gradwise.training.early_stopping import EarlyStopping
@@ -140,3 +142,27 @@ def _position(
 def _no_sync(ddp: nn.parallel.DistributedDataParallel | None, boundary: bool) -> Any:
     # Accumulating micro-batches need no all-reduce until the step that uses them.
     return ddp.no_sync() if ddp is not None and not boundary else contextlib.nullcontext()
+
+
+def check_divergence(
+    loss: float, max_norm: float | None, epoch: int, sched: Schedule, tc: TrainConfig
+) -> None:
+    """Stop a run whose loss is no longer finite or whose gradient norm exploded, with the
+    likely fix."""
+    lr = sched.lr(max(sched.step - 1, 0))
+    fixes = (
+        f"try a lower learning rate (--set train.optimizer.lr={lr / 10:.1e}), gradient clipping "
+        "(train.grad_clip: 1.0), or an init that suits the activation (model.init: he for ReLU, "
+        "xavier for tanh). The last good checkpoint is kept."
+    )
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"The training loss became {loss} in epoch {epoch} (learning rate {lr:.2e}): the "
+            f"weights diverged. Likely cause: a learning rate too high for this model; {fixes}"
+        )
+    if max_norm is not None and (not math.isfinite(max_norm) or max_norm > tc.explode_threshold):
+        raise TrainingDiverged(
+            f"The gradient norm reached {max_norm:.3g} in epoch {epoch}, above "
+            f"train.explode_threshold={tc.explode_threshold:g}: the gradients exploded. "
+            f"Likely causes: a learning rate too high or a poor initialisation; {fixes}"
+        )

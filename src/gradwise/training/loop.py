@@ -20,7 +20,7 @@ from gradwise.data.augment import make_augment
 from gradwise.data.batcher import Batcher
 from gradwise.data.dataset import Dataset
 from gradwise.data.stream_train import StreamBatcher
-from gradwise.errors import ConfigError, TrainingDiverged
+from gradwise.errors import ConfigError
 from gradwise.evaluate.evaluator import EvalSettings
 from gradwise.models.moe import expert_shares
 from gradwise.training.checkpoint import (
@@ -30,7 +30,7 @@ from gradwise.training.checkpoint import (
 )
 from gradwise.training.diagnostics import dead_relu_fraction
 from gradwise.training.early_stopping import EarlyStopping
-from gradwise.training.epoch import Loop, train_epoch
+from gradwise.training.epoch import Loop, check_divergence, train_epoch
 from gradwise.training.epochs import epochs_reason, resolved_epochs
 from gradwise.training.objectives import Objective
 from gradwise.training.optim import Schedule, decay_groups, make_optimizer
@@ -314,7 +314,7 @@ def _one_epoch(
     train_loss, max_norm, grad_norms = train_epoch(
         loop, objective, tc, _bind(progress, epoch), start, save_within
     )
-    _check_divergence(train_loss, max_norm, epoch, loop.sched, tc)
+    check_divergence(train_loss, max_norm, epoch, loop.sched, tc)
     val = objective.metrics(loop.model, data.val, loop.settings)
     record: dict[str, float] = {
         "epoch": epoch,
@@ -457,28 +457,6 @@ def _penalty(model: nn.Module, tc: TrainConfig) -> Callable[[], Tensor] | None:
         return total
 
     return penalty
-
-
-def _check_divergence(
-    loss: float, max_norm: float | None, epoch: int, sched: Schedule, tc: TrainConfig
-) -> None:
-    lr = sched.lr(max(sched.step - 1, 0))
-    fixes = (
-        f"try a lower learning rate (--set train.optimizer.lr={lr / 10:.1e}), gradient clipping "
-        "(train.grad_clip: 1.0), or an init that suits the activation (model.init: he for ReLU, "
-        "xavier for tanh). The last good checkpoint is kept."
-    )
-    if not math.isfinite(loss):
-        raise TrainingDiverged(
-            f"The training loss became {loss} in epoch {epoch} (learning rate {lr:.2e}): the "
-            f"weights diverged. Likely cause: a learning rate too high for this model; {fixes}"
-        )
-    if max_norm is not None and (not math.isfinite(max_norm) or max_norm > tc.explode_threshold):
-        raise TrainingDiverged(
-            f"The gradient norm reached {max_norm:.3g} in epoch {epoch}, above "
-            f"train.explode_threshold={tc.explode_threshold:g}: the gradients exploded. "
-            f"Likely causes: a learning rate too high or a poor initialisation; {fixes}"
-        )
 
 
 def _memory_format(model: nn.Module, data: Dataset, tc: TrainConfig) -> torch.memory_format | None:
