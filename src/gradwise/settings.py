@@ -381,6 +381,13 @@ class TuneSettings(Strict):
     cv_below: int = Field(
         2000, ge=1, description="cv: auto cross-validates when validation has fewer rows"
     )
+    keep_given: bool = Field(
+        True,
+        description="when the best trial cannot be told apart from the config as given "
+        "(trial 0; paired over the folds of cross-validated scores), best.yaml keeps the config "
+        "as given and top.yaml holds the best trial: a search does not move a config on "
+        "validation noise. false: best.yaml is always the best trial",
+    )
 
     _space = field_validator("space", mode="before")(_path_text)
 

@@ -97,7 +97,10 @@ def test_the_comparison_sentence_reads_the_trials(study):
     )
     c = result.comparison
     assert (c.best.trial, c.second.trial) == (done[0].number, done[1].number)
-    assert result.best_trial == done[0].number and result.best_se == pytest.approx(done[0].se)
+    kept = result.kept_given
+    recommended = result.trials[0] if kept else done[0]
+    assert result.best_trial == recommended.number
+    assert result.best_se == pytest.approx(recommended.se)
     for gap, other in ((c.vs_default, result.trials[0]), (c.vs_second, done[1])):
         if gap is None:  # the config as given is the best
             assert c.best.trial == 0
@@ -260,3 +263,31 @@ def test_a_trial_is_not_pruned_while_its_learning_rate_warms_up(tmp_path: Path):
     )
     assert [t.state for t in result.trials] == ["complete", "complete"]
     assert result.trials[1].epochs == 3  # 19 steps an epoch: the rate rose all 3 epochs
+
+
+NARROW_LR = "train.optimizer.lr: {log_uniform: [0.0008, 0.00125]}\n"  # around the given 1e-3
+
+
+def test_best_yaml_keeps_the_config_as_given_when_the_top_trial_is_within_its_noise(
+    study, tmp_path: Path
+):
+    wide, wide_out = study  # the top trial is far ahead of the given config: best.yaml is it
+    assert wide.comparison.vs_default.apart and not wide.kept_given
+    assert not (wide_out / "top.yaml").exists()
+    space = tmp_path / "space.yaml"
+    space.write_text(NARROW_LR)
+    cfg = tiny_config(train={"epochs": 2})
+    args = {"trials": 3, "seeds": 0, "pruner": "none", "cv": 3, "space": str(space)}
+    kept = gradwise.tune(cfg, tmp_path / "kept", **args)
+    gap = kept.comparison.vs_default
+    assert gap is not None and gap.apart is False  # a top trial within the noise
+    assert kept.kept_given and kept.best_trial == 0
+    best = yaml.safe_load((tmp_path / "kept/best.yaml").read_text())
+    assert best == load_config(cfg).model_dump(mode="json")  # the config as given, every key
+    top = yaml.safe_load((tmp_path / "kept/top.yaml").read_text())
+    top_lr = kept.trials[kept.comparison.best.trial].params["train.optimizer.lr"]
+    assert top["train"]["optimizer"]["lr"] == pytest.approx(top_lr)
+    assert any("best.yaml keeps the config as given (trial 0)" in n for n in kept.notes)
+    off = gradwise.tune(cfg, tmp_path / "off", keep_given=False, **args)
+    assert not off.kept_given and off.best_trial == off.comparison.best.trial != 0
+    assert not (tmp_path / "off" / "top.yaml").exists()

@@ -138,10 +138,11 @@ def print_result(result: Any) -> None:
         counts += f", {result.n_running} still running elsewhere"
     out_console.print(f"{result.n_trials} trials: {counts}", highlight=False)
     noise = f" ± {result.best_se:.4f}" if result.best_se is not None else ""
-    out_console.print(
-        f"best: trial {result.best_trial}, {result.metric} {result.best_value:.4f}{noise}",
-        highlight=False,
-    )
+    what = f"best: trial {result.best_trial}"
+    if result.kept_given and result.comparison is not None:
+        top = result.comparison.best.trial
+        what = f"best.yaml: trial {result.best_trial}, the config as given (kept over trial {top})"
+    out_console.print(f"{what}, {result.metric} {result.best_value:.4f}{noise}", highlight=False)
     if result.cv_rule:
         out_console.print(f"trials scored by {result.cv_rule}", highlight=False)
     if result.comparison is not None:

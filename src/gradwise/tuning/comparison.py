@@ -126,3 +126,29 @@ def _sentence(
     gaps = [_gap_text("the config as given", vs_default)] if vs_default else []
     gaps += [_gap_text("the second best", vs_second)] if vs_second else []
     return text + (" " + "; ".join(gaps) + "." if gaps else "")
+
+
+TOP_FILE = "top.yaml"  # the best trial, when best.yaml keeps the config as given
+
+
+def recommended(
+    trials: list[FrozenTrial], top: FrozenTrial, comparison: Comparison, keep_given: bool
+) -> tuple[FrozenTrial, bool]:
+    """The trial best.yaml holds, and whether it is the config as given kept over a top
+    trial it cannot be told apart from (paired over folds; without folds, never)."""
+    gap_ = comparison.vs_default
+    if not keep_given or gap_ is None or gap_.apart is not False:
+        return top, False
+    return next(t for t in trials if t.number == gap_.other.trial), True
+
+
+def kept_note(comparison: Comparison, folder: Any) -> str:
+    """What keeping the config as given means, in one sentence."""
+    gap_ = comparison.vs_default
+    assert gap_ is not None and gap_.se is not None
+    return (
+        f"best.yaml keeps the config as given (trial {gap_.other.trial}): the top trial "
+        f"{comparison.best.trial} leads it by {gap_.gain:+.4f} ± {gap_.se:.4f} over "
+        f"{comparison.folds} folds, within the noise; {folder}/{TOP_FILE} holds trial "
+        f"{comparison.best.trial} (tune.keep_given: false makes it best.yaml)"
+    )

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from gradwise.artifacts import atomic_write_text, write_json
 from gradwise.config import Config, dump_config
 from gradwise.errors import GradwiseError
-from gradwise.tuning.comparison import compare
+from gradwise.tuning.comparison import TOP_FILE, compare, kept_note, recommended, standing
 from gradwise.tuning.crossval import FoldScores
 from gradwise.tuning.importance import MIN_TRIALS, importance, plot_importance, plot_slices
 from gradwise.tuning.result import TUNE_FILE, TrialSummary, TuneResult
@@ -66,13 +66,22 @@ def finish(
             f"{counts['failed']} failed{why}). See {folder / TRIALS_FOLDER}/<number>/train.log."
         )
     comparison = compare(trials, settings.metric, settings.direction == "maximize", settings.folds)
-    best = next(t for t in trials if t.number == comparison.best.trial)  # ties: the earliest
+    top = next(t for t in trials if t.number == comparison.best.trial)  # ties: the earliest
     log.info(comparison.sentence)
-    cfg = best_config(base, space, best.params)
+    best, kept = recommended(trials, top, comparison, settings.keep_given)
+    cfg = base if kept else best_config(base, space, best.params)
+    header = f"# the best of {len(trials)} trials (trial {best.number}, {settings.metric} "
+    if kept:
+        header = f"# the config as given (trial {best.number}, {settings.metric} "
+        atomic_write_text(
+            folder / TOP_FILE,
+            f"# the best of {len(trials)} trials (trial {top.number}, {settings.metric} "
+            f"{top.value:.4f}), within the noise of the config as given (best.yaml)\n"
+            + dump_config(best_config(base, space, top.params)),
+        )
     atomic_write_text(
         folder / "best.yaml",
-        f"# the best of {len(trials)} trials (trial {best.number}, {settings.metric} "
-        f"{best.value:.4f}); train it with: gradwise train {folder / 'best.yaml'}\n"
+        f"{header}{best.value:.4f}); train it with: gradwise train {folder / 'best.yaml'}\n"
         + dump_config(cfg),
     )
     log.info(
@@ -88,7 +97,7 @@ def finish(
         return train_run(c, run_dir, overwrite=True, given=dump_config(c)).metrics
 
     plan = RetrainPlan.of(summaries, deadline)
-    notes: list[str] = []
+    notes: list[str] = [kept_note(comparison, folder)] if kept else []
     seeds = None
     n_seeds = plan.seeds(n_seeds, notes)
     if n_seeds:
@@ -167,7 +176,8 @@ def finish(
         notes=tuple(notes),
         folds=settings.folds,
         cv_rule=settings.cv_rule,
-        best_se=comparison.best.se,
+        best_se=standing(best).se,
+        kept_given=kept,
         comparison=comparison,
         top_agreement=agreement,
     )

@@ -44,6 +44,10 @@ class TuneResult:
 
     Attributes:
         out: the output folder.
+        best_trial, best_value, best_params: the trial best.yaml holds: the top trial, or
+            with `kept_given` the config as given, kept because the top trial could not be
+            told apart from it (DIR/top.yaml then holds the top trial; `comparison.best`
+            names it).
         best_config: DIR/best.yaml, ready for `gradwise train`.
         seeds: the best config over seeds (mean ± spread of the searched metric on val and
             the same metric on test); None with seeds=0.
@@ -91,6 +95,7 @@ class TuneResult:
     best_se: float | None = None
     comparison: Comparison | None = None
     top_agreement: TopAgreement | None = None
+    kept_given: bool = False  # best_* is the config as given, kept over a top trial in its noise
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}

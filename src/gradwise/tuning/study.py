@@ -66,6 +66,7 @@ class SearchSettings:
         sampler_seed: seed of the TPE sampler (each worker derives its own from it).
         folds: score each trial over this many folds of train+val (0: the validation
             split alone); `cv_rule` says which setting chose it and why.
+        keep_given: recommend the config as given when the best cannot be told apart from it.
     """
 
     trials: int
@@ -77,6 +78,7 @@ class SearchSettings:
     sampler_seed: int = 0
     folds: int = 0
     cv_rule: str = ""
+    keep_given: bool = True
 
 
 def search_settings(
@@ -103,6 +105,7 @@ def search_settings(
         sampler_seed=settings.sampler_seed,
         folds=folds,
         cv_rule=cv_rule,
+        keep_given=settings.keep_given,
     )
 
 
