@@ -217,6 +217,8 @@ def audit(
     settings: AuditSettings | None = None,
     *,
     on_done: Callable[[CheckResult], None] | None = None,
+    backend: Backend | None = None,
+    address: str | None = None,
     **changes: Any,
 ) -> AuditReport:
     """Measure the run: each check writes RUN/audit/<check>.json with its numbers, settings,
@@ -226,6 +228,13 @@ def audit(
         run: a Run or its directory.
         settings: an AuditSettings; default: the run's config `audit:` section.
         on_done: called with each check's result as it finishes.
+        backend: "ray" runs the retrains of the learning curve (generalisation) and of the
+            out-of-fold labels (data_quality) as Ray tasks, each planned grid as one batch,
+            with the same results; the rest of the audit runs here. None: the config's
+            `backend:` (default local).
+        address: with backend "ray", the cluster (or "auto"); None: the config's
+            `address:`, else RAY_ADDRESS, else a local cluster started and stopped for the
+            call.
         **changes: AuditSettings fields to change, e.g. `checks=["calibration"]`,
             `against="csv:new.csv"`, `calibration={"bins": 10}` or
             `**{"uncertainty.coverage": 0.95}`; validated once (ConfigError names the key).
@@ -235,6 +244,12 @@ def audit(
     loaded = _run(run)
     chosen = settings_with(settings or loaded.config.audit, "audit", changes)
     names: list[str] | None = None if chosen.checks is None else [str(c) for c in chosen.checks]
+    where, address = _where(backend, address, loaded.config)
+    if where == "ray":
+        from gradwise.backends.ray_audit import ray_retrains
+
+        with ray_retrains(address) as retrains:
+            return run_checks(loaded, names, chosen.against, on_done, chosen, retrains)
     return run_checks(loaded, names, chosen.against, on_done, settings=chosen)
 
 

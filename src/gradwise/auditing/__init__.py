@@ -18,6 +18,7 @@ from typing import Any
 from gradwise.artifacts import write_json
 from gradwise.audit_config import AuditSettings
 from gradwise.auditing.base import AuditContext, AuditReport, CheckResult, NotApplicable
+from gradwise.auditing.retrains import IN_PROCESS, RetrainMap
 from gradwise.data.split import leak_of, leak_warning
 from gradwise.errors import ConfigError, GradwiseError
 from gradwise.logs import LOG
@@ -111,16 +112,18 @@ def run_checks(
     against: str | None = None,
     on_done: Callable[[CheckResult], None] | None = None,
     settings: AuditSettings | None = None,
+    retrains: RetrainMap = IN_PROCESS,
 ) -> AuditReport:
     """Run the named checks (default: all) on `run`, each writing RUN/audit/<check>.json.
 
     A check that cannot apply to this run is reported as n/a with the reason, not an error.
-    Each check reads its section of `settings` (default: the run's config `audit:`).
+    Each check reads its section of `settings` (default: the run's config `audit:`); the
+    checks that retrain run their retrains through `retrains` (default: in this process).
     """
     sections = settings or run.config.audit
     names = parse_checks(",".join(checks)) if checks else list(CHECKS)
     out = Path(run.path) / AUDIT_FOLDER
-    ctx = AuditContext(out=out, against=against, seed=run.config.seed)
+    ctx = AuditContext(out=out, against=against, seed=run.config.seed, retrains=retrains)
     rule = run.split_rule
     results = []
     for name in names:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gradwise.auditing.retrains import IN_PROCESS, RetrainMap
 from gradwise.errors import GradwiseError
 
 Verdict = Literal["pass", "warn", "fail", "n/a"]
@@ -30,12 +31,15 @@ class AuditContext:
         against: other data to compare with (`--against`): a KIND:PATH or path, or None.
         seed: seed for everything random in the checks.
         quiet: no progress output.
+        retrains: how the checks run their independent retrains (in this process, or as
+            Ray tasks with `--backend ray`).
     """
 
     out: Path
     against: str | None = None
     seed: int = 0
     quiet: bool = True
+    retrains: RetrainMap = IN_PROCESS
 
 
 @dataclass(frozen=True)

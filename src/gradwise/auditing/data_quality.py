@@ -52,6 +52,7 @@ _USED = {  # settings key: labels key, what the out-of-fold retrains used
     "retrain_used": "retrain_used",
     "head": "head",
     "trade": "trade",
+    "retrains_on": "retrains_on",
 }
 _WEAK = 0.9  # out-of-fold accuracy below which the summary warns that flags are unreliable
 _OVERLAPPING = "the windows of a series share all but one step with their neighbours"
@@ -75,7 +76,7 @@ def check(run: Run, settings: DataQualityAudit, ctx: AuditContext) -> CheckResul
     findings: list[tuple[Verdict, str]] = []
     metrics: dict[str, Any] = {"n_train": len(train), "row_numbers": "0-based source rows"}
     if run.schema.task == "classification":
-        metrics["labels"], found = _labels(run, train, emb["train"], settings, ctx.seed)
+        metrics["labels"], found = _labels(run, train, emb["train"], settings, ctx)
         findings.append(found)
         metrics["classes"], found = _imbalance(run, train, settings)
         findings.append(found)
@@ -135,18 +136,21 @@ def _inputs(run: Run, split: SplitView) -> Any:
 
 
 def _labels(
-    run: Run, train: SplitView, emb: np.ndarray, settings: DataQualityAudit, seed: int
+    run: Run, train: SplitView, emb: np.ndarray, settings: DataQualityAudit, ctx: AuditContext
 ) -> tuple[dict[str, Any], tuple[Verdict, str]]:
     """Likely label errors from out-of-fold probabilities: full retrains of the run's
-    config, or fresh heads on the frozen training embeddings `emb` (settings.retrain)."""
-    y = train.y.numpy()
+    config (through ctx.retrains: here, or as Ray tasks), or fresh heads on the frozen
+    training embeddings `emb` (settings.retrain)."""
+    y, seed = train.y.numpy(), ctx.seed
     mode = retrain_mode(run, settings.retrain, "audit.data_quality.retrain")
     if mode == "head":  # heads cost next to nothing: all settings.folds (null: 5), no epochs
         plan = FoldPlan(settings.folds or FOLD_PLANS[0], 0, 0.0)
         probs, _ = head_out_of_fold_probabilities(run, emb, plan.folds, seed)
     else:
         plan = fold_plan(run, settings)  # fewer folds or epochs when 5 would not fit budget_s
-        probs, _ = out_of_fold_probabilities(run, plan.folds, plan.epochs, seed, plan.fold_s)
+        probs, _ = out_of_fold_probabilities(
+            run, plan.folds, plan.epochs, seed, plan.fold_s, ctx.retrains
+        )
     issues = label_issues(y, probs)
     share = len(issues) / len(y)
     decode = run.schema.target.decode
@@ -167,6 +171,7 @@ def _labels(
         "out_of_fold_accuracy": oof_accuracy,
         "folds": plan.folds,
         "epochs_per_fold": plan.epochs if mode == "full" else None,
+        "retrains_on": ctx.retrains.where if mode == "full" else "this process (head fits)",
         **head_record(mode),
         "reduced": plan.reduced,
         "method": "cleanlab find_label_issues (prune_by_noise_rate, ranked by self_confidence)",

@@ -15,10 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import statistics
-import tempfile
-import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,9 +35,11 @@ from gradwise.auditing.head_retrain import (
     retrain_mode,
 )
 from gradwise.auditing.retrain_budget import CurvePlan, plan_curve, retrain_epochs, run_pace
+from gradwise.auditing.retrain_jobs import CurveJob, curve_retrain
+from gradwise.auditing.retrains import IN_PROCESS, RetrainMap, stepwise
 from gradwise.evaluate.compare import PRIMARY
 from gradwise.evaluate.metrics import lower_is_better
-from gradwise.logs import CONSOLE_HANDLER, LOG
+from gradwise.logs import LOG
 
 if TYPE_CHECKING:
     from gradwise.config import GeneralisationAudit
@@ -151,9 +150,9 @@ def check(run: Run, settings: GeneralisationAudit, ctx: AuditContext) -> CheckRe
         if mode == "head":
             points = head_curve_points(run, plan)
         else:
-            points = learning_curve_points(run, plan, settings, metric)
+            points = learning_curve_points(run, plan, settings, metric, ctx.retrains)
         curve, laws = _read_curve(points, metric, int(summary_metrics["n_train"]), ctx.seed)
-        curve["plan"] = _plan_record(plan)
+        curve["plan"] = {**_plan_record(plan), "batch": mode == "full" and ctx.retrains.batch}
         curve["retrain"] = mode
         if mode == "head":
             curve["trade"] = TRADE
@@ -187,6 +186,7 @@ def check(run: Run, settings: GeneralisationAudit, ctx: AuditContext) -> CheckRe
             "metric": f"{metric} (the task's primary metric, from metrics.json)",
             **head_record(mode),
             "retrains": _retrains_text(mode),
+            "retrains_on": _where(mode, ctx),
             "fit": "error = a * n^-b + c, least squares (scipy curve_fit); error = 1 - "
             "accuracy for accuracy, else the metric",
             "band": f"5-95% of {BOOTSTRAP} residual-bootstrap refits",
@@ -211,6 +211,16 @@ def _retrains_text(mode: RetrainMode) -> str:
         "the run itself (unless epochs is set); null fractions and seeds: as many as "
         "fit budget_s at the run's own pace (metrics.json wall_s / epochs / n_train)"
     )
+
+
+def _where(mode: RetrainMode, ctx: AuditContext) -> str:
+    """Where the retrains ran. A batch (Ray) runs the same planned grid, fitted to budget_s
+    at this machine's pace, as one batch of tasks, so its points equal the local ones."""
+    if mode == "head":
+        return "this process (head fits)"
+    if ctx.retrains.batch:
+        return f"{ctx.retrains.where}: the planned grid as one batch of tasks"
+    return ctx.retrains.where
 
 
 def _primary(run: Run, summary: dict[str, Any]) -> str:
@@ -267,58 +277,61 @@ def _resolved(plan: CurvePlan | None) -> dict[str, Any]:
 
 
 def learning_curve_points(
-    run: Run, plan: CurvePlan, settings: GeneralisationAudit, metric: str
+    run: Run,
+    plan: CurvePlan,
+    settings: GeneralisationAudit,
+    metric: str,
+    retrains: RetrainMap = IN_PROCESS,
 ) -> list[Point]:
     """The run's config retrained on each planned fraction of its training split (quietly, in
-    a temporary folder); the point at the run's own fraction is the run itself. Each retrain
-    is reported as a step (`gradwise.auditing.progress`) with the time left."""
-    from gradwise.config import load_config
-    from gradwise.pipeline import train_run
-
+    a temporary folder); the point at the run's own fraction is the run itself. In this
+    process each retrain is reported as a step (`gradwise.auditing.progress`) with the time
+    left; a batch `retrains` (Ray) runs the planned grid at once and reports one step."""
     cfg = run.config
     split_seed = cfg.data.split.seed if cfg.data.split.seed is not None else cfg.seed
     own = cfg.data.split.train_fraction
-    planned = [p.estimate_s for p in plan.points if not p.reused]
-    points: list[Point] = []
-    done, spent_s = 0, 0.0
-    with tempfile.TemporaryDirectory(prefix="gradwise-curve-") as tmp:
-        for planned_point in plan.points:
-            fraction, seed = planned_point.fraction, cfg.seed + planned_point.seed_offset
-            if planned_point.reused:
-                summary = run.metrics
-                points.append(
-                    Point(fraction, seed, int(summary["n_train"]), summary["test"][metric], True)
-                )
-                continue
-            what = f"{fraction:g} of the data, seed {seed}"
-            left_s = progress.seconds_left(planned, done, spent_s)
-            progress.report(progress.Step("generalisation", done, len(planned), what, left_s))
-            overrides: dict[str, Any] = {
-                "seed": seed,
+    epochs = cfg.train.epochs or int(run.metrics["epochs"])
+    retrained = [p for p in plan.points if not p.reused]
+    jobs = [
+        CurveJob(
+            cfg,
+            {
+                "seed": cfg.seed + p.seed_offset,
                 "data.split.seed": split_seed,
-                "data.split.train_fraction": fraction,
+                "data.split.train_fraction": p.fraction,
                 "train.checkpoint": False,
-                "train.epochs": retrain_epochs(
-                    cfg.train.epochs or int(run.metrics["epochs"]), own, fraction, settings
-                ),
-            }
-            out = Path(tmp) / f"f{fraction:g}-s{seed}"
-            started = time.perf_counter()
-            with _console_silenced():
-                summary = train_run(load_config(cfg, overrides), out, quiet=True).metrics
-            done, spent_s = done + 1, spent_s + time.perf_counter() - started
-            value = float(summary["test"][metric])
-            points.append(Point(fraction, seed, int(summary["n_train"]), value, False))
-            log.info(
-                "learning curve: %g of the training data (%d samples), seed %d: %s %.4f",
-                fraction,
-                summary["n_train"],
-                seed,
-                metric,
-                value,
-            )
-    progress.report(progress.Step("generalisation", done, len(planned), "fitting the curve", 0.0))
+                "train.epochs": retrain_epochs(epochs, own, p.fraction, settings),
+            },
+        )
+        for p in retrained
+    ]
+    planned = [p.estimate_s for p in retrained]
+    if retrains.batch:
+        what = f"{len(jobs)} retrains as one batch on {retrains.where}"
+        progress.report(progress.Step("generalisation", 0, 1, what, sum(planned)))
+        summaries = retrains(curve_retrain, jobs)
+    else:
+        step = stepwise(curve_retrain, "generalisation", planned, _describe)
+        summaries = retrains(step, jobs)
+    found = iter(summaries)
+    points: list[Point] = []
+    for p in plan.points:
+        seed = cfg.seed + p.seed_offset
+        summary = run.metrics if p.reused else next(found)
+        value = float(summary["test"][metric])
+        points.append(Point(p.fraction, seed, int(summary["n_train"]), value, p.reused))
+        if not p.reused:
+            n_train = summary["n_train"]
+            line = "learning curve: %g of the training data (%d samples), seed %d: %s %.4f"
+            log.info(line, p.fraction, n_train, seed, metric, value)
+    done = 1 if retrains.batch else len(jobs)
+    progress.report(progress.Step("generalisation", done, done, "fitting the curve", 0.0))
     return points
+
+
+def _describe(job: CurveJob) -> str:
+    fraction, seed = job.overrides["data.split.train_fraction"], job.overrides["seed"]
+    return f"{fraction:g} of the data, seed {seed}"
 
 
 def head_curve_points(run: Run, plan: CurvePlan) -> list[Point]:
@@ -336,23 +349,6 @@ def head_curve_points(run: Run, plan: CurvePlan) -> list[Point]:
         points.append(Point(p.fraction, seed, n_train, value, False))
     progress.report(progress.Step("generalisation", 1, 1, "fitting the curve", 0.0))
     return points
-
-
-@contextlib.contextmanager
-def _console_silenced() -> Iterator[None]:
-    """The retrains' own log lines (epochs, summaries) stay off the audit's console."""
-    handlers = [h for h in log.handlers if h.get_name() == CONSOLE_HANDLER]
-
-    def drop(record: logging.LogRecord) -> bool:
-        return False
-
-    for h in handlers:
-        h.addFilter(drop)
-    try:
-        yield
-    finally:
-        for h in handlers:
-            h.removeFilter(drop)
 
 
 def _error(metric: str, value: np.ndarray | float) -> np.ndarray:

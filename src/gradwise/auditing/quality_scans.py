@@ -1,7 +1,7 @@
 """The measurements of the data-quality check, each a plain function on arrays.
 
 fold_plan(run, settings)                               folds and epochs that fit the budget
-out_of_fold_probabilities(run, folds, epochs, seed)   k-fold retrains of the run's config
+out_of_fold_probabilities(run, folds, epochs, seed)   k-fold retrains (in order, or on Ray)
 head_out_of_fold_probabilities(run, emb, folds, seed)  k-fold heads on frozen embeddings
 label_issues(labels, probs)                            cleanlab over those probabilities
 row_keys(raw)                                          a 64-bit hash of each raw sample
@@ -13,8 +13,6 @@ outlier_scores(embeddings, seed)                       IsolationForest anomaly s
 
 from __future__ import annotations
 
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,8 @@ import pandas as pd
 from gradwise.auditing import progress
 from gradwise.auditing.head_retrain import head_out_of_fold
 from gradwise.auditing.retrain_budget import FoldPlan, plan_folds, run_pace
+from gradwise.auditing.retrain_jobs import FoldJob, fold_retrain
+from gradwise.auditing.retrains import IN_PROCESS, RetrainMap, stepwise
 from gradwise.config import DataQualityAudit
 from gradwise.data.leakage import sample_keys
 from gradwise.run import Run
@@ -34,7 +34,12 @@ MAX_PAIRS = 100_000  # near-duplicate pairs kept (the count goes on)
 
 
 def out_of_fold_probabilities(
-    run: Run, folds: int, epochs: int | None, seed: int, fold_s: float | None = None
+    run: Run,
+    folds: int,
+    epochs: int | None,
+    seed: int,
+    fold_s: float | None = None,
+    retrains: RetrainMap = IN_PROCESS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n_train, K) class probabilities of each training sample from a model that never saw
     it: the run's config retrained `folds` times, each time without one fold of the training
@@ -45,12 +50,13 @@ def out_of_fold_probabilities(
             early stopping would otherwise spend its patience on every fold too.
         fold_s: estimated seconds of one retrain, for the time left that each fold reports
             as a step (`gradwise.auditing.progress`); None: estimated from the folds done.
+        retrains: where the folds' retrains run (`gradwise.auditing.retrains`); a batch
+            (Ray) runs them all at once and reports one step.
 
     Returns:
         The probabilities (uncalibrated softmax), and each sample's fold.
     """
     from gradwise.data.split import fold_splits
-    from gradwise.pipeline import train_run
 
     train = run.split("train")
     y = train.y.numpy()
@@ -58,26 +64,32 @@ def out_of_fold_probabilities(
         epochs = max(1, int(run.metrics.get("best_epoch") or run.config.train.epochs or 1))
     update: dict[str, Any] = {"checkpoint": False, "diagnostics": False, "epochs": epochs}
     cfg = run.config.model_copy(update={"train": run.config.train.model_copy(update=update)})
-    n_classes = run.schema.n_outputs
-    probs = np.zeros((len(y), max(n_classes, 2)))
-    fold_of = np.zeros(len(y), dtype=np.int64)
     data = run.dataset()
     # the folds keep the split's rule: a group (or a sample's copies) in one fold, time in order
     folds_of = fold_splits(data.split_rule, data.fold_key, train.rows, y, folds, seed)
-    planned = [fold_s or 0.0] * len(folds_of)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="gradwise-folds-") as tmp:
-        for k, (keep, held_out) in enumerate(folds_of):
-            left_s = progress.seconds_left(planned, k, time.perf_counter() - started)
-            what = f"fold {k + 1} of {len(folds_of)}"
-            progress.report(progress.Step("data_quality", k, len(folds_of), what, left_s))
-            fold_data = data.keep_train(keep)
-            fold_run = train_run(cfg, Path(tmp) / f"fold{k}", quiet=True, data=fold_data)
-            logits = fold_run.logits(train.x[held_out])
-            probs[held_out] = fold_run.probabilities(logits, calibrated=False)
-            fold_of[held_out] = k
+    run_dir = str(Path(run.path).resolve())
+    jobs = [FoldJob(run_dir, cfg, k, keep, held) for k, (keep, held) in enumerate(folds_of)]
+    if retrains.batch:
+        what = f"{len(jobs)} folds as one batch on {retrains.where}"
+        left_s = fold_s * len(jobs) if fold_s else None
+        progress.report(progress.Step("data_quality", 0, 1, what, left_s))
+        held_probs = retrains(fold_retrain, jobs)
+    else:
+        planned = [fold_s or 0.0] * len(jobs)
+
+        def which(job: FoldJob) -> str:
+            return f"fold {job.fold + 1} of {len(jobs)}"
+
+        step = stepwise(fold_retrain, "data_quality", planned, which)
+        held_probs = retrains(step, jobs)
+    probs = np.zeros((len(y), max(run.schema.n_outputs, 2)))
+    fold_of = np.zeros(len(y), dtype=np.int64)
+    for job, found in zip(jobs, held_probs, strict=True):
+        probs[job.held_out] = found
+        fold_of[job.held_out] = job.fold
+    done = 1 if retrains.batch else len(jobs)
     what = "duplicates, leakage, outliers"
-    progress.report(progress.Step("data_quality", len(folds_of), len(folds_of), what, None))
+    progress.report(progress.Step("data_quality", done, done, what, None))
     return probs, fold_of
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -50,10 +51,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         if address is not None:
+            _check_reachable(address)
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=num_cpus or LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # ConnectionError is an OSError
         raise GradwiseError(
             f"--address {address}: cannot connect to a Ray cluster ({str(exc).splitlines()[0]}). "
             "Start one with `ray start --head` and pass the address it prints (or `auto` on "
@@ -63,3 +65,16 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on a HOST:PORT nothing listens at (Ray's own connection retries take
+    minutes); `auto` and ray:// addresses are left to Ray.
+
+    Raises:
+        OSError: nothing answers at the address within 5 seconds.
+    """
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return
+    socket.create_connection((host, int(port)), timeout=5).close()

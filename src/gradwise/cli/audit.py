@@ -10,6 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gradwise.cli.console import (
+    AddressOpt,
+    BackendOpt,
     JsonOpt,
     QuietOpt,
     RunArg,
@@ -73,12 +75,15 @@ def audit(
     set_: SetOpt = None,
     fail_on: FailOnOpt = None,
     threads: ThreadsOpt = None,
+    backend: BackendOpt = None,
+    address: AddressOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure generalisation, baselines, calibration, uncertainty, selective answering,
     robustness, shift and data quality; each check writes RUN/audit/<check>.json (numbers,
-    settings, verdict, sentence).
+    settings, verdict, sentence). With --backend ray, the learning curve's and the
+    data-quality folds' retrains run as Ray tasks, each check's planned retrains as one batch.
 
     Exit codes: 0 done (whatever the verdict, unless --fail-on); 2 bad input; 4 the overall
     verdict reached --fail-on; 1 anything unexpected."""
@@ -89,7 +94,8 @@ def audit(
     changes = verb_changes("audit", set_, checks=checks, against=against)
     settings = settings_with(run.config.audit, "audit", changes)
     with console_logging(quiet or as_json, progress=False):
-        report = _checks_with_progress(run, settings, show=not (quiet or as_json))
+        where = {"backend": backend, "address": address}
+        report = _checks_with_progress(run, settings, where, show=not (quiet or as_json))
     if as_json:
         import json
 
@@ -103,9 +109,9 @@ def audit(
         raise typer.Exit(VERDICT_EXIT_CODE)
 
 
-def _checks_with_progress(run: Any, settings: Any, show: bool) -> Any:
-    """The checks, with a progress line per check (its retrains as steps, the time left) on
-    stderr when it is a terminal and `show`."""
+def _checks_with_progress(run: Any, settings: Any, where: dict[str, Any], show: bool) -> Any:
+    """The checks (`where`: the backend and address), with a progress line per check (its
+    retrains as steps, the time left) on stderr when it is a terminal and `show`."""
     import gradwise
     from gradwise.audit_config import CHECK_NAMES
     from gradwise.auditing.progress import listening
@@ -113,10 +119,10 @@ def _checks_with_progress(run: Any, settings: Any, show: bool) -> Any:
     from gradwise.cli.console import err_console
 
     if not (show and err_console.is_terminal):
-        return gradwise.audit(run, settings)
+        return gradwise.audit(run, settings, **where)
     names = list(settings.checks or CHECK_NAMES)
     with CheckProgress(names, err_console) as bars, listening(bars.step):
-        return gradwise.audit(run, settings, on_done=bars.done)
+        return gradwise.audit(run, settings, on_done=bars.done, **where)
 
 
 def overall_line(report: object) -> str:

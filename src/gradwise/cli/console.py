@@ -97,7 +97,7 @@ BackendOpt = Annotated[
         "--backend",
         metavar="local|ray",
         help="where the work runs: this process (local) or a Ray cluster (ray; pip install "
-        "'gradwise[ray]'); default: the config's backend: key (local)",
+        "'gradwise\\[ray]'); default: the config's backend: key (local)",
     ),
 ]
 AddressOpt = Annotated[
@@ -105,8 +105,9 @@ AddressOpt = Annotated[
     typer.Option(
         "--address",
         metavar="HOST:PORT",
-        help="with --backend ray: the Ray cluster to join (or auto); default RAY_ADDRESS, else "
-        "a local cluster is started for the command and stopped after it",
+        help="with --backend ray: the Ray cluster to join (or auto); default: the config's "
+        "address: key, else RAY_ADDRESS, else a local cluster is started for the command and "
+        "stopped after it",
     ),
 ]
 
