@@ -80,7 +80,7 @@ def test_import_gradwise_loads_no_torch_until_a_verb_needs_it():
 @pytest.mark.parametrize("verb", VERBS)
 def test_each_verb_is_a_plain_function_with_named_typed_parameters(verb: str):
     fn = getattr(gradwise, verb)
-    assert inspect.isfunction(fn) and fn.__module__ == "gradwise.api"
+    assert inspect.isfunction(fn) and fn.__module__.partition(".api")[0] == "gradwise"
     signature = inspect.signature(fn)
     assert signature.return_annotation is not inspect.Signature.empty, f"{verb} -> ?"
     params = list(signature.parameters.values())

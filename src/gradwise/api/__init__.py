@@ -6,34 +6,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from gradwise.api.common import as_run as _run
+from gradwise.api.common import config_of as _config_of
+from gradwise.api.common import where as _where
+from gradwise.api.files import evaluate_file, explain_file, predict_file
+from gradwise.api.ship import bench, monitor, optimize, serve
 from gradwise.config import (
     AuditSettings,
-    BenchSettings,
     Config,
     ExplainSettings,
-    MonitorSettings,
-    OptimizeSettings,
     ReportSettings,
-    ServeSettings,
     TuneSettings,
     load_config,
     parse_overrides,
     settings_with,
 )
-from gradwise.errors import GradwiseError
 from gradwise.run import Run
 
 if TYPE_CHECKING:
     from gradwise.auditing import AuditReport, CheckResult
-    from gradwise.deploy.cost import BenchReport
-    from gradwise.deploy.tradeoff import TradeOff
     from gradwise.evaluate.compare import Comparison
-    from gradwise.explaining import Explanation, StreamExplanation
-    from gradwise.monitoring import MonitorReport, WindowResult
+    from gradwise.explaining import Explanation
     from gradwise.reporting import Report
     from gradwise.reporting.documents import Document, DocumentTemplate
-    from gradwise.run_predict import PredictSummary
-    from gradwise.serving.tune import BatchingResult, TuneTrial
     from gradwise.training.loop import Parallel, ProgressFn
     from gradwise.training.lr_find import LRFindResult
     from gradwise.tuning import ProgressFn as TuneProgress
@@ -279,39 +274,6 @@ def explain(
     )
 
 
-def explain_file(
-    run: Run | str | Path,
-    data: str,
-    out: str | Path,
-    *,
-    method: str | None = None,
-    header: bool | None = None,
-    batch_rows: int = 4096,
-    progress: Callable[[int], None] | None = None,
-) -> StreamExplanation:
-    """Attribute every row of a CSV or parquet table (a file, a folder of shards or a glob)
-    into `out` (parquet when it ends in .parquet, else CSV): per row its position, prediction
-    and one attribution per raw column, `batch_rows` rows at a time (rounded up to a multiple
-    of train.eval_batch_size), so memory holds one batch. The importance over all rows (mean
-    |attribution| per column) goes to RUN/explain/stream.json.
-
-    Args:
-        run: a Run or its directory, trained on a table.
-        data: the table, as `gradwise predict` takes it (csv:PATH, a path, a glob).
-        method: ig (integrated gradients) or saliency; None: the run's `explain.method`.
-        header: whether each CSV's first row names the columns (None: as the training file).
-        progress: called with the number of rows done after each batch.
-
-    Returns:
-        A StreamExplanation: rows written, the importance per column, wall time.
-    """
-    from gradwise.explaining import explain_file as explain_rows
-
-    loaded = _run(run)
-    chosen = method or loaded.config.explain.method
-    return explain_rows(loaded, data, Path(out), chosen, header, batch_rows, progress)
-
-
 def tune(
     config: ConfigSource,
     out: str | Path | None = None,
@@ -368,160 +330,6 @@ def tune(
 
         return tune_ray(cfg, out, chosen, address=address, concurrent=chosen.nproc)
     return run_tune(cfg, out, chosen, progress)
-
-
-def bench(
-    run: Run | str | Path,
-    settings: BenchSettings | None = None,
-    **changes: Any,
-) -> BenchReport:
-    """Measure what the run costs to predict with: parameters, size on disk, FLOPs per
-    sample, peak memory, p50/p95 latency and throughput per batch size, USD per million
-    predictions (and, for language models, latency by sequence length and decode speed with
-    and without the cache). Writes RUN/artifacts/bench.json and the latency-vs-throughput
-    plot RUN/artifacts/bench.png.
-
-    Args:
-        settings: a BenchSettings; default: the run's config `bench:` section.
-        **changes: BenchSettings fields to change: `variants` ("base": the run alone; "all":
-            also every variant under RUN/artifacts/), `batches`, `price_per_core_hour`
-            (USD per CPU core-hour), `seconds` (measuring time per model and batch size).
-    """
-    from gradwise.artifacts import write_json
-    from gradwise.deploy.cost import bench as measure
-    from gradwise.deploy.cost import plot_latency_throughput
-    from gradwise.deploy.variants import artifacts_folder, variant_folders, variant_name
-
-    base = _run(run)
-    chosen = settings_with(settings or base.config.bench, "bench", changes)
-    runs = {variant_name(base): base}
-    if chosen.variants == "all":
-        runs.update({variant_name(v): v for v in map(load, variant_folders(base))})
-    report = measure(runs, chosen.batches, chosen.price_per_core_hour, chosen.seconds)
-    report.settings["variants"] = chosen.variants
-    folder = artifacts_folder(base)
-    write_json(folder / "bench.json", report.to_dict())
-    plot_latency_throughput(report, folder / "bench.png")
-    return report
-
-
-def optimize(
-    run: Run | str | Path,
-    settings: OptimizeSettings | None = None,
-    **changes: Any,
-) -> TradeOff:
-    """Make optimised variants of a run, each a run directory under RUN/artifacts/<variant>/,
-    and measure the trade-off (written to RUN/artifacts/tradeoff.json with the settings).
-
-    Args:
-        settings: an OptimizeSettings; default: the run's config `optimize:` section.
-        **changes: OptimizeSettings fields to change, e.g. `quantize="int8"` (torch dynamic
-            int8 and, for CNNs and transformers, calibrated static int8), `onnx=True`,
-            `openvino=True`, `precision="bf16"` (only where the CPU multiplies bf16
-            natively), `distill="student.yaml"`, `auto=True` (every candidate this machine
-            supports; the fastest within `budget_pt` recommended), `robust_samples=200`.
-
-    Returns:
-        The TradeOff: one row per variant, the recommendation and why the others lost.
-
-    Raises:
-        ConfigError: bad levers (bf16 without native support, OpenVINO missing, none given).
-    """
-    from gradwise.deploy.optimize import optimize as run_levers
-
-    loaded = _run(run)
-    return run_levers(
-        loaded, settings_with(settings or loaded.config.optimize, "optimize", changes)
-    )
-
-
-def serve(
-    run: Run | str | Path,
-    settings: ServeSettings | None = None,
-    *,
-    on_listening: Callable[[], None] | None = None,
-    on_trial: Callable[[TuneTrial], None] | None = None,
-    **changes: Any,
-) -> BatchingResult | None:
-    """Serve a run over HTTP until interrupted (POST /v1/predict, /v1/feedback, /healthz,
-    /readyz, /metrics; POST /v1/generate for language models). See `gradwise.serving.app` for
-    the ASGI app alone. With `tune=True`, measure the batching settings under load instead
-    and return the recommendation (also RUN/serve/tune.json).
-
-    Args:
-        run: a Run or its directory (an optimised variant's directory too).
-        settings: a ServeSettings; default: the run's config `serve:` section.
-        on_listening: called once the port accepts requests.
-        on_trial: with `tune`: called with each measured batching setting.
-        **changes: ServeSettings fields to change: `host`, `port`, `store` (None:
-            RUN/monitor/predictions.sqlite; a SQLite path, a SQLAlchemy URL, or "off"),
-            `max_batch`, `max_wait_ms`, `workers`, `threads`, `api_key_env`, `max_body_kb`,
-            `flush_interval_s`, `tune`, `p95_ms`, ...
-    """
-    chosen = settings_with(settings or _config_of(run).serve, "serve", changes)
-    if chosen.tune:
-        from gradwise.serving.tune import tune_batching
-
-        return tune_batching(run, chosen, on_trial=on_trial)
-    from gradwise.serving.runner import serve_forever
-
-    run_dir = run.path if isinstance(run, Run) else Path(run)
-    serve_forever(run_dir, chosen, on_listening=on_listening)
-    return None
-
-
-def monitor(
-    run: Run | str | Path,
-    settings: MonitorSettings | None = None,
-    *,
-    replay: str | None = None,
-    labels: str | None = None,
-    on_window: Callable[[WindowResult], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    **changes: Any,
-) -> MonitorReport:
-    """Watch what a run served: per window of traffic, input drift against the training
-    split (raw features and embeddings), predictions and confidence against validation, a
-    label-free accuracy estimate and, where feedback arrived, the measured accuracy. Writes
-    RUN/monitor/report.json (with the settings), windows.json and timeline.png; alerts are
-    logged (and POSTed to `webhook`).
-
-    Args:
-        settings: a MonitorSettings; default: the run's config `monitor:` section.
-        replay: instead of the store, a CSV or parquet table (a file, a folder of shards or a
-            glob), predicted and watched window by window as if it had been served; memory
-            holds about a window, not the table. Windows count instances.
-        labels: with `replay`: the table's column of true labels (the feedback).
-        on_window: called with each window as it is evaluated.
-        should_stop: with `follow`: polled after each pass; True ends the watch.
-        **changes: MonitorSettings fields to change: `store` (default
-            RUN/monitor/predictions.sqlite), `window` (instances, or a duration such as
-            "30m", "1h"), `follow`, `poll_s`, `webhook`, and the thresholds (`alpha`,
-            `confidence_drop`, `accuracy_drop`, `min_labels`, `persist`, ...).
-
-    Returns:
-        A MonitorReport (`.alerted` is True when a threshold was crossed).
-
-    Raises:
-        ConfigError: `labels` without `replay`, or `replay` with `follow` or `store`.
-    """
-    from gradwise.errors import ConfigError
-    from gradwise.monitoring import replay_table, watch
-
-    loaded = _run(run)
-    chosen = settings_with(settings or loaded.config.monitor, "monitor", changes)
-    if replay is None:
-        if labels is not None:
-            raise ConfigError(
-                f"--labels {labels} names the label column of a --replay table; served "
-                "traffic's labels are the feedback in its store."
-            )
-        return watch(loaded, chosen, on_window=on_window, should_stop=should_stop)
-    if chosen.follow or changes.get("store") is not None:
-        raise ConfigError(
-            "--replay reads a table instead of the store, once: drop --follow and --store."
-        )
-    return replay_table(loaded, chosen, replay, labels, on_window=on_window)
 
 
 @overload
@@ -594,101 +402,3 @@ def report(
     if pdf:
         print_pdf(page.path)
     return page
-
-
-def predict_file(
-    run: Run | str | Path,
-    source: str,
-    out: str | Path,
-    *,
-    keep: list[str] | None = None,
-    intervals: bool = False,
-    abstain: bool = False,
-    header: bool | None = None,
-    batch_rows: int = 65536,
-    progress: Callable[[int], None] | None = None,
-    backend: Backend | None = None,
-    address: str | None = None,
-) -> PredictSummary:
-    """Predict every row of `source` into `out` (parquet when it ends in .parquet, else CSV),
-    with the run's own preprocessing and calibration. A CSV or parquet table (a file, a folder
-    of shards or a glob such as `data/*.parquet`) is read, predicted and written `batch_rows`
-    rows at a time, so memory holds one batch; the output equals the in-memory path's to the
-    last digit. Forecasters, and inputs that are no table, are read whole.
-
-    Args:
-        run: a Run or its directory.
-        source: the input, as `gradwise predict` takes it (csv:PATH, a path, a glob).
-        keep: input columns to copy into the output (ids).
-        intervals: add conformal sets or intervals (needs the uncertainty audit).
-        abstain: add the certified abstention decision (needs the selective audit).
-        header: whether each CSV's first row names the columns (None: as the training file).
-        progress: called with the number of rows done after each batch.
-        backend: "ray" maps the batches over a Ray cluster's actors (one model each), in
-            input order, with the same output (a headed CSV or parquet table only); None:
-            the run's config `backend:` key (default local).
-        address: with backend "ray", the cluster (or "auto"); None: the run's config
-            `address:`, else RAY_ADDRESS, else a local cluster started and stopped for the call.
-
-    Returns:
-        Rows written, wall time, whether the input was streamed, rows answered (abstain).
-    """
-    from gradwise.run_predict import predict_file as predict_rows
-
-    loaded = _run(run)
-    where, address = _where(backend, address, loaded.config)
-    if where == "ray":
-        from gradwise.backends.ray_predict import predict_ray_summary
-
-        return predict_ray_summary(
-            loaded, source, Path(out), keep or [], intervals, abstain, batch_rows, address
-        )
-    return predict_rows(
-        loaded, source, Path(out), keep or [], intervals, abstain, header, batch_rows, progress
-    )
-
-
-def evaluate_file(
-    run: Run | str | Path,
-    source: str,
-    *,
-    header: bool | None = None,
-    batch_rows: int = 65536,
-    backend: Backend | None = None,
-    address: str | None = None,
-) -> dict[str, float]:
-    """Metrics of the run on new labelled data (a table, file, folder of shards or glob, read
-    `batch_rows` rows at a time; other kinds read whole), preprocessed as in training; equal
-    to the metrics of the whole table read at once. `backend="ray"` computes the model outputs
-    on a Ray cluster (`address` as for `predict_file`) and the metrics here."""
-    from gradwise.run_predict import evaluate_file as evaluate_rows
-
-    loaded = _run(run)
-    where, address = _where(backend, address, loaded.config)
-    if where == "ray":
-        from gradwise.backends.ray_predict import evaluate_ray
-
-        return evaluate_ray(loaded, source, address=address, batch_rows=batch_rows)
-    return evaluate_rows(loaded, source, header, batch_rows)
-
-
-def _where(backend: str | None, address: str | None, cfg: Config) -> tuple[str, str | None]:
-    """The backend and cluster address a verb uses: the arguments, else the config's
-    `backend:` and `address:` keys."""
-    chosen = backend if backend is not None else cfg.backend
-    if chosen not in ("local", "ray"):
-        raise GradwiseError(f"backend {chosen!r} is not known: use local or ray.")
-    return chosen, address if address is not None else cfg.address
-
-
-def _run(run: Run | str | Path) -> Run:
-    return run if isinstance(run, Run) else load(run)
-
-
-def _config_of(run: Run | str | Path) -> Config:
-    """The run's config without loading its model (the defaults where it has none yet; the
-    verb then says what is missing)."""
-    if isinstance(run, Run):
-        return run.config
-    path = Path(run) / "config.yaml"
-    return load_config(path) if path.is_file() else Config()
