@@ -76,6 +76,7 @@ def study(out: Path, trials: int, sampler_seed: int, seeds: int, cv: str) -> dic
         "complete": result.n_complete,
         "best_trial": result.best_trial,
         "kept_given": result.kept_given,  # best.yaml is the example: the top was in its noise
+        "confirmation": result.confirmation.sentence if result.confirmation else "",
         "best_value": result.best_value,
         "best_se": result.best_se,
         "best_params": result.best_params,

@@ -23,7 +23,7 @@ from gradwise.data.sources import load_dataset
 from gradwise.data.split import fold_splits
 from gradwise.errors import ConfigError
 from gradwise.pipeline import train_run
-from gradwise.tuning.crossval import AUTO_FOLDS, cv_plan
+from gradwise.tuning.crossval import AUTO_FOLDS, cv_plan, fold_datasets
 from gradwise.tuning.objective import FOLD_STEP
 from gradwise.tuning.space import default_params, default_space, parse_space
 from gradwise.tuning.stability import RESAMPLES, top_agreement
@@ -291,3 +291,22 @@ def test_best_yaml_keeps_the_config_as_given_when_the_top_trial_is_within_its_no
     off = gradwise.tune(cfg, tmp_path / "off", keep_given=False, **args)
     assert not off.kept_given and off.best_trial == off.comparison.best.trial != 0
     assert not (tmp_path / "off" / "top.yaml").exists()
+
+
+def test_a_lead_beyond_the_noise_is_measured_again_on_fresh_folds(study, tmp_path: Path):
+    result, _ = study
+    c = result.confirmation
+    assert c is not None and c.trial == result.comparison.best.trial and c.folds == 3
+    cfg = load_config(tiny_config(train={"epochs": 2}))
+    assert c.seed == cfg.seed + 1  # not the search's folds
+    data = load_dataset(cfg.data, cfg.seed)
+    hand = [
+        train_run(cfg, tmp_path / f"g{i}", data=fold).metrics["val"]["accuracy"]
+        for i, fold in enumerate(fold_datasets(data, 3, c.seed))
+    ]
+    assert c.given == pytest.approx(hand)
+    diff = np.subtract(c.top, c.given)
+    assert c.gain == pytest.approx(diff.mean())
+    assert c.se == pytest.approx(np.std(diff, ddof=1) / math.sqrt(3))
+    assert c.apart == (c.gain > 2 * c.se) and result.kept_given == (not c.apart)
+    assert c.sentence in result.notes

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -240,3 +241,21 @@ def verb_changes(verb: str, overrides: list[str] | None, **flags: Any) -> dict[s
     changes = {k.removeprefix(f"{verb}."): v for k, v in parsed.items()}
     changes.update({k: v for k, v in flags.items() if v is not None and v is not False})
     return changes
+
+
+@contextmanager
+def rate_line(doing: str, done: str) -> Iterator[Callable[[int], None]]:
+    """A progress callback for a verb that streams rows: on a terminal, one stderr line
+    rewritten with rows `done` and rows per second; elsewhere (a log, a pipe) silent, the
+    verb's closing line says it all."""
+    started = time.perf_counter()
+    if not err_console.is_terminal:
+        yield lambda rows: None
+        return
+    with err_console.status(doing) as status:
+
+        def show(rows: int) -> None:
+            rate = rows / max(time.perf_counter() - started, 1e-9)
+            status.update(f"{done} {rows:,} rows ({rate:,.0f} rows/s)")
+
+        yield show

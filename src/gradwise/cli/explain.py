@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,9 +12,9 @@ from gradwise.cli.console import (
     JsonOpt,
     RunArg,
     SetOpt,
-    err_console,
     handles_errors,
     out_console,
+    rate_line,
     verb_changes,
 )
 from gradwise.cli.predict import HeaderOpt
@@ -131,7 +128,7 @@ def _explain_table(
             "--rows and --split pick rows of the run's own splits; --data explains every row "
             "of TABLE: give one or the other."
         )
-    with _rate_line() as progress:
+    with rate_line("explaining", "explained") as progress:
         result = gradwise.explain_file(
             run_dir,
             data,
@@ -154,23 +151,6 @@ def _explain_table(
         highlight=False,
         soft_wrap=True,
     )
-
-
-@contextlib.contextmanager
-def _rate_line() -> Iterator[Callable[[int], None]]:
-    """A progress callback: on a terminal, one stderr line rewritten with rows done and rows
-    per second; elsewhere (a log, a pipe) silent, the closing line says it all."""
-    started = time.perf_counter()
-    if not err_console.is_terminal:
-        yield lambda rows: None
-        return
-    with err_console.status("explaining") as status:
-
-        def show(rows: int) -> None:
-            rate = rows / max(time.perf_counter() - started, 1e-9)
-            status.update(f"explained {rows:,} rows ({rate:,.0f} rows/s)")
-
-        yield show
 
 
 def stream_importance_table(result: Any) -> Table:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +19,7 @@ from gradwise.cli.console import (
     handles_errors,
     metrics_table,
     out_console,
+    rate_line,
 )
 from gradwise.cli.threads import ThreadsOpt
 from gradwise.errors import GradwiseError
@@ -222,7 +220,7 @@ def _predict_to_file(
     from gradwise.run_predict import abstention_summary
 
     backend = backend or run.config.backend  # the run's config says where, unless the flag does
-    with _rate_line() as progress:
+    with rate_line("predicting", "predicted") as progress:
         summary = predict_file(
             run,
             inputs,
@@ -246,23 +244,6 @@ def _predict_to_file(
         f"({summary.rows_per_s:,.0f} rows/s{_how(summary.streamed, backend)})",
         highlight=False,
     )
-
-
-@contextlib.contextmanager
-def _rate_line() -> Iterator[Callable[[int], None]]:
-    """A progress callback: on a terminal, one stderr line rewritten with rows done and rows
-    per second; elsewhere (a log, a pipe) silent, the closing line says it all."""
-    started = time.perf_counter()
-    if not err_console.is_terminal:
-        yield lambda rows: None
-        return
-    with err_console.status("predicting") as status:
-
-        def show(rows: int) -> None:
-            rate = rows / max(time.perf_counter() - started, 1e-9)
-            status.update(f"predicted {rows:,} rows ({rate:,.0f} rows/s)")
-
-        yield show
 
 
 def _how(streamed: bool, backend: str) -> str:

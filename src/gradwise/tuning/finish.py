@@ -15,6 +15,7 @@ from gradwise.artifacts import atomic_write_text, write_json
 from gradwise.config import Config, dump_config
 from gradwise.errors import GradwiseError
 from gradwise.tuning.comparison import TOP_FILE, compare, kept_note, recommended, standing
+from gradwise.tuning.confirm import confirm
 from gradwise.tuning.crossval import FoldScores
 from gradwise.tuning.importance import MIN_TRIALS, importance, plot_importance, plot_slices
 from gradwise.tuning.result import TUNE_FILE, TrialSummary, TuneResult
@@ -69,6 +70,22 @@ def finish(
     top = next(t for t in trials if t.number == comparison.best.trial)  # ties: the earliest
     log.info(comparison.sentence)
     best, kept = recommended(trials, top, comparison, settings.keep_given)
+    confirmation = None
+    lead = comparison.vs_default
+    if settings.keep_given and settings.folds and lead is not None and lead.apart:
+        # the top led beyond the noise of the folds it was picked on: measure it again
+        confirmation = confirm(
+            base,
+            best_config(base, space, top.params),
+            top.number,
+            settings.metric,
+            settings.direction == "maximize",
+            settings.folds,
+            folder / "confirm",
+        )
+        log.info(confirmation.sentence)
+        if not confirmation.apart:
+            best, kept = next(t for t in trials if t.number == lead.other.trial), True
     cfg = base if kept else best_config(base, space, best.params)
     header = f"# the best of {len(trials)} trials (trial {best.number}, {settings.metric} "
     if kept:
@@ -97,7 +114,9 @@ def finish(
         return train_run(c, run_dir, overwrite=True, given=dump_config(c)).metrics
 
     plan = RetrainPlan.of(summaries, deadline)
-    notes: list[str] = [kept_note(comparison, folder)] if kept else []
+    notes: list[str] = [kept_note(comparison, folder)] if kept and confirmation is None else []
+    if confirmation is not None:
+        notes.append(confirmation.sentence)
     seeds = None
     n_seeds = plan.seeds(n_seeds, notes)
     if n_seeds:
@@ -178,6 +197,7 @@ def finish(
         cv_rule=settings.cv_rule,
         best_se=standing(best).se,
         kept_given=kept,
+        confirmation=confirmation,
         comparison=comparison,
         top_agreement=agreement,
     )

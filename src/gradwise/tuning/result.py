@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gradwise.tuning.comparison import Comparison
+    from gradwise.tuning.confirm import Confirmation
     from gradwise.tuning.importance import Importance
     from gradwise.tuning.sensitivity import SeedRuns, Step
     from gradwise.tuning.stability import TopAgreement
@@ -59,6 +60,9 @@ class TuneResult:
             trial's standard error over folds.
         comparison: the best against the config as given (trial 0) and the second best,
             with the noise, and its sentence.
+        confirmation: when the top trial led the config as given beyond the noise of the
+            search's folds, both trained again on fresh folds (`tune.keep_given`); the top
+            goes into best.yaml only if its lead holds there too.
         top_agreement: whether the top parameter by fANOVA holds over bootstrap resamples
             of the trials; None without importance.
         search_wall_s: this call's wall time searching; trial_wall_s: every trial's
@@ -96,6 +100,7 @@ class TuneResult:
     comparison: Comparison | None = None
     top_agreement: TopAgreement | None = None
     kept_given: bool = False  # best_* is the config as given, kept over a top trial in its noise
+    confirmation: Confirmation | None = None  # the top trial's lead again, on fresh folds
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -105,6 +110,8 @@ class TuneResult:
         out["sensitivity"] = [s.to_dict() for s in self.sensitivity]
         out["sensitivity_rule"] = SENSITIVITY_RULE
         out["comparison"] = self.comparison.to_dict() if self.comparison is not None else None
+        confirmed = self.confirmation
+        out["confirmation"] = confirmed.to_dict() if confirmed is not None else None
         agreement = self.top_agreement
         out["top_agreement"] = agreement.to_dict() if agreement is not None else None
         return out
