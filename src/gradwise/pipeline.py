@@ -22,6 +22,8 @@ from torch import nn
 
 from gradwise.artifacts import atomic_write_text, write_json
 from gradwise.config import Config, DiffusionConfig, load_config, parse_overrides
+from gradwise.config.data import Augment
+from gradwise.data.augment import auto_augment
 from gradwise.data.dataset import Dataset
 from gradwise.data.sources import load_dataset
 from gradwise.errors import ConfigError, GradwiseError
@@ -88,6 +90,7 @@ def train_run(
         data, loss_name, model, notes = prepare(cfg, data)
         warnings = advice(cfg, data)
         notes = [*notes, epochs_reason(cfg.train, steps_per_epoch(data.n_train, cfg.train))]
+        notes += [reason for reason in [_augment_choice(cfg, data)[1]] if reason]
         cfg = resolved(cfg, data, loss_name)
         objective = run_objective(cfg, data.schema, loss_name, model, data.train.y)
         EarlyStopping.from_config(cfg.train.early_stopping).check_metric(logged_metrics(objective))
@@ -201,8 +204,8 @@ def advice(cfg: Config, data: Dataset) -> list[str]:
 
 def resolved(cfg: Config, data: Dataset, loss_name: str) -> Config:
     """The config with what was decided for it written in: the task, the loss, the device,
-    the split seed, the epochs (train.min_steps' choice when unset) and the early-stopping
-    direction."""
+    the split seed, the epochs (train.min_steps' choice when unset), the augmentations
+    (`data.augment: auto`'s choice) and the early-stopping direction."""
     from gradwise.evaluate.metrics import lower_is_better
 
     es = cfg.train.early_stopping
@@ -212,11 +215,20 @@ def resolved(cfg: Config, data: Dataset, loss_name: str) -> Config:
         {
             "data.task": data.schema.task,
             "data.split.seed": cfg.seed if cfg.data.split.seed is None else cfg.data.split.seed,
+            "data.augment": [a.model_dump() for a in _augment_choice(cfg, data)[0]],
             "train.loss.name": loss_name,
             "train.epochs": resolved_epochs(cfg.train, steps_per_epoch(data.n_train, cfg.train)),
             "train.device": resolve_device(cfg.train.device).type,
             "train.early_stopping.mode": mode,
         },
+    )
+
+
+def _augment_choice(cfg: Config, data: Dataset) -> tuple[list[Augment], str | None]:
+    """`data.augment` as given, or what `auto` chose for this data, and why."""
+    schema = data.schema
+    return auto_augment(
+        cfg.data.augment, cfg.model.arch, schema.kind, schema.task, data.n_train, schema.input_shape
     )
 
 

@@ -1,4 +1,5 @@
-"""Augmentation of training batches, vectorised, driven by an explicit Generator."""
+"""Augmentation of training batches, vectorised, driven by an explicit Generator; and what
+`data.augment: auto` (the default) chooses for a data set."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import Tensor
 
 from gradwise.config.data import (
     Augment,
+    AugmentSetting,
     CropAugment,
     FlipAugment,
     NoiseAugment,
@@ -21,14 +23,48 @@ from gradwise.errors import ConfigError
 
 AugmentFn = Callable[[Tensor, torch.Generator], Tensor]
 
+SMALL_IMAGE_SET = 10_000  # below this many training images, `auto` shifts a CNN's
+SHIFT_SHARE = 12  # `auto` shifts by up to 1/12 of the smaller side: none at 8, 1 px at 14 or 16,
+# 2 at 28 or 32 (one pixel of 8x8 digits cost 0.8 point, benchmarks/small_images.py)
 
-def make_augment(cfgs: Sequence[Augment], kind: str) -> AugmentFn | None:
+
+def auto_augment(
+    setting: AugmentSetting, arch: str, kind: str, task: str, n_train: int, shape: Sequence[int]
+) -> tuple[list[Augment], str | None]:
+    """The augmentations to train with and, for `auto`, why: a whole-pixel shift when a CNN
+    classifies a small set of images at least 12 pixels a side, none otherwise (the cases
+    measured). A given list is kept as it is (reason None).
+
+    A shift keeps every label that a position does not decide (digits, letters, shapes,
+    defects, photos), where a flip or a rotation can change one (a 6 and a 9). Measured by
+    benchmarks/small_images.py: see docs/guides/models.md, "Small image sets".
+
+    Args:
+        shape: one sample's shape, (C, H, W) for images.
+    """
+    if setting != "auto":
+        return list(setting), None
+    small_images = kind == "image" and task == "classification" and n_train < SMALL_IMAGE_SET
+    pixels = min(shape[-2:]) // SHIFT_SHARE if kind == "image" else 0
+    if arch != "cnn" or not small_images or pixels == 0:
+        return [], None
+    reason = (
+        f"data.augment: auto chose [{{name: shift, pixels: {pixels}}}]: {n_train:,} training "
+        f"images (< {SMALL_IMAGE_SET:,}) are a small set; set data.augment: [] for none"
+    )
+    return [ShiftAugment(name="shift", pixels=pixels)], reason
+
+
+def make_augment(cfgs: AugmentSetting, kind: str) -> AugmentFn | None:
     """One function applying every configured augmentation to a batch, or None for none.
+
+    `auto` is resolved before training (`auto_augment`, in the resolved config); one left
+    here (a config that bypassed the pipeline) means no augmentation.
 
     Raises:
         ConfigError: an image augmentation was asked for data that is not images.
     """
-    if not cfgs:
+    if cfgs == "auto" or not cfgs:
         return None
     if kind == "tokens":
         raise ConfigError("data.augment does not apply to token sequences; remove it.")
