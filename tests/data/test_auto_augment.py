@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import gradwise
 from gradwise.config import load_config
 from gradwise.data.augment import SMALL_IMAGE_SET, auto_augment
+from gradwise.errors import ConfigError
 from tests.conftest import tiny_config
 
 
@@ -62,3 +64,9 @@ def test_auto_leaves_large_sets_other_models_and_regression_alone():
     assert auto_augment("auto", "mlp", "image", "classification", small, mnist) == untouched
     assert auto_augment("auto", "cnn", "image", "regression", small, mnist) == untouched
     assert auto_augment("auto", "cnn", "tabular", "classification", small, (64,)) == untouched
+
+
+def test_a_word_other_than_auto_is_refused_with_the_forms_that_work():
+    for bad in ("foo", 7):
+        with pytest.raises(ConfigError, match=r"data.augment must be auto, \[\] \(none\) or"):
+            load_config({"data": {"augment": bad}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gradwise.settings import Strict as _Strict
 
@@ -232,6 +232,16 @@ class DataConfig(_Strict):
                     f"{', '.join(k + ':' for k in kinds)}); remove it, or change data.source"
                 )
         return self
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_is_auto_or_a_list(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "auto" or not isinstance(value, str | list):
+            raise ValueError(
+                f"data.augment must be auto, [] (none) or a list such as [{{name: shift, "
+                f"pixels: 1}}, {{name: flip}}]; got {value!r}"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
