@@ -35,33 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from machine import cpu_flags  # benchmarks/machine.py (scripts run from this folder)
+from predict_stream import table, write_shards  # the same synthetic table
 
 import gradwise
-
-SHARD_ROWS = 500_000
-N_NUMERIC = 12
-
-
-def table(n: int, seed: int, start: int = 0) -> pd.DataFrame:
-    """Synthetic rows: the label depends on two numeric features and the category."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, N_NUMERIC)).astype(np.float32)
-    colour = rng.choice(np.array(["red", "green", "blue"]), n)
-    score = x[:, 0] + 0.5 * x[:, 1] + (colour == "red")
-    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(N_NUMERIC)])
-    frame.insert(0, "id", np.arange(start, start + n))
-    frame["colour"] = colour
-    frame["label"] = np.digitize(score, [-0.5, 0.8])
-    return frame
-
-
-def write_shards(folder: Path, n_rows: int, seed: int) -> Path:
-    """`n_rows` rows as parquet shards of SHARD_ROWS, written one shard at a time."""
-    folder.mkdir(parents=True)
-    for i, start in enumerate(range(0, n_rows, SHARD_ROWS)):
-        n = min(SHARD_ROWS, n_rows - start)
-        table(n, seed + i, start).to_parquet(folder / f"part-{i:04d}.parquet", index=False)
-    return folder
 
 
 def measured(cmd: list[str]) -> tuple[float, float, str]:
